@@ -1,0 +1,164 @@
+"""The ``neunn`` command: a thin argparse layer, each subcommand parsing its arguments and calling one library function.
+
+User errors (NeunnError) are printed as one sentence without a traceback, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from neunn import __version__
+from neunn.errors import NeunnError
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from neunn.data.scan import scan_dataset
+
+    scan = scan_dataset(args.dir, progress=True)
+    print(scan.summary())
+    scan.require_usable()
+    return 0
+
+
+def _cmd_data_phantom(args: argparse.Namespace) -> int:
+    from neunn.data.phantom import write_phantom_dataset
+
+    counts = write_phantom_dataset(args.out, per_class=args.per_class, seed=args.seed, size=args.size, progress=True)
+    print(f"wrote {sum(counts.values())} synthetic phantom images ({args.per_class} per class) to {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from neunn.config import resolve_config
+    from neunn.train import train
+
+    if args.resume and (args.preset or args.config or args.overrides):
+        raise NeunnError("--resume continues with the run's saved config; do not pass --preset, --config or overrides.")
+    cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
+    result = train(args.data_dir, args.out, cfg=cfg, resume=args.resume, split_file=args.split_file)
+    f1 = "n/a" if result.best_val_macro_f1 is None else f"{result.best_val_macro_f1:.3f}"
+    print(f"trained {result.epochs} epochs in {result.seconds / 60:.1f} min; best validation macro-F1 {f1} "
+          f"at epoch {result.best_epoch}; checkpoints in {result.run_dir / 'checkpoints'}")
+    print(f"next: neunn evaluate {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from neunn.evaluate import evaluate_run
+    from neunn.metrics import format_metrics_table
+    from neunn.rundir import RunDir
+
+    metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
+                           device=args.device)
+    print(format_metrics_table(metrics))
+    out = RunDir(Path(args.run_dir)).eval_dir(args.split)
+    print(f"report: {out / 'report.html'}  (metrics.json and predictions.csv beside it)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from neunn.predict import predict_to_file
+
+    summary = predict_to_file(args.run_dir, args.inputs, out=args.out, fmt=args.format, device=args.device,
+                              batch_size=args.batch_size)
+    counts = ", ".join(f"{c} {n}" for c, n in sorted(summary.counts.items()))
+    print(f"predicted {summary.n_ok} file(s) ({counts}); {len(summary.failed)} could not be read"
+          + (f"; output in {args.out}" if args.out else ""), file=sys.stderr)
+    if summary.critical:
+        print(f"CRITICAL FINDING: {len(summary.critical)} cell(s) classified as a critical class, e.g. "
+              f"{summary.critical[0]}; review them.", file=sys.stderr)
+    if summary.n_ok == 0:
+        raise NeunnError("No input file could be processed.")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from neunn.demo import run_demo
+    from neunn.metrics import format_metrics_table
+
+    metrics = run_demo(Path(args.out), per_class=args.per_class)
+    print("NeuNN demo on PHANTOM data (synthetic images, not real cells); held-out test split:")
+    print(format_metrics_table(metrics))
+    print(f"report: {Path(args.out) / 'run' / 'eval' / 'test' / 'report.html'}")
+    return 0
+
+
+def _parser(name: str, sub, help: str, example: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line grammar."""
+    parser = argparse.ArgumentParser(prog="neunn", description="NeuNN: neutrophil cytoplasm abnormality recognition.",
+                                     epilog="example:\n  neunn demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"neunn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect datasets or render phantom data")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = _parser("check", data_sub, "scan a folder-per-class dataset and list every problem", "neunn data check data/neutrophils",
+                _cmd_data_check)
+    p.add_argument("dir", type=Path)
+    p = _parser("phantom", data_sub, "render synthetic phantom neutrophils of the seven classes",
+                "neunn data phantom phantom/ --per-class 200 --seed 0 --size 128", _cmd_data_phantom)
+    p.add_argument("out", type=Path)
+    p.add_argument("--per-class", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128)
+
+    p = _parser("train", sub, "train a classifier on a folder-per-class dataset",
+                "neunn train data/neutrophils --out runs/b7 --preset neunn-b7 epochs=80", _cmd_train)
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")
+    p.add_argument("--preset", help="a shipped preset: cpu-small (default), neunn-b7, ...")
+    p.add_argument("--config", type=Path, help="a YAML file of config keys, applied over the preset")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--split-file", type=Path, help="reuse another run's splits.json so both test on the same images")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=30 lr=0.002")
+
+    p = _parser("evaluate", sub, "score a trained run on a split and write metrics, predictions and a report",
+                "neunn evaluate runs/b7 --split test", _cmd_evaluate)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", type=Path, help="dataset folder (default: the one the run was trained on)")
+    p.add_argument("--split", default="test", help="train, val, test, or all (every image of --data)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--device", default="cpu")
+
+    p = _parser("predict", sub, "classify image files or folders with a trained run",
+                "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", type=Path, help="output file (default: standard output)")
+    p.add_argument("--format", default="csv", choices=("csv", "json"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = _parser("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
+                "neunn demo --out neunn-demo", _cmd_demo)
+    p.add_argument("--out", type=Path, default=Path("neunn-demo"))
+    p.add_argument("--per-class", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neunn`` console script."""
+    parser = build_parser()
+    # key=value overrides may follow options (``train DATA --out RUN epochs=3``), which argparse alone refuses.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "train" or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    try:
+        return args.func(args)
+    except NeunnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
+        return 130

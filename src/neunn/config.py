@@ -1,0 +1,180 @@
+"""Training configuration: one typed dataclass, resolved once from preset → YAML file → key=value overrides.
+
+    cfg = resolve_config(preset="cpu-small", config_file=None, overrides=["epochs=3", "model=resnet18"])
+    save_config(cfg, run_dir / "config.yaml")
+
+Presets are YAML files shipped in ``neunn/presets``; every key of :class:`TrainConfig` can be set at each layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neunn.errors import NeunnError
+
+DEFAULT_PRESET = "cpu-small"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as RUN_DIR/config.yaml."""
+
+    # model
+    model: str = "efficientnet_b0"
+    pretrained: bool = False  # explicit opt-in only; NeuNN trains from scratch by default
+    img_size: int = 224
+    drop_rate: float = 0.2
+    drop_path_rate: float = 0.1
+    # data
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    balance: str = "none"  # none | sampler | loss
+    # augmentation (applied to batches as tensors, on the training device)
+    aug_flip: bool = True
+    aug_rot90: bool = True
+    aug_affine: float = 0.1  # strength of the small random affine (scale/translate/rotate); 0 disables
+    aug_color: float = 0.1  # strength of stain/colour jitter (hue, saturation, brightness, contrast); 0 disables
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    grad_clip: float = 2.0
+    ema_decay: float = 0.0  # 0 disables the model EMA
+    # execution
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    channels_last: bool = True  # used on CUDA only
+    workers: int = 2  # image-decoding threads for the in-memory cache
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 leaves PyTorch's default
+    eval_every: int = 1  # validate every N epochs (the last epoch always)
+    critical_classes: tuple[str, ...] = ("GBI", "BAC")
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped with the package."""
+    files = resources.files("neunn") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise NeunnError(f"{where} is not valid YAML ({exc.__class__.__name__}).") from None
+    if not isinstance(data, dict):
+        raise NeunnError(f"{where} must hold a mapping of config keys to values.")
+    return data
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of ``key``, with a one-sentence error when it does not fit."""
+    if key not in _FIELDS:
+        raise NeunnError(f"Unknown config key '{key}'; valid keys are: {', '.join(sorted(_FIELDS))}.")
+    kind = _TYPES[key]
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind in (int, float, str):
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return kind(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            args = typing.get_args(kind)
+            item_type = args[0]
+            items = [item_type(v.strip() if isinstance(v, str) else v) for v in items if v != ""]
+            if args[-1] is not Ellipsis and len(items) != len(args):
+                raise ValueError
+            return tuple(items)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise NeunnError(f"Config key '{key}' expects {getattr(kind, '__name__', str(kind))}, got {value!r}.") from None
+    return value
+
+
+def _validate(cfg: TrainConfig) -> None:
+    if abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) < 0 or cfg.split[0] <= 0:
+        raise NeunnError(f"split must be three non-negative fractions (train, val, test) summing to 1, got {cfg.split}.")
+    if cfg.balance not in ("none", "sampler", "loss"):
+        raise NeunnError(f"balance must be one of none, sampler, loss, got '{cfg.balance}'.")
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise NeunnError(f"precision must be one of auto, fp32, bf16, fp16, got '{cfg.precision}'.")
+    for key in ("epochs", "batch_size", "img_size", "eval_every"):
+        if getattr(cfg, key) < 1:
+            raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
+    if cfg.img_size < 32:
+        raise NeunnError(f"img_size must be at least 32 pixels, got {cfg.img_size}.")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Build a validated config from a mapping of keys to (possibly string) values."""
+    cfg = TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    _validate(cfg)
+    return cfg
+
+
+def resolve_config(
+    *, preset: str | None = None, config_file: str | Path | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Layer the defaults, a preset, a YAML file and ``key=value`` overrides, in that order."""
+    values: dict[str, Any] = {}
+    name = preset or DEFAULT_PRESET
+    if name not in available_presets():
+        raise NeunnError(f"Unknown preset '{name}'; available presets: {', '.join(available_presets())}.")
+    values.update(_read_yaml((resources.files("neunn") / "presets" / f"{name}.yaml").read_text(), f"Preset {name}"))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise NeunnError(f"Config file {path} does not exist.")
+        values.update(_read_yaml(path.read_text(), f"Config file {path}"))
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NeunnError(f"Override '{item}' must look like key=value.")
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    values.setdefault("notes", f"preset {name}")
+    return config_from_dict(values)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain, YAML/JSON-friendly view of a config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a config saved by :func:`save_config`."""
+    return config_from_dict(_read_yaml(path.read_text(), f"Config file {path}"))

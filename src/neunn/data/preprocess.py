@@ -1,0 +1,34 @@
+"""The one preprocessing path from a decoded RGB image to model input, shared by training, evaluation and prediction.
+
+    pixels = image_to_uint8(loaded.image, size)              # 3×size×size uint8 tensor (what the cache keeps)
+    x = normalize_batch(pixels_batch, mean, std)             # float tensor for the model, on any device
+
+Cells are centred in near-square CellaVision crops (360×363), so the whole crop is resized to a square: nothing is cut off,
+and the tiny change of aspect ratio is the same at training and at prediction time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def image_to_uint8(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize an RGB image to size×size (antialiased bilinear) and return it as a 3×H×W uint8 tensor."""
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def normalize_batch(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Turn an N×3×H×W uint8 (or 0–1 float) batch into normalised float32 model input."""
+    x = pixels.float()
+    if pixels.dtype == torch.uint8:
+        x = x / 255.0
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s

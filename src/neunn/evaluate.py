@@ -1,0 +1,113 @@
+"""Evaluate a run on one split of its dataset (or on every image of another dataset) and write the paper's metrics.
+
+    metrics = evaluate_run("runs/b7", split="test")
+    # RUN_DIR/eval/test/metrics.json, predictions.csv (recomputes every metric), report.html (self-contained)
+
+The split is the run's own splits.json, checked against the files on disk: a test set that changed is an error, never a
+silent re-split. ``split="all"`` scores every image of ``data_dir`` whose class the model knows (an external test set).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neunn.atomic import write_atomic, write_text_atomic
+from neunn.data.phantom import GENERATOR as PHANTOM_GENERATOR
+from neunn.data.scan import scan_dataset
+from neunn.data.split import SPLIT_NAMES, load_split, verify_split
+from neunn.errors import NeunnError
+from neunn.metrics import compute_metrics
+from neunn.predictor import Predictor
+from neunn.report import write_report
+from neunn.run_setup import report_scan, say
+from neunn.rundir import RunDir
+
+EVAL_SPLITS = (*SPLIT_NAMES, "all")
+
+
+def _entries_to_score(run: RunDir, data_dir: Path, split: str, classes: list[str]) -> list[tuple[str, str]]:
+    """(relative path, true class) pairs to evaluate, after checking the dataset against the run's split."""
+    scan = scan_dataset(data_dir, progress=True)
+    if split == "all":
+        report_scan(scan)
+        unknown = [c for c in scan.classes if c not in classes]
+        if unknown:
+            say(f"note: classes unknown to the model are left out: {', '.join(unknown)}")
+        return [(r.path, r.label) for r in scan.images if r.label in classes]
+    dataset_split = load_split(run.splits)
+    for warning in verify_split(dataset_split, scan, names=(split,)):
+        say(f"note: {warning}")
+    return [(e.path, e.label) for e in dataset_split.splits[split]]
+
+
+def _is_synthetic(data_dir: Path) -> bool:
+    manifest = data_dir / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("synthetic")) or data.get("generator") == PHANTOM_GENERATOR
+
+
+def _write_predictions_csv(path: Path, rows: list[dict[str, Any]], classes: list[str]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "true", "pred", *(f"prob_{c}" for c in classes)])
+            for row in rows:
+                writer.writerow([row["path"], row["true"], row["pred"], *(repr(p) for p in row["probs"])])
+
+    write_atomic(path, write)
+
+
+def evaluate_run(
+    run_dir: str | Path, *, data_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics."""
+    if split not in EVAL_SPLITS:
+        raise NeunnError(f"Unknown split '{split}'; use one of {', '.join(EVAL_SPLITS)}.")
+    run = RunDir(Path(run_dir))
+    run.require_trained()
+    if data_dir is None:
+        data_dir = run.read_info().get("data_dir")
+        if data_dir is None:
+            raise NeunnError(f"{run.root} does not record its dataset folder; pass it with --data.")
+    data_dir = Path(data_dir)
+    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device)
+    classes = predictor.classes
+    entries = _entries_to_score(run, data_dir, split, classes)
+    if not entries:
+        raise NeunnError(f"The {split} split of {run.root} has no images to evaluate.")
+
+    rows, failed = [], []
+    for (path, true), pred in zip(entries, predictor.predict_files(data_dir / p for p, _ in entries)):
+        if pred.error:
+            failed.append(f"{path}: {pred.error}")
+            continue
+        rows.append({"path": path, "true": true, "pred": pred.label, "probs": pred.probs})
+    for line in failed:
+        say(f"  skipped {line}")
+    if not rows:
+        raise NeunnError(f"None of the {len(entries)} images of the {split} split could be read.")
+
+    index = {c: i for i, c in enumerate(classes)}
+    probs = np.asarray([r["probs"] for r in rows], dtype=np.float64)
+    metrics = compute_metrics(np.asarray([index[r["true"]] for r in rows]), probs, classes)
+    metrics["split"], metrics["checkpoint"], metrics["skipped"] = split, checkpoint, failed
+    metrics["synthetic_data"] = _is_synthetic(data_dir)
+
+    out = run.eval_dir(split)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
+    _write_predictions_csv(out / "predictions.csv", rows, classes)
+    note = "Phantom data: procedurally generated synthetic images, not real cells." if metrics["synthetic_data"] else None
+    write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=data_dir,
+                 training_log=run.read_log(), title=f"NeuNN evaluation: {run.root.name} ({split} split)",
+                 synthetic_note=note)
+    return metrics

@@ -1,0 +1,50 @@
+"""Classifiers built by name through timm, from scratch unless pretrained weights are explicitly asked for.
+
+    model = create_classifier("efficientnet_b7", num_classes=7, drop_rate=0.4, drop_path_rate=0.2)
+    model = classifier_from_checkpoint(tensors, meta)   # rebuild a trained model from a NeuNN checkpoint
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from neunn.errors import NeunnError
+
+
+def create_classifier(
+    arch: str, num_classes: int, *, pretrained: bool = False, drop_rate: float = 0.0, drop_path_rate: float = 0.0
+) -> nn.Module:
+    """A timm model with a fresh ``num_classes`` head; pretrained weights only when ``pretrained`` is True."""
+    if not timm.is_model(arch):
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:6]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise NeunnError(f"Unknown model '{arch}'; use a timm model name{hint}.")
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}
+    if drop_path_rate:
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        return timm.create_model(arch, pretrained=pretrained, **kwargs)
+    except TypeError:
+        kwargs.pop("drop_path_rate", None)  # a few architectures have no stochastic depth
+        return timm.create_model(arch, pretrained=pretrained, **kwargs)
+    except (RuntimeError, OSError) as exc:
+        if pretrained:
+            raise NeunnError(
+                f"Pretrained weights for '{arch}' could not be loaded ({exc.__class__.__name__}); "
+                "they must already be in the local timm/Hugging Face cache, or set pretrained=false."
+            ) from None
+        raise
+
+
+def classifier_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (strictly)."""
+    model = create_classifier(meta["arch"], len(meta["classes"]))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError:
+        raise NeunnError(f"The checkpoint's weights do not match the architecture '{meta['arch']}' it names.") from None
+    return model.eval()

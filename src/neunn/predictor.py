@@ -1,0 +1,113 @@
+"""The one Predictor: a trained run's model plus its own preprocessing, used by evaluate, predict and serving.
+
+    predictor = Predictor.from_run("runs/b7")
+    for p in predictor.predict_files(paths):           # batched, decoded in a thread pool, memory bounded
+        print(p.path, p.label, p.probability, p.critical, p.error)
+
+Everything needed to rebuild the model and its input (architecture, class names, size, normalisation, critical classes)
+comes from the checkpoint's metadata, so nothing is repeated here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neunn.checkpoint import read_checkpoint, unprefixed
+from neunn.data.image_io import UnreadableImage, load_rgb
+from neunn.data.preprocess import image_to_uint8
+from neunn.inference import batched_logits
+from neunn.model import classifier_from_checkpoint
+from neunn.rundir import RunDir
+from neunn.runtime import resolve_device
+
+
+@dataclass
+class Prediction:
+    """The result for one input: a class with its probability and top 3, or an error."""
+
+    path: str
+    label: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    probs: list[float] | None = None
+    critical: bool = False
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "label": self.label, "probability": self.probability,
+                "top": [{"label": c, "probability": p} for c, p in self.top], "critical": self.critical,
+                "error": self.error}
+
+
+class Predictor:
+    """A trained classifier ready to score images."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], *, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.meta = meta
+        self.device = device
+        self.classes: list[str] = list(meta["classes"])
+        self.img_size: int = int(meta["img_size"])
+        self.mean, self.std = meta["mean"], meta["std"]
+        self.critical_classes = set(meta.get("config", {}).get("critical_classes", [])) & set(self.classes)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> Predictor:
+        """Load a run's checkpoint (``best`` or ``last``) onto a device."""
+        run = RunDir(Path(run_dir))
+        run.require_trained()
+        tensors, meta = read_checkpoint(run.checkpoint(checkpoint))
+        if checkpoint == "last":
+            tensors = unprefixed("ema" if meta["config"].get("ema_decay") else "model", tensors)
+        return cls(classifier_from_checkpoint(tensors, meta), meta, device=resolve_device(device))
+
+    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+        """Class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
+        logits = batched_logits(self.model, pixels, mean=self.mean, std=self.std, device=self.device)
+        return torch.softmax(logits, dim=1).numpy()
+
+    def _result(self, path: str, probs: np.ndarray) -> Prediction:
+        order = np.argsort(-probs)
+        label = self.classes[int(order[0])]
+        return Prediction(path=path, label=label, probability=float(probs[order[0]]),
+                          top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
+                          probs=[float(p) for p in probs], critical=label in self.critical_classes)
+
+    def _predict_decoded(self, decoded: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
+        """Predictions for (name, pixels) pairs in order; a pair holding an error message instead gets that error."""
+        good = [i for i, (_, px) in enumerate(decoded) if isinstance(px, torch.Tensor)]
+        results = [Prediction(path=name, error=px) if isinstance(px, str) else None for name, px in decoded]
+        if good:
+            probs = self.probabilities(torch.stack([decoded[i][1] for i in good]))
+            for i, pr in zip(good, probs):
+                results[i] = self._result(decoded[i][0], pr)
+        return results
+
+    def _decode(self, name: str, source: str | Path | bytes) -> tuple[str, torch.Tensor | str]:
+        try:
+            return name, image_to_uint8(load_rgb(source).image, self.img_size)
+        except (UnreadableImage, OSError) as exc:
+            return name, str(exc)
+
+    def predict_sources(self, sources: Sequence[tuple[str, str | Path | bytes]]) -> list[Prediction]:
+        """Predict a batch of (name, path-or-bytes) pairs; an unreadable one gets an error, the others still run."""
+        return self._predict_decoded([self._decode(name, source) for name, source in sources])
+
+    def predict_files(self, paths: Iterable[str | Path], *, batch_size: int = 64, workers: int = 2) -> Iterator[Prediction]:
+        """Stream predictions for many files: decoding of the next batch overlaps inference of this one."""
+        paths = iter(paths)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
+            pending = [pool.submit(self._decode, str(p), p) for p in islice(paths, batch_size)]
+            while pending:
+                following = [pool.submit(self._decode, str(p), p) for p in islice(paths, batch_size)]
+                yield from self._predict_decoded([f.result() for f in pending])
+                pending = following
