@@ -37,6 +37,7 @@ class TrainConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     balance: str = "none"  # none | sampler | loss
+    synthetic: tuple[str, ...] = ()  # "DIR" or "DIR:CLASS" folders of synthetic images, added to the training split only
     # augmentation (applied to batches as tensors, on the training device)
     aug_flip: bool = True
     aug_rot90: bool = True
@@ -60,7 +61,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 leaves PyTorch's default
     eval_every: int = 1  # validate every N epochs (the last epoch always)
-    critical_classes: tuple[str, ...] = ("GBI", "BAC")
+    critical_classes: tuple[str, ...] = ("GBI", "BAC")  # predictions of these classes raise an alert
+    review_threshold: float = 0.6  # calibrated confidence under this sends a cell to "Unidentified — review"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -131,6 +133,8 @@ def _validate(cfg: TrainConfig) -> None:
             raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
     if cfg.img_size < 32:
         raise NeunnError(f"img_size must be at least 32 pixels, got {cfg.img_size}.")
+    if not 0.0 <= cfg.review_threshold <= 1.0:
+        raise NeunnError(f"review_threshold must be in [0, 1], got {cfg.review_threshold}.")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
 

@@ -73,7 +73,8 @@ def _output(out: Path | None) -> Iterator[IO[str]]:
 def _csv_row(p: Prediction) -> list[str]:
     top = [f"{c}:{prob:.4f}" for c, prob in p.top] + [""] * (3 - len(p.top))
     prob = "" if p.probability is None else f"{p.probability:.6f}"
-    return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", p.error or ""]
+    return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", "yes" if p.needs_review else "",
+            p.error or ""]
 
 
 def predict_to_file(
@@ -89,7 +90,7 @@ def predict_to_file(
     with _output(out) as fh:
         writer = csv.writer(fh) if fmt == "csv" else None
         if writer:
-            writer.writerow(["path", "pred", "probability", "top1", "top2", "top3", "critical", "error"])
+            writer.writerow(["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "error"])
         else:
             fh.write("[\n")
         for p in predictor.predict_files(files, batch_size=batch_size, workers=workers):

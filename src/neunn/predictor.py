@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ import torch
 from neunn.checkpoint import read_checkpoint, unprefixed
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8
+from neunn.errors import NeunnError
 from neunn.inference import batched_logits
 from neunn.model import classifier_from_checkpoint
 from neunn.rundir import RunDir
@@ -40,47 +41,80 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     probs: list[float] | None = None
     critical: bool = False
+    needs_review: bool = False
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "probability": self.probability,
                 "top": [{"label": c, "probability": p} for c, p in self.top], "critical": self.critical,
-                "error": self.error}
+                "needs_review": self.needs_review, "error": self.error}
+
+
+class LogitsEngine(Protocol):
+    """Anything that turns an N×3×S×S uint8 batch into N×C float logits (PyTorch here, ONNX Runtime elsewhere)."""
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchEngine:
+    """The PyTorch model of a checkpoint, in eval mode on one device."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.mean, self.std, self.device = meta["mean"], meta["std"], device
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return batched_logits(self.model, pixels, mean=self.mean, std=self.std, device=self.device)
+
+
+def create_engine(run: RunDir, *, checkpoint: str, backend: str, device: str) -> tuple[LogitsEngine, dict[str, Any]]:
+    """Build the scoring engine for a run's checkpoint, and return it with the checkpoint's metadata."""
+    if backend == "onnx":
+        from neunn.onnx_backend import OnnxEngine  # optional dependency, imported only when asked for
+
+        return OnnxEngine.from_run(run, checkpoint=checkpoint)
+    if backend != "torch":
+        raise NeunnError(f"Unknown backend '{backend}'; use torch or onnx.")
+    tensors, meta = read_checkpoint(run.checkpoint(checkpoint))
+    if checkpoint == "last":
+        tensors = unprefixed("ema" if meta["config"].get("ema_decay") else "model", tensors)
+    return TorchEngine(classifier_from_checkpoint(tensors, meta), meta, resolve_device(device)), meta
 
 
 class Predictor:
     """A trained classifier ready to score images."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], *, device: torch.device) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, engine: LogitsEngine, meta: dict[str, Any]) -> None:
+        self.engine = engine
         self.meta = meta
-        self.device = device
         self.classes: list[str] = list(meta["classes"])
         self.img_size: int = int(meta["img_size"])
         self.mean, self.std = meta["mean"], meta["std"]
-        self.critical_classes = set(meta.get("config", {}).get("critical_classes", [])) & set(self.classes)
+        config = meta.get("config", {})
+        self.critical_classes = set(config.get("critical_classes", [])) & set(self.classes)
+        self.review_threshold = float(config.get("review_threshold", 0.0))
+        self.temperature = float(meta.get("temperature", 1.0))
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> Predictor:
-        """Load a run's checkpoint (``best`` or ``last``) onto a device."""
+    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch",
+                 device: str = "cpu") -> Predictor:
+        """Load a run's checkpoint (``best`` or ``last``) with a backend (``torch`` or ``onnx``) onto a device."""
         run = RunDir(Path(run_dir))
         run.require_trained()
-        tensors, meta = read_checkpoint(run.checkpoint(checkpoint))
-        if checkpoint == "last":
-            tensors = unprefixed("ema" if meta["config"].get("ema_decay") else "model", tensors)
-        return cls(classifier_from_checkpoint(tensors, meta), meta, device=resolve_device(device))
+        engine, meta = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
+        return cls(engine, meta)
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
-        """Class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
-        logits = batched_logits(self.model, pixels, mean=self.mean, std=self.std, device=self.device)
-        return torch.softmax(logits, dim=1).numpy()
+        """Calibrated class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
+        return torch.softmax(self.engine.logits(pixels).float() / self.temperature, dim=1).numpy()
 
     def _result(self, path: str, probs: np.ndarray) -> Prediction:
         order = np.argsort(-probs)
         label = self.classes[int(order[0])]
         return Prediction(path=path, label=label, probability=float(probs[order[0]]),
                           top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
-                          probs=[float(p) for p in probs], critical=label in self.critical_classes)
+                          probs=[float(p) for p in probs], critical=label in self.critical_classes,
+                          needs_review=float(probs[order[0]]) < self.review_threshold)
 
     def _predict_decoded(self, decoded: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
         """Predictions for (name, pixels) pairs in order; a pair holding an error message instead gets that error."""

@@ -12,16 +12,28 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from neunn import __version__
 from neunn.atomic import write_text_atomic
 from neunn.config import TrainConfig, load_config, save_config
-from neunn.data.scan import DatasetScan, scan_dataset
+from neunn.data.scan import DatasetScan, ImageRecord, scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split, verify_split
 from neunn.errors import NeunnError
 from neunn.rundir import RunDir
+
+
+@dataclass
+class SyntheticSource:
+    """Synthetic images (e.g. GAN samples) of some classes, added to the training split only."""
+
+    root: Path
+    images: list[ImageRecord]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.label for r in self.images))
 
 
 @dataclass
@@ -33,6 +45,30 @@ class TrainingRun:
     data_dir: Path
     scan: DatasetScan
     split: DatasetSplit
+    synthetic: list[SyntheticSource] = field(default_factory=list)
+
+    def synthetic_counts(self) -> dict[str, int]:
+        """Synthetic training images per class, over all sources."""
+        total: Counter = Counter()
+        for source in self.synthetic:
+            total.update(source.counts())
+        return dict(total)
+
+
+def scan_synthetic(spec: str, classes: list[str]) -> SyntheticSource:
+    """Read a ``DIR`` or ``DIR:CLASS`` synthetic source laid out as DIR/<CLASS>/images."""
+    folder, _, only = spec.rpartition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
+    scan = scan_dataset(folder)
+    for bad in scan.bad_files:
+        say(f"  skipped synthetic {bad.path}: {bad.reason}")
+    wanted = [only] if only else scan.classes
+    unknown = [c for c in wanted if c not in classes]
+    if unknown:
+        raise NeunnError(f"Synthetic source {spec} has classes the dataset does not: {', '.join(unknown)}.")
+    images = [r for r in scan.images if r.label in wanted]
+    if not images:
+        raise NeunnError(f"Synthetic source {spec} holds no readable image of {', '.join(wanted)}.")
+    return SyntheticSource(root=Path(folder), images=images)
 
 
 def say(message: str) -> None:
@@ -81,6 +117,10 @@ def open_training_run(
     for warning in verify_split(split, scan):
         say(f"note: {warning}")
 
+    synthetic = [scan_synthetic(spec, split.classes) for spec in cfg.synthetic]
+    for source in synthetic:
+        say(f"synthetic images from {source.root}: {source.counts()} (training split only)")
+
     run.root.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_split(split, run.splits)
@@ -92,6 +132,8 @@ def open_training_run(
             "command": " ".join(sys.argv),
             "split_digest": split.digest(),
             "bad_files": [b.__dict__ for b in scan.bad_files],
+            "synthetic": [{"source": str(src.root.resolve()), "counts": src.counts(),
+                           "files": [[r.path, r.sha256] for r in src.images]} for src in synthetic],
         }
         write_text_atomic(run.info, json.dumps(info, indent=1))
-    return TrainingRun(run=run, cfg=cfg, data_dir=Path(data_dir), scan=scan, split=split)
+    return TrainingRun(run=run, cfg=cfg, data_dir=Path(data_dir), scan=scan, split=split, synthetic=synthetic)

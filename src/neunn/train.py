@@ -23,14 +23,15 @@ from tqdm import tqdm
 
 from neunn import __version__
 from neunn.augment import augment_batch
+from neunn.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
 from neunn.config import TrainConfig, config_to_dict
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.preprocess import normalize_batch
 from neunn.inference import batched_logits
-from neunn.metrics import compute_metrics
-from neunn.model import create_classifier
+from neunn.metrics import compute_metrics, expected_calibration_error
+from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.runtime import autocast_dtype, resolve_device
 from neunn.schedule import lr_at
@@ -93,6 +94,25 @@ def _validate(model, val: DecodedImages, cfg: TrainConfig, device, amp_dtype, cl
             "val_macro_f1": metrics["overall"]["macro"]["f1"]}
 
 
+def _calibrate_best(run, val_set: DecodedImages, cfg: TrainConfig, device, amp_dtype) -> None:
+    """Fit temperature scaling on the validation split and store it in the best checkpoint's metadata."""
+    tensors, meta = read_checkpoint(run.checkpoint("best"))
+    model = classifier_from_checkpoint(tensors, meta).to(device)
+    logits = batched_logits(model, val_set.pixels, mean=cfg.mean, std=cfg.std, batch_size=cfg.batch_size * 2,
+                            device=device, autocast=amp_dtype)
+    temperature = fit_temperature(logits, val_set.labels)
+    labels = val_set.labels.numpy()
+    meta["temperature"] = temperature
+    meta["calibration"] = {
+        "fitted_on": "val", "n": len(labels),
+        "ece_before": expected_calibration_error(torch.softmax(logits, 1).numpy(), labels),
+        "ece_after": expected_calibration_error(torch.softmax(logits / temperature, 1).numpy(), labels),
+    }
+    save_checkpoint(run.checkpoint("best"), tensors, meta)
+    say(f"calibration: temperature {temperature:.3f}, validation ECE {meta['calibration']['ece_before']:.3f} -> "
+        f"{meta['calibration']['ece_after']:.3f}")
+
+
 def train(
     data_dir: str | Path,
     out: str | Path,
@@ -119,7 +139,13 @@ def train(
         return images
 
     train_set, val_set = decode("train"), decode("val")
-    say(f"train {len(train_set)} images, val {len(val_set)}, device {device}, model {cfg.model} at {cfg.img_size}px")
+    for source in setup.synthetic:
+        extra = decode_images(source.root, source.images, classes, size=cfg.img_size, workers=cfg.workers,
+                              progress=progress, desc="decode synthetic")
+        train_set = train_set.concat(extra)
+    synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
+    say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}, "
+        f"model {cfg.model} at {cfg.img_size}px")
 
     torch.manual_seed(cfg.seed)
     model = create_classifier(cfg.model, len(classes), pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
@@ -234,5 +260,7 @@ def train(
         bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, "
                   f"{row['images_per_s']:.0f} img/s")
     bar.close()
+    if len(val_set) and best_epoch:
+        _calibrate_best(run, val_set, cfg, device, amp_dtype)
     return TrainResult(run.root, best_epoch, best_f1 if best_f1 >= 0 else None, cfg.epochs, time.time() - started)
 

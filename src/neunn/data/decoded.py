@@ -33,6 +33,11 @@ class DecodedImages:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def concat(self, other: DecodedImages) -> DecodedImages:
+        """Both sets of images in one (e.g. real training images plus synthetic ones)."""
+        return DecodedImages(torch.cat([self.pixels, other.pixels]), torch.cat([self.labels, other.labels]),
+                             self.paths + other.paths, self.skipped + other.skipped)
+
 
 def decode_images(
     root: Path,

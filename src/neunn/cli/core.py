@@ -1,7 +1,4 @@
-"""The ``neunn`` command: a thin argparse layer, each subcommand parsing its arguments and calling one library function.
-
-User errors (NeunnError) are printed as one sentence without a traceback, with exit status 2.
-"""
+"""Core subcommands: data check, data phantom, train, evaluate, predict, demo."""
 
 from __future__ import annotations
 
@@ -9,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from neunn import __version__
 from neunn.errors import NeunnError
+from neunn.cli.common import add_command
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -34,8 +31,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from neunn.config import resolve_config
     from neunn.train import train
 
-    if args.resume and (args.preset or args.config or args.overrides):
+    if args.resume and (args.preset or args.config or args.overrides or args.synthetic):
         raise NeunnError("--resume continues with the run's saved config; do not pass --preset, --config or overrides.")
+    if args.synthetic:
+        args.overrides.append(f"synthetic=[{', '.join(repr(s) for s in args.synthetic)}]")
     cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
     result = train(args.data_dir, args.out, cfg=cfg, resume=args.resume, split_file=args.split_file)
     f1 = "n/a" if result.best_val_macro_f1 is None else f"{result.best_val_macro_f1:.3f}"
@@ -85,33 +84,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser(name: str, sub, help: str, example: str, func) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=func)
-    return p
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full command-line grammar."""
-    parser = argparse.ArgumentParser(prog="neunn", description="NeuNN: neutrophil cytoplasm abnormality recognition.",
-                                     epilog="example:\n  neunn demo", formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"neunn {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(sub) -> None:
+    """Register the core subcommands on the top-level subparsers."""
     data = sub.add_parser("data", help="inspect datasets or render phantom data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-    p = _parser("check", data_sub, "scan a folder-per-class dataset and list every problem", "neunn data check data/neutrophils",
+    p = add_command("check", data_sub, "scan a folder-per-class dataset and list every problem", "neunn data check data/neutrophils",
                 _cmd_data_check)
     p.add_argument("dir", type=Path)
-    p = _parser("phantom", data_sub, "render synthetic phantom neutrophils of the seven classes",
+    p = add_command("phantom", data_sub, "render synthetic phantom neutrophils of the seven classes",
                 "neunn data phantom phantom/ --per-class 200 --seed 0 --size 128", _cmd_data_phantom)
     p.add_argument("out", type=Path)
     p.add_argument("--per-class", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128)
 
-    p = _parser("train", sub, "train a classifier on a folder-per-class dataset",
+    p = add_command("train", sub, "train a classifier on a folder-per-class dataset",
                 "neunn train data/neutrophils --out runs/b7 --preset neunn-b7 epochs=80", _cmd_train)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")
@@ -119,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="a YAML file of config keys, applied over the preset")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--split-file", type=Path, help="reuse another run's splits.json so both test on the same images")
+    p.add_argument("--synthetic", action="append", metavar="DIR[:CLASS]",
+                   help="synthetic images (DIR/<CLASS>/...) added to the training split only; repeatable")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=30 lr=0.002")
 
-    p = _parser("evaluate", sub, "score a trained run on a split and write metrics, predictions and a report",
+    p = add_command("evaluate", sub, "score a trained run on a split and write metrics, predictions and a report",
                 "neunn evaluate runs/b7 --split test", _cmd_evaluate)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", type=Path, help="dataset folder (default: the one the run was trained on)")
@@ -129,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
 
-    p = _parser("predict", sub, "classify image files or folders with a trained run",
+    p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
     p.add_argument("run_dir", type=Path)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
@@ -138,27 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
 
-    p = _parser("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
+    p = add_command("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
                 "neunn demo --out neunn-demo", _cmd_demo)
     p.add_argument("--out", type=Path, default=Path("neunn-demo"))
     p.add_argument("--per-class", type=int, default=None, help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``neunn`` console script."""
-    parser = build_parser()
-    # key=value overrides may follow options (``train DATA --out RUN epochs=3``), which argparse alone refuses.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if getattr(args, "command", None) != "train" or any("=" not in e or e.startswith("-") for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = [*args.overrides, *extra]
-    try:
-        return args.func(args)
-    except NeunnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
-        return 130

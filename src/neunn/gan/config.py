@@ -1,0 +1,184 @@
+"""GAN training configuration: one typed dataclass, resolved from a preset (``neunn/presets/gan-*.yaml``) and overrides.
+
+    cfg = resolve_gan_config(preset="gan-128", overrides=["steps=4000", "resolution=64"])
+    save_gan_config(cfg, gan_dir / "gan.yaml");  cfg = load_gan_config(gan_dir / "gan.yaml")
+
+Presets: ``gan-128`` (the default, made for a GPU), ``gan-256`` (GPU, larger images) and ``gan-cpu`` (64 px, small and
+slow but usable on a laptop). Every key of :class:`GanConfig` can be set by an override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neunn.errors import NeunnError
+
+DEFAULT_GAN_PRESET = "gan-128"
+GAN_PRESET_PREFIX = "gan-"
+DIFFAUG_POLICIES = ("color", "translation", "cutout")
+
+
+@dataclass
+class GanConfig:
+    """Everything that defines a GAN run; saved as GAN_DIR/gan.yaml."""
+
+    # networks
+    resolution: int = 128  # generator output size in pixels (a power of two, 32 to 256)
+    z_dim: int = 128
+    width: int = 32  # channels at full resolution, doubling at each halving up to max_channels
+    max_channels: int = 256
+    mbstd: bool = True  # minibatch standard deviation feature in the discriminator, against mode collapse
+    # optimisation
+    steps: int = 6000
+    batch_size: int = 32
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 disables it
+    r1_every: int = 4  # lazy regularisation: apply R1 every N discriminator steps, scaled by N
+    ema_decay: float = 0.999  # generator EMA; samples come from the EMA generator
+    # augmentation
+    diffaug: str = "color,translation,cutout"  # DiffAugment policies applied to real and fake images alike
+    real_dihedral: bool = True  # random flips / 90° rotations of real cells (a cell has no canonical orientation)
+    # data
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # the same default as `neunn train`, so splits agree
+    split_seed: int = 0
+    min_images: int = 20  # fewer training images of a class than this is refused
+    workers: int = 2
+    # bookkeeping
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 leaves PyTorch's default
+    notes: str = ""
+
+
+_FIELDS = {f.name for f in dataclasses.fields(GanConfig)}
+_TYPES = typing.get_type_hints(GanConfig)
+
+
+def available_gan_presets() -> list[str]:
+    """Names of the GAN presets shipped with the package."""
+    files = resources.files("neunn") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in files.iterdir()
+                  if p.name.startswith(GAN_PRESET_PREFIX) and p.name.endswith(".yaml"))
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of ``key``, with a one-sentence error when it does not fit."""
+    if key not in _FIELDS:
+        raise NeunnError(f"Unknown GAN config key '{key}'; valid keys are: {', '.join(sorted(_FIELDS))}.")
+    kind = _TYPES[key]
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        if kind in (int, float, str):
+            return kind(value)
+        items = value.split(",") if isinstance(value, str) else list(value)
+        args = typing.get_args(kind)
+        if len(items) != len(args):
+            raise ValueError
+        return tuple(t(v) for t, v in zip(args, items))
+    except (TypeError, ValueError):
+        raise NeunnError(f"GAN config key '{key}' expects {getattr(kind, '__name__', str(kind))}, "
+                         f"got {value!r}.") from None
+
+
+def _validate(cfg: GanConfig) -> None:
+    res = cfg.resolution
+    if res < 32 or res > 512 or res & (res - 1):
+        raise NeunnError(f"resolution must be a power of two from 32 to 512, got {res}.")
+    for key in ("z_dim", "width", "max_channels", "steps", "batch_size", "r1_every", "checkpoint_every",
+                "sample_every", "log_every", "min_images"):
+        if getattr(cfg, key) < 1:
+            raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
+    if cfg.batch_size < 2:
+        raise NeunnError(f"batch_size must be at least 2 for the discriminator's batch statistics, got {cfg.batch_size}.")
+    unknown = [p for p in diffaug_policies(cfg) if p not in DIFFAUG_POLICIES]
+    if unknown:
+        raise NeunnError(f"Unknown DiffAugment policy '{unknown[0]}'; use a comma-separated subset of "
+                         f"{', '.join(DIFFAUG_POLICIES)} (or an empty string).")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
+    if abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) < 0 or cfg.split[0] <= 0:
+        raise NeunnError(f"split must be three non-negative fractions (train, val, test) summing to 1, got {cfg.split}.")
+    if cfg.r1_gamma < 0:
+        raise NeunnError(f"r1_gamma must not be negative, got {cfg.r1_gamma}.")
+
+
+def diffaug_policies(cfg: GanConfig) -> list[str]:
+    """The DiffAugment policies named by ``cfg.diffaug``, in order."""
+    return [p.strip() for p in cfg.diffaug.split(",") if p.strip()]
+
+
+def gan_config_from_dict(values: dict[str, Any]) -> GanConfig:
+    """Build a validated GAN config from a mapping of keys to (possibly string) values."""
+    cfg = GanConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    _validate(cfg)
+    return cfg
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise NeunnError(f"{where} is not valid YAML ({exc.__class__.__name__}).") from None
+    if not isinstance(data, dict):
+        raise NeunnError(f"{where} must hold a mapping of GAN config keys to values.")
+    return data
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """``["steps=100", "diffaug=color"]`` as a mapping of keys to YAML-parsed values."""
+    values: dict[str, Any] = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NeunnError(f"Override '{item}' must look like key=value.")
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return values
+
+
+def resolve_gan_config(*, preset: str | None = None, overrides: list[str] | None = None) -> GanConfig:
+    """Layer the defaults, a GAN preset and ``key=value`` overrides, in that order."""
+    name = preset or DEFAULT_GAN_PRESET
+    if name not in available_gan_presets():
+        raise NeunnError(f"Unknown GAN preset '{name}'; available GAN presets: {', '.join(available_gan_presets())}.")
+    text = (resources.files("neunn") / "presets" / f"{name}.yaml").read_text()
+    values = {**_read_yaml(text, f"GAN preset {name}"), **parse_overrides(overrides)}
+    values.setdefault("notes", f"preset {name}")
+    return gan_config_from_dict(values)
+
+
+def gan_config_to_dict(cfg: GanConfig) -> dict[str, Any]:
+    """Plain, YAML/JSON-friendly view of a GAN config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_gan_config(cfg: GanConfig, path: Path) -> None:
+    """Write the resolved GAN config as YAML."""
+    from neunn.atomic import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(gan_config_to_dict(cfg), sort_keys=False))
+
+
+def load_gan_config(path: Path) -> GanConfig:
+    """Read a GAN config saved by :func:`save_gan_config`."""
+    if not Path(path).is_file():
+        raise NeunnError(f"GAN config {path} does not exist.")
+    return gan_config_from_dict(_read_yaml(Path(path).read_text(), f"GAN config {path}"))

@@ -1,0 +1,83 @@
+"""Evaluation outputs recompute from predictions.csv; prediction streams rows and survives bad files."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from broken_images import write_broken_corpus
+from neunn.cli import main
+from neunn.errors import NeunnError
+from neunn.evaluate import evaluate_run
+from neunn.metrics import metrics_from_predictions_csv
+from neunn.predictor import Predictor
+
+
+def test_every_metric_recomputes_from_predictions_csv(trained_run: Path):
+    metrics = evaluate_run(trained_run, split="test")
+    out = trained_run / "eval" / "test"
+    saved = json.loads((out / "metrics.json").read_text())
+    recomputed = metrics_from_predictions_csv(out / "predictions.csv")
+    for key in ("classes", "n", "overall", "per_class", "confusion_matrix"):
+        assert recomputed[key] == saved[key] == json.loads(json.dumps(metrics[key])), key
+    split = json.loads((trained_run / "splits.json").read_text())
+    assert saved["n"] == len(split["splits"]["test"]) and saved["synthetic_data"] is True
+    html = (out / "report.html").read_text()
+    assert "synthetic" in html.lower() and "94.3" in html
+
+
+def test_evaluate_refuses_a_test_set_that_changed(trained_run: Path, phantom_dir: Path, tmp_path: Path):
+    copy = tmp_path / "data"
+    shutil.copytree(phantom_dir, copy)
+    first_test = json.loads((trained_run / "splits.json").read_text())["splits"]["test"][0]["path"]
+    (copy / first_test).unlink()
+    with pytest.raises(NeunnError, match="dataset changed"):
+        evaluate_run(trained_run, data_dir=copy, split="test")
+
+
+def test_evaluate_all_scores_an_external_folder(trained_run: Path, phantom_dir: Path):
+    metrics = evaluate_run(trained_run, data_dir=phantom_dir, split="all")
+    assert metrics["n"] == 84 and (trained_run / "eval" / "all" / "report.html").is_file()
+
+
+def test_predictor_results_are_consistent(trained_run: Path, phantom_dir: Path):
+    predictor = Predictor.from_run(trained_run)
+    files = sorted((phantom_dir / "GBI").glob("*.png"))[:5]
+    results = list(predictor.predict_files(files, batch_size=2))
+    assert [r.path for r in results] == [str(f) for f in files]
+    for r in results:
+        assert r.error is None and r.label in predictor.classes
+        assert abs(sum(r.probs) - 1) < 1e-5 and r.probability == max(r.probs) == r.top[0][1]
+        assert [c for c, _ in r.top] == sorted(predictor.classes, key=lambda c: -r.probs[predictor.classes.index(c)])[:3]
+        assert r.critical == (r.label in {"GBI", "BAC"})
+        assert r.needs_review == (r.probability < 0.6)
+    # Bytes and paths go through the same preprocessing.
+    from_bytes = predictor.predict_sources([("x", files[0].read_bytes())])[0]
+    assert from_bytes.probs == pytest.approx(results[0].probs, abs=1e-6)
+
+
+def test_predict_cli_keeps_going_past_bad_files(trained_run: Path, phantom_dir: Path, tmp_path: Path, capsys):
+    inputs = tmp_path / "inputs"
+    shutil.copytree(phantom_dir / "NEU", inputs / "sample")
+    reasons = write_broken_corpus(inputs / "broken")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(trained_run), str(inputs), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12 + len(reasons)
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert len(errors) == len(reasons)
+    for name, reason in reasons.items():
+        assert reason in errors[Path(name).name]
+    assert all(r["pred"] for r in rows if not r["error"])
+
+    assert main(["predict", str(trained_run), str(inputs / "sample"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data) == 12 and {"label", "probability", "top", "critical", "needs_review"} <= set(data[0])
+
+
+def test_predict_fails_only_when_nothing_could_be_read(trained_run: Path, tmp_path: Path, capsys):
+    write_broken_corpus(tmp_path / "broken")
+    assert main(["predict", str(trained_run), str(tmp_path / "broken"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "No input file could be processed." in capsys.readouterr().err
