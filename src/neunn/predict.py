@@ -79,12 +79,12 @@ def _csv_row(p: Prediction) -> list[str]:
 
 def predict_to_file(
     run_dir: str | Path, inputs: list[str | Path], *, out: Path | None = None, fmt: str = "csv",
-    device: str = "cpu", batch_size: int = 64, workers: int = 2,
+    device: str = "cpu", batch_size: int = 64, workers: int = 2, backend: str = "torch",
 ) -> PredictSummary:
     """Predict every input file into ``out`` (stdout when None) and summarise what was found."""
     if fmt not in FORMATS:
         raise NeunnError(f"Unknown format '{fmt}'; use csv or json.")
-    predictor = Predictor.from_run(run_dir, device=device)
+    predictor = Predictor.from_run(run_dir, device=device, backend=backend)
     files = iter_input_files(inputs)
     summary = PredictSummary()
     with _output(out) as fh:

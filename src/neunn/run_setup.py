@@ -21,6 +21,7 @@ from neunn.atomic import write_text_atomic
 from neunn.config import TrainConfig, load_config, save_config
 from neunn.data.scan import DatasetScan, ImageRecord, scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split, verify_split
+from neunn.distributed import is_main_process
 from neunn.errors import NeunnError
 from neunn.rundir import RunDir
 
@@ -72,8 +73,9 @@ def scan_synthetic(spec: str, classes: list[str]) -> SyntheticSource:
 
 
 def say(message: str) -> None:
-    """Progress messages go to stderr, so stdout stays clean for results."""
-    print(message, file=sys.stderr, flush=True)
+    """Progress messages go to stderr, so stdout stays clean for results; under torchrun only rank 0 speaks."""
+    if is_main_process():
+        print(message, file=sys.stderr, flush=True)
 
 
 def report_scan(scan: DatasetScan) -> None:

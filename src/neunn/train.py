@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
@@ -26,13 +27,16 @@ from neunn.augment import augment_batch
 from neunn.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
-from neunn.config import TrainConfig, config_to_dict
+from neunn.config import TrainConfig, config_to_dict, load_config
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.preprocess import normalize_batch
+from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
+from neunn.errors import NeunnError
 from neunn.inference import batched_logits
 from neunn.metrics import compute_metrics, expected_calibration_error
 from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
+from neunn.rundir import RunDir
 from neunn.runtime import autocast_dtype, resolve_device
 from neunn.schedule import lr_at
 
@@ -113,6 +117,62 @@ def _calibrate_best(run, val_set: DecodedImages, cfg: TrainConfig, device, amp_d
         f"{meta['calibration']['ece_after']:.3f}")
 
 
+@dataclass
+class _State:
+    """Where the loop stands: the next epoch and the best validation result so far."""
+
+    start_epoch: int = 1
+    best_f1: float = -1.0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+
+
+def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
+    """Load the last checkpoint into the model, EMA and optimiser, and drop log lines written after it."""
+    last = run.checkpoint("last")
+    if not last.with_suffix(".safetensors").is_file():
+        if ctx.is_main:
+            run.rewrite_log([])
+        say("no checkpoint was written before the run stopped; starting from epoch 1")
+        return _State()
+    tensors, meta = read_checkpoint(last)
+    model.load_state_dict(unprefixed("model", tensors))
+    if ema is not None:
+        ema.module.load_state_dict(unprefixed("ema", tensors))
+    optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    if ctx.is_main:
+        run.rewrite_log([r for r in run.read_log() if r.get("epoch", 0) <= meta["epoch"]])
+    say(f"resuming after epoch {meta['epoch']}")
+    return _State(meta["epoch"] + 1, meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"])
+
+
+def _create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def _decode_training_images(setup: TrainingRun, progress: bool) -> tuple[DecodedImages, DecodedImages]:
+    cfg, classes = setup.cfg, setup.split.classes
+
+    def decode(root: Path, entries, desc: str) -> DecodedImages:
+        images = decode_images(root, entries, classes, size=cfg.img_size, workers=cfg.workers, progress=progress,
+                               desc=desc)
+        for path, reason in images.skipped:
+            say(f"  skipped {path}: {reason}")
+        return images
+
+    train_set = decode(setup.data_dir, setup.split.splits["train"], "decode train")
+    val_set = decode(setup.data_dir, setup.split.splits["val"], "decode val")
+    for source in setup.synthetic:
+        train_set = train_set.concat(decode(source.root, source.images, "decode synthetic"))
+    return train_set, val_set
+
+
 def train(
     data_dir: str | Path,
     out: str | Path,
@@ -122,78 +182,73 @@ def train(
     split_file: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a classifier on a folder-per-class dataset into the run folder ``out`` (or resume the run there)."""
-    setup = open_training_run(data_dir, out, cfg, resume=resume, split_file=split_file, progress=progress)
+    """Train a classifier on a folder-per-class dataset into the run folder ``out`` (or resume the run there).
+
+    Under torchrun every process calls this; rank 0 alone writes the run folder.
+    """
+    if resume and RunDir(Path(out)).config.is_file():
+        cfg = load_config(RunDir(Path(out)).config)
+    device_type = resolve_device(cfg.device).type if cfg is not None else "cpu"
+    ctx = init_distributed(device_type)
+    try:
+        if ctx.is_main:
+            setup = open_training_run(data_dir, out, cfg, resume=resume, split_file=split_file, progress=progress)
+        ctx.barrier()
+        if not ctx.is_main:  # the others read what rank 0 decided
+            setup = open_training_run(data_dir, out, None, resume=True, split_file=None, progress=False)
+        return _train_loop(setup, ctx, resume=resume, progress=progress and ctx.is_main)
+    finally:
+        shutdown(ctx)
+
+
+def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress: bool) -> TrainResult:
     cfg, run, classes = setup.cfg, setup.run, setup.split.classes
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
     channels_last = cfg.channels_last and device.type == "cuda"
 
-    def decode(name: str) -> DecodedImages:
-        images = decode_images(setup.data_dir, setup.split.splits[name], classes, size=cfg.img_size,
-                               workers=cfg.workers, progress=progress, desc=f"decode {name}")
-        for path, reason in images.skipped:
-            say(f"  skipped {path}: {reason}")
-        return images
-
-    train_set, val_set = decode("train"), decode("val")
-    for source in setup.synthetic:
-        extra = decode_images(source.root, source.images, classes, size=cfg.img_size, workers=cfg.workers,
-                              progress=progress, desc="decode synthetic")
-        train_set = train_set.concat(extra)
+    train_set, val_set = _decode_training_images(setup, progress)
     synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
-    say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}, "
-        f"model {cfg.model} at {cfg.img_size}px")
+    say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}"
+        f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
 
     torch.manual_seed(cfg.seed)
     model = create_classifier(cfg.model, len(classes), pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
-                              drop_path_rate=cfg.drop_path_rate).to(device)
+                              drop_path_rate=cfg.drop_path_rate)
+    if ctx.enabled and cfg.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = _create_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     class_weights = _class_weights(train_set.labels, len(classes)).to(device) if cfg.balance == "loss" else None
+    state = _restore(run, model, ema, optimizer, scaler, ctx) if resume else _State()
+    net = model
+    if ctx.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
 
-    batch = min(cfg.batch_size, len(train_set))
-    steps_per_epoch = max(1, len(train_set) // batch)  # drop the ragged last batch: BatchNorm dislikes tiny ones
+    per_rank = per_rank_batch(min(cfg.batch_size, len(train_set)), ctx)
+    steps_per_epoch = max(1, len(train_set) // ctx.world_size // per_rank)  # drop the ragged tail: BatchNorm dislikes tiny batches
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
 
-    start_epoch, best_f1, best_loss, best_epoch = 1, -1.0, math.inf, 0
-    last = run.checkpoint("last")
-    if resume and last.with_suffix(".safetensors").is_file():
-        tensors, meta = read_checkpoint(last)
-        model.load_state_dict(unprefixed("model", tensors))
-        if ema is not None:
-            ema.module.load_state_dict(unprefixed("ema", tensors))
-        optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
-        if meta.get("scaler"):
-            scaler.load_state_dict(meta["scaler"])
-        start_epoch = meta["epoch"] + 1
-        best_f1, best_loss, best_epoch = meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"]
-        run.rewrite_log([r for r in run.read_log() if r.get("epoch", 0) <= meta["epoch"]])
-        say(f"resuming after epoch {meta['epoch']} of {cfg.epochs}")
-    elif resume:
-        run.rewrite_log([])
-        say("no checkpoint was written before the run stopped; starting from epoch 1")
-
     started = time.time()
-    bar = tqdm(total=total_steps, initial=(start_epoch - 1) * steps_per_epoch, disable=not progress, unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=(state.start_epoch - 1) * steps_per_epoch, disable=not progress,
+               unit="step", dynamic_ncols=True)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        model.train()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout / stochastic depth draws
-        aug_gen = _epoch_generator(cfg.seed, epoch, 1)
-        order = _epoch_order(train_set.labels, cfg, epoch)
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+    for epoch in range(state.start_epoch, cfg.epochs + 1):
+        net.train()
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * ctx.rank)  # dropout / stochastic depth draws
+        aug_gen = _epoch_generator(cfg.seed, epoch, 1 + 10 * ctx.rank)
+        order = _epoch_order(train_set.labels, cfg, epoch)[ctx.rank :: ctx.world_size]
+        t0, totals = time.time(), torch.zeros(3, dtype=torch.float64)  # images, loss sum, correct
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         for i in range(steps_per_epoch):
             step = (epoch - 1) * steps_per_epoch + i
@@ -201,7 +256,7 @@ def train(
                        min_lr_ratio=cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = order[i * batch : (i + 1) * batch]
+            idx = order[i * per_rank : (i + 1) * per_rank]
             pixels = train_set.pixels[idx].to(device, non_blocking=True)
             labels = train_set.labels[idx].to(device, non_blocking=True)
             x = augment_batch(pixels, aug_gen, flip=cfg.aug_flip, rot90=cfg.aug_rot90, affine=cfg.aug_affine,
@@ -210,12 +265,12 @@ def train(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:
-                logits = model(x)
+                logits = net(x)
                 loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
                                        label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, step {step}; "
-                                         "lower lr or use precision=fp32.")
+                raise NeunnError(f"The training loss became {loss.item()} at epoch {epoch}, step {step}; "
+                                 "lower lr or use precision=fp32.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -225,42 +280,54 @@ def train(
             scaler.update()
             if ema is not None:
                 ema.update(model, step=step)
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == labels).sum().item()
+            totals += torch.tensor([len(idx), loss.item() * len(idx), (logits.argmax(1) == labels).sum().item()],
+                                   dtype=torch.float64)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}", lr=f"{lr:.2e}")
-
+            bar.set_postfix(loss=f"{totals[1] / totals[0]:.3f}",
+                            img_s=f"{totals[0] * ctx.world_size / (time.time() - t0):.0f}", lr=f"{lr:.2e}")
+        if ctx.enabled:
+            dist.all_reduce(totals)
         row: dict[str, Any] = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": lr,
-                               "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                               "images_per_s": seen / (time.time() - t0)}
-        eval_model = ema.module if ema is not None else model
-        if len(val_set) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            row.update(_validate(eval_model, val_set, cfg, device, amp_dtype, classes))
-        row["epoch_seconds"] = time.time() - t0
-        improved = "val_macro_f1" in row and (row["val_macro_f1"], -row["val_loss"]) > (best_f1, -best_loss)
-        if improved or (not len(val_set) and epoch == cfg.epochs):
-            best_f1, best_loss, best_epoch = row.get("val_macro_f1", -1.0), row.get("val_loss", math.inf), epoch
-            save_checkpoint(run.checkpoint("best"), eval_model.state_dict(), _checkpoint_meta(
-                setup, epoch=epoch, step=row["step"], kind="best",
-                extra={"weights": "ema" if ema is not None else "model", "val": {k: v for k, v in row.items()
-                                                                                 if k.startswith("val_")}}))
-        row["best_epoch"] = best_epoch
-        run.append_log(row)
-        opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-        tensors = {**prefixed("model", model.state_dict()), **opt_tensors}
-        if ema is not None:
-            tensors.update(prefixed("ema", ema.module.state_dict()))
-        save_checkpoint(last, tensors, _checkpoint_meta(setup, epoch=epoch, step=row["step"], kind="last", extra={
-            "optimizer": opt_meta, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "best_val_macro_f1": best_f1, "best_val_loss": best_loss if math.isfinite(best_loss) else 1e30,
-            "best_epoch": best_epoch}))
-        val_text = (f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}"
-                    if "val_accuracy" in row else "")
-        bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, "
-                  f"{row['images_per_s']:.0f} img/s")
+                               "train_loss": float(totals[1] / totals[0]),
+                               "train_accuracy": float(totals[2] / totals[0]),
+                               "images_per_s": float(totals[0]) / (time.time() - t0)}
+        if ctx.is_main:
+            _finish_epoch(setup, row, model, ema, optimizer, scaler, state, val_set, device, amp_dtype, t0, bar)
+        ctx.barrier()
     bar.close()
-    if len(val_set) and best_epoch:
+    if ctx.is_main and len(val_set) and state.best_epoch:
         _calibrate_best(run, val_set, cfg, device, amp_dtype)
-    return TrainResult(run.root, best_epoch, best_f1 if best_f1 >= 0 else None, cfg.epochs, time.time() - started)
+    best_f1 = state.best_f1 if state.best_f1 >= 0 else None
+    return TrainResult(run.root, state.best_epoch, best_f1, cfg.epochs, time.time() - started)
 
+
+def _finish_epoch(setup, row, model, ema, optimizer, scaler, state: _State, val_set, device, amp_dtype, t0,
+                  bar) -> None:
+    """Validate, keep the best checkpoint, log the epoch and write the last checkpoint (rank 0 only)."""
+    cfg, run, epoch = setup.cfg, setup.run, row["epoch"]
+    eval_model = ema.module if ema is not None else model
+    if len(val_set) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+        row.update(_validate(eval_model, val_set, cfg, device, amp_dtype, setup.split.classes))
+    row["epoch_seconds"] = time.time() - t0
+    improved = "val_macro_f1" in row and (row["val_macro_f1"], -row["val_loss"]) > (state.best_f1, -state.best_loss)
+    if improved or (not len(val_set) and epoch == cfg.epochs):
+        state.best_f1, state.best_loss = row.get("val_macro_f1", -1.0), row.get("val_loss", math.inf)
+        state.best_epoch = epoch
+        val = {k: v for k, v in row.items() if k.startswith("val_")}
+        save_checkpoint(run.checkpoint("best"), eval_model.state_dict(), _checkpoint_meta(
+            setup, epoch=epoch, step=row["step"], kind="best",
+            extra={"weights": "ema" if ema is not None else "model", "val": val}))
+    row["best_epoch"] = state.best_epoch
+    run.append_log(row)  # before the checkpoint: a resume drops log lines newer than the checkpoint
+    opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+    tensors = {**prefixed("model", model.state_dict()), **opt_tensors}
+    if ema is not None:
+        tensors.update(prefixed("ema", ema.module.state_dict()))
+    save_checkpoint(run.checkpoint("last"), tensors, _checkpoint_meta(
+        setup, epoch=epoch, step=row["step"], kind="last", extra={
+            "optimizer": opt_meta, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "best_val_macro_f1": state.best_f1,
+            "best_val_loss": state.best_loss if math.isfinite(state.best_loss) else 1e30,
+            "best_epoch": state.best_epoch}))
+    val_text = f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}" if "val_accuracy" in row else ""
+    bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s")

@@ -29,6 +29,7 @@ def _cmd_data_phantom(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from neunn.config import resolve_config
+    from neunn.distributed import is_main_process
     from neunn.train import train
 
     if args.resume and (args.preset or args.config or args.overrides or args.synthetic):
@@ -37,6 +38,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.overrides.append(f"synthetic=[{', '.join(repr(s) for s in args.synthetic)}]")
     cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
     result = train(args.data_dir, args.out, cfg=cfg, resume=args.resume, split_file=args.split_file)
+    if not is_main_process():  # under torchrun, rank 0 reports
+        return 0
     f1 = "n/a" if result.best_val_macro_f1 is None else f"{result.best_val_macro_f1:.3f}"
     print(f"trained {result.epochs} epochs in {result.seconds / 60:.1f} min; best validation macro-F1 {f1} "
           f"at epoch {result.best_epoch}; checkpoints in {result.run_dir / 'checkpoints'}")
@@ -61,7 +64,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from neunn.predict import predict_to_file
 
     summary = predict_to_file(args.run_dir, args.inputs, out=args.out, fmt=args.format, device=args.device,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, backend=args.backend)
     counts = ", ".join(f"{c} {n}" for c, n in sorted(summary.counts.items()))
     print(f"predicted {summary.n_ok} file(s) ({counts}); {len(summary.failed)} could not be read"
           + (f"; output in {args.out}" if args.out else ""), file=sys.stderr)
@@ -126,6 +129,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--format", default="csv", choices=("csv", "json"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: ONNX Runtime on the CPU, using RUN_DIR/export/best.onnx (exported on first use)")
 
     p = add_command("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
                 "neunn demo --out neunn-demo", _cmd_demo)

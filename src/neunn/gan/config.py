@@ -32,7 +32,9 @@ class GanConfig:
     # networks
     resolution: int = 128  # generator output size in pixels (a power of two, 32 to 256)
     z_dim: int = 128
-    width: int = 32  # channels at full resolution, doubling at each halving up to max_channels
+    width: int = 32  # generator channels at full resolution, doubling at each halving up to max_channels
+    d_width: int = 32  # the same for the discriminator, which needs the capacity more: with DiffAugment and spectral
+    #                    norm on every layer, a thin discriminator stays near chance and the generator collapses
     max_channels: int = 256
     mbstd: bool = True  # minibatch standard deviation feature in the discriminator, against mode collapse
     # optimisation
@@ -103,7 +105,7 @@ def _validate(cfg: GanConfig) -> None:
     res = cfg.resolution
     if res < 32 or res > 512 or res & (res - 1):
         raise NeunnError(f"resolution must be a power of two from 32 to 512, got {res}.")
-    for key in ("z_dim", "width", "max_channels", "steps", "batch_size", "r1_every", "checkpoint_every",
+    for key in ("z_dim", "width", "d_width", "max_channels", "steps", "batch_size", "r1_every", "checkpoint_every",
                 "sample_every", "log_every", "min_images"):
         if getattr(cfg, key) < 1:
             raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")

@@ -1,0 +1,49 @@
+"""Serving subcommands: ``neunn serve`` (review page + HTTP API) and ``neunn export`` (ONNX with a check)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from neunn.cli.common import add_command
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from neunn.serve import serve_run
+
+    token = args.token if args.token is not None else os.environ.get("NEUNN_TOKEN")
+    serve_run(args.run_dir, host=args.host, port=args.port, backend=args.backend, token=token,
+              checkpoint=args.checkpoint, device=args.device)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from neunn.onnx_backend import export_onnx
+
+    report = export_onnx(args.run_dir, args.onnx, checkpoint=args.checkpoint)
+    print(f"exported {report['arch']} ({report['img_size']} px) to {report['path']} "
+          f"({report['size_bytes'] / 1e6:.1f} MB) in {report['export_seconds']:.1f} s")
+    print(f"ONNX Runtime vs PyTorch on {report['checked_on']}: largest probability difference "
+          f"{report['max_abs_diff']:.2e}, same top class for {100 * report['same_top_class']:.0f}%")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register ``serve`` and ``export`` on the top-level subparsers."""
+    p = add_command("serve", sub, "serve the review page and HTTP API for a trained run (127.0.0.1 by default)",
+                    "NEUNN_TOKEN=s3cret neunn serve runs/b7 --backend onnx", _cmd_serve)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs a token")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $NEUNN_TOKEN)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--device", default="cpu", help="torch backend only: cpu, cuda, mps, auto")
+
+    p = add_command("export", sub, "export a run's model to ONNX and check ONNX Runtime against PyTorch",
+                    "neunn export runs/b7 --onnx b7.onnx", _cmd_export)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--onnx", type=Path, help="output file (default: RUN_DIR/export/<checkpoint>.onnx, "
+                                              "the one --backend onnx uses)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))

@@ -1,0 +1,189 @@
+"""``neunn experiment rare-class``: does GAN augmentation help a rare class? The paper's question, on any dataset.
+
+    results = run_rare_class_experiment("data/pbc", "exp/basophil", class_name="basophil", keep=100, seeds=(0, 1, 2))
+    # exp/basophil/results.md, results.json, results.png
+
+One split is made and the class's training images are cut to ``keep`` (the dropped images go nowhere: validation and
+test are untouched). Then, for every seed, the same classifier is trained on that split in three arms —
+(a) nothing done for the rare class, (b) class-balanced oversampling (``balance=sampler``), (c) GAN images of the class
+added to the training split (a GAN trained on the ``keep`` images only) — and scored on the same test set. Every step
+is skipped when its output exists, so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neunn.atomic import write_text_atomic
+from neunn.config import resolve_config
+from neunn.data.scan import scan_dataset
+from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split
+from neunn.errors import NeunnError
+from neunn.evaluate import evaluate_run
+from neunn.gan.config import resolve_gan_config
+from neunn.gan.evaluate import evaluate_gan, summarise
+from neunn.gan.folder import GanDir
+from neunn.gan.sample import sample_images
+from neunn.gan.train import train_gan
+from neunn.run_setup import say
+from neunn.rundir import RunDir
+from neunn.train import train
+
+ARMS = {"a": "no augmentation of the class", "b": "oversampling (balance=sampler)", "c": "GAN images added"}
+CLASS_METRICS = ("sensitivity", "precision", "f1")
+OVERALL_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "mcc")
+
+
+@dataclass
+class ExperimentSettings:
+    """What defines a rare-class experiment; saved as OUT/experiment.json and checked when it is continued."""
+
+    data_dir: str
+    class_name: str
+    keep: int
+    seeds: list[int]
+    arms: list[str]
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    gan_preset: str | None = None
+    gan_overrides: list[str] = field(default_factory=list)
+    n_synthetic: int | None = None
+    one_gan: bool = False
+    split_file: str | None = None
+
+
+def cut_split(split: DatasetSplit, class_name: str, keep: int, *, seed: int = 0) -> DatasetSplit:
+    """The same split with only ``keep`` training images of ``class_name`` (chosen with ``seed``); val/test unchanged."""
+    pool = sorted((e for e in split.splits["train"] if e.label == class_name), key=lambda e: e.path)
+    if keep < 1 or keep > len(pool):
+        raise NeunnError(f"--keep must be between 1 and the {len(pool)} training images of {class_name}, got {keep}.")
+    kept = set(random.Random(f"{seed}:{class_name}:keep").sample(pool, keep))
+    train_entries = [e for e in split.splits["train"] if e.label != class_name or e in kept]
+    return DatasetSplit(classes=list(split.classes), seed=split.seed, fractions=split.fractions,
+                        splits={**split.splits, "train": train_entries})
+
+
+def default_synthetic_count(split: DatasetSplit, class_name: str) -> int:
+    """Enough synthetic images to lift the class to the median training count of the other classes (at least as many
+    as it has real ones)."""
+    counts = split.counts()["train"]
+    others = [n for c, n in counts.items() if c != class_name]
+    return max(counts[class_name], int(statistics.median(others)) - counts[class_name]) if others else counts[class_name]
+
+
+def _open_experiment(out: Path, settings: ExperimentSettings) -> None:
+    saved = out / "experiment.json"
+    if saved.is_file():
+        if json.loads(saved.read_text()) != asdict(settings):
+            raise NeunnError(f"{out} holds an experiment with other settings; choose another --out.")
+        say(f"continuing the experiment in {out}")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise NeunnError(f"Output folder {out} is not empty; choose a new or empty folder for --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, json.dumps(asdict(settings), indent=1))
+
+
+def _train_and_score(data_dir: Path, run_dir: Path, overrides: list[str], settings: ExperimentSettings,
+                     split_file: Path, progress: bool) -> dict[str, Any]:
+    """Train (or continue) one classifier run and return its test metrics; reuses finished work."""
+    run = RunDir(run_dir)
+    metrics_file = run.eval_dir("test") / "metrics.json"
+    if metrics_file.is_file():
+        return json.loads(metrics_file.read_text())
+    resume = run.config.is_file()
+    cfg = None if resume else resolve_config(preset=settings.preset, overrides=[*settings.overrides, *overrides])
+    train(data_dir, run.root, cfg=cfg, resume=resume, split_file=None if resume else split_file, progress=progress)
+    return evaluate_run(run.root, data_dir=data_dir, split="test")
+
+
+def _synthetic_for_seed(out: Path, settings: ExperimentSettings, seed: int, n: int, split_file: Path,
+                        progress: bool) -> tuple[Path, Path]:
+    """Train (or continue) the GAN for ``seed`` on the kept images and sample ``n`` images; returns (gan, samples)."""
+    gan_seed = 0 if settings.one_gan else seed
+    gan_dir, samples = out / "gan" / f"seed{gan_seed}", out / "synthetic" / f"seed{gan_seed}"
+    if not (samples / "manifest.json").is_file():
+        resume = GanDir(gan_dir).has_run()
+        cfg = None if resume else resolve_gan_config(preset=settings.gan_preset,
+                                                    overrides=[*settings.gan_overrides, f"seed={gan_seed}"])
+        train_gan(settings.data_dir, gan_dir, class_names=[settings.class_name], cfg=cfg,
+                  split_file=None if resume else split_file, resume=resume, progress=progress)
+        sample_images(gan_dir, n=n, out=samples, seed=0, progress=progress)
+    return gan_dir, samples
+
+
+def _arm_overrides(arm: str, seed: int, synthetic: Path | None, class_name: str) -> list[str]:
+    extra = {"a": ["balance=none"], "b": ["balance=sampler"],
+             "c": ["balance=none", "synthetic=" + json.dumps([f"{synthetic}:{class_name}"])]}[arm]
+    return [f"seed={seed}", *extra]
+
+
+def row_from_metrics(metrics: dict[str, Any], class_name: str) -> dict[str, float]:
+    """The experiment's numbers from one evaluation: the class's recall, precision, F1 and the overall metrics."""
+    per_class, overall = metrics["per_class"][class_name], metrics["overall"]
+    return {**{f"class_{k}": per_class[k] for k in CLASS_METRICS}, "accuracy": overall["accuracy"],
+            "macro_f1": overall["macro"]["f1"], "balanced_accuracy": overall["balanced_accuracy"], "mcc": overall["mcc"]}
+
+
+def run_rare_class_experiment(
+    data_dir: str | Path, out: str | Path, *, class_name: str, keep: int, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
+    arms: tuple[str, ...] | list[str] = ("a", "b", "c"), preset: str | None = None, overrides: list[str] | None = None,
+    gan_preset: str | None = None, gan_overrides: list[str] | None = None, n_synthetic: int | None = None,
+    one_gan: bool = False, split_file: str | Path | None = None, evaluate_gans: bool = True, progress: bool = True,
+) -> dict[str, Any]:
+    """Run arms (a), (b), (c) over ``seeds`` on one cut split; writes OUT/results.{json,md,png} and returns the results."""
+    from neunn.gan.experiment_report import summarise_experiment, write_experiment_report
+
+    bad_arms = [a for a in arms if a not in ARMS]
+    if bad_arms or not arms:
+        raise NeunnError(f"Unknown arm '{bad_arms[0] if bad_arms else ''}'; choose among a, b, c.")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise NeunnError("Give one or more distinct seeds (three or more for a mean ± sd).")
+    out, data = Path(out), Path(data_dir)
+    settings = ExperimentSettings(str(data.resolve()), class_name, keep, list(seeds), list(arms), preset,
+                                  list(overrides or []), gan_preset, list(gan_overrides or []), n_synthetic, one_gan,
+                                  str(Path(split_file).resolve()) if split_file else None)
+    base_cfg = resolve_config(preset=preset, overrides=overrides)  # validates the overrides before anything runs
+    if "c" in arms:
+        gan_cfg = resolve_gan_config(preset=gan_preset, overrides=gan_overrides)
+        if keep < gan_cfg.min_images:
+            raise NeunnError(f"--keep {keep} is below the {gan_cfg.min_images} images a GAN needs (arm c); "
+                             "keep more or lower min_images.")
+    scan = scan_dataset(data, progress=progress)
+    if class_name not in scan.classes:
+        raise NeunnError(f"Class '{class_name}' is not in dataset {data}; its classes are {', '.join(scan.classes)}.")
+    base = load_split(Path(split_file)) if split_file else stratified_split(scan.images, fractions=base_cfg.split,
+                                                                              seed=base_cfg.seed)
+    split = cut_split(base, class_name, keep)
+    n = n_synthetic or default_synthetic_count(split, class_name)
+    _open_experiment(out, settings)
+    split_path = out / "splits.json"
+    if not split_path.is_file():
+        save_split(split, split_path)
+    say(f"rare-class experiment: {class_name} cut to {keep} training images; test set "
+        f"{split.counts()['test'][class_name]} of {class_name}; arms {', '.join(arms)}; seeds {list(seeds)}")
+
+    rows, gan_quality = [], {}
+    for seed in seeds:
+        synthetic = None
+        if "c" in arms:
+            gan_dir, synthetic = _synthetic_for_seed(out, settings, seed, n, split_path, progress)
+        for arm in arms:
+            say(f"[seed {seed}] arm ({arm}): {ARMS[arm]}")
+            run_dir = out / "runs" / f"{arm}-seed{seed}"
+            metrics = _train_and_score(data, run_dir, _arm_overrides(arm, seed, synthetic, class_name), settings,
+                                       split_path, progress)
+            rows.append({"arm": arm, "seed": seed, "run": str(run_dir), **row_from_metrics(metrics, class_name)})
+        if "c" in arms and evaluate_gans and "a" in arms:
+            quality_dir = out / "gan_quality" / f"seed{seed}"
+            report = evaluate_gan(gan_dir, classifier_run=out / "runs" / f"a-seed{seed}", n_samples=n, out=quality_dir)
+            gan_quality[seed] = summarise(report)["classes"][class_name]
+    results = summarise_experiment(rows, settings=asdict(settings), class_name=class_name, keep=keep,
+                                   n_synthetic=n if "c" in arms else 0, split=split, gan_quality=gan_quality)
+    write_experiment_report(out, results)
+    return results

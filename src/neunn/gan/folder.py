@@ -1,0 +1,75 @@
+"""The GAN folder: what ``neunn gan train`` writes and every other ``neunn gan`` command reads.
+
+    GAN_DIR/gan.yaml                     resolved GAN config
+    GAN_DIR/gan.json                     facts: dataset, classes, the training images used (path + SHA-256), image size
+    GAN_DIR/splits.json                  the dataset split; reuse it with `neunn train --split-file` so nothing leaks
+    GAN_DIR/log.jsonl                    losses every few steps
+    GAN_DIR/checkpoints/last.*           G, D, EMA generator and both optimisers, for --resume
+    GAN_DIR/checkpoints/generator.*      the EMA generator alone, with what sampling needs in its metadata
+    GAN_DIR/samples/step_NNNNNN.png      periodic sample grids (seeds 0..15 of each class)
+    GAN_DIR/quality/                     quality.json, quality.html and figures from `neunn gan evaluate`
+
+Log handling is inherited from :class:`neunn.rundir.RunDir`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neunn.errors import NeunnError
+from neunn.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class GanDir(RunDir):
+    """Paths inside one GAN folder."""
+
+    @property
+    def config(self) -> Path:
+        return self.root / "gan.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.root / "gan.json"
+
+    @property
+    def generator(self) -> Path:
+        """Stem of the EMA generator checkpoint."""
+        return self.checkpoints / "generator"
+
+    @property
+    def last(self) -> Path:
+        """Stem of the full training-state checkpoint."""
+        return self.checkpoints / "last"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def quality(self) -> Path:
+        return self.root / "quality"
+
+    def has_run(self) -> bool:
+        """Whether the folder already holds (the start of) a GAN run."""
+        return self.config.is_file() or self.checkpoints.is_dir()
+
+    def require_generator(self) -> Path:
+        """The generator's .safetensors path, or a one-sentence error when there is none."""
+        if not self.root.is_dir():
+            raise NeunnError(f"GAN folder {self.root} does not exist.")
+        path = self.generator.with_suffix(".safetensors")
+        if not path.is_file():
+            raise NeunnError(f"{self.root} holds no trained generator (checkpoints/generator.safetensors); "
+                             "train one with `neunn gan train`.")
+        return path
+
+    def read_info(self) -> dict[str, Any]:
+        """The GAN run's recorded facts, or {} when absent."""
+        try:
+            return json.loads(self.info.read_text()) if self.info.is_file() else {}
+        except (OSError, ValueError):
+            raise NeunnError(f"{self.info} is not valid JSON; the GAN folder is damaged.") from None

@@ -1,0 +1,91 @@
+"""What the API says about cells and samples: per-cell results, the per-sample summary and the critical-finding alert.
+
+    cell_result(prediction, classes)        # JSON-ready dict for one cell, or its error with an HTTP status
+    sample_summary([(label, unidentified), ...], classes=..., critical_classes=...)
+
+The review page computes the same summary in JavaScript as the reviewer corrects cells (static/app.js, summarize);
+both follow the definitions here, which docs/serving.md spells out:
+
+* a cell whose calibrated confidence is under the review threshold is "Unidentified — review" and counted apart;
+* shares are fractions of the identified cells; the abnormal share is the identified cells of any class but NEU
+  (None when the model has no NEU class, e.g. a model of other blood cells);
+* a cell raises the critical alert when its class is critical, even while it waits in the review bin: a possible
+  green–blue inclusion is reported, not hidden because the model was unsure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from neunn.predictor import Prediction
+
+NORMAL_CLASS = "NEU"
+UNIDENTIFIED = "Unidentified — review"
+CLASS_NAMES = {
+    "NEU": "Normal neutrophil",
+    "HYP": "Hypogranulated neutrophil",
+    "CRY": "Cryoglobulin inclusions",
+    "DB": "Döhle bodies",
+    "HJBLI": "Howell–Jolly body-like inclusions",
+    "GBI": "Green–blue inclusions of death",
+    "BAC": "Phagocytosed bacteria",
+}
+
+
+def error_status(reason: str) -> int:
+    """The HTTP status for an image the loader refused: 413 too large, 415 not an image, 422 damaged."""
+    if "decompression bomb" in reason or "too large" in reason:
+        return 413
+    if reason.startswith("not an image"):
+        return 415
+    return 422
+
+
+def error_result(name: str, reason: str, status: int) -> dict[str, Any]:
+    """The result of a file that could not be classified."""
+    return {"name": name, "status": status, "error": reason, "label": None, "display_label": None,
+            "probability": None, "top": [], "probabilities": None, "critical": False, "needs_review": False}
+
+
+def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
+    """The API's result for one classified (or unreadable) cell."""
+    if prediction.error is not None:
+        return error_result(prediction.path, prediction.error, error_status(prediction.error))
+    result = prediction.as_dict()
+    name = result.pop("path")
+    display = UNIDENTIFIED if prediction.needs_review else prediction.label
+    return {"name": name, "status": 200, **result, "display_label": display,
+            "probabilities": dict(zip(classes, prediction.probs or []))}
+
+
+def critical_message(counts: dict[str, int]) -> str:
+    """One sentence for the alert, e.g. "Critical finding: 2 cells GBI (Green–blue inclusions of death); report…"."""
+    parts = [f"{n} cell{'s' if n != 1 else ''} {c}" + (f" ({CLASS_NAMES[c]})" if c in CLASS_NAMES else "")
+             for c, n in counts.items()]
+    return f"Critical finding: {', '.join(parts)}; confirm and report at once."
+
+
+def sample_summary(cells: Iterable[tuple[str, bool]], *, classes: list[str],
+                   critical_classes: Iterable[str]) -> dict[str, Any]:
+    """Counts and shares per class, the unidentified count, the abnormal share and the critical alert of a sample."""
+    counts = dict.fromkeys(classes, 0)
+    critical_counts = dict.fromkeys(sorted(set(critical_classes) & set(classes)), 0)
+    n_cells = n_unidentified = 0
+    for label, unidentified in cells:
+        n_cells += 1
+        if label in critical_counts:
+            critical_counts[label] += 1
+        if unidentified:
+            n_unidentified += 1
+        elif label in counts:
+            counts[label] += 1
+    identified = n_cells - n_unidentified
+    shares = {c: (n / identified if identified else 0.0) for c, n in counts.items()}
+    abnormal = None
+    if NORMAL_CLASS in counts:
+        abnormal = (identified - counts[NORMAL_CLASS]) / identified if identified else 0.0
+    found = {c: n for c, n in critical_counts.items() if n}
+    return {"n_cells": n_cells, "n_identified": identified, "n_unidentified": n_unidentified, "counts": counts,
+            "shares": shares, "abnormal_share": abnormal,
+            "alert": {"critical": bool(found), "counts": found, "message": critical_message(found) if found else None}}

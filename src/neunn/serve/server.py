@@ -1,0 +1,71 @@
+"""Run the review station with uvicorn: ``neunn serve`` calls :func:`serve_run`.
+
+    serve_run("runs/b7", host="127.0.0.1", port=8000, backend="onnx", token=os.environ.get("NEUNN_TOKEN"))
+
+Loopback is the default. Serving on any other address shows patients' cells to the network, so it needs a token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from neunn.errors import NeunnError
+from neunn.predictor import Predictor
+from neunn.run_setup import say
+from neunn.rundir import RunDir
+from neunn.serve.app import create_app
+from neunn.serve.limits import ServeLimits
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1 or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_model_info(run_dir: str | Path) -> dict[str, Any]:
+    """Facts about a run for ``GET /api/v1/model``: its name and, when evaluated, its test metrics."""
+    run = RunDir(Path(run_dir))
+    info: dict[str, Any] = {"run": run.root.resolve().name}
+    metrics_file = run.eval_dir("test") / "metrics.json"
+    try:
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    except (OSError, ValueError):
+        metrics = None
+    if metrics:
+        overall = metrics.get("overall", {})
+        info["test_metrics"] = {"n": metrics.get("n"), "accuracy": overall.get("accuracy"),
+                                "macro_sensitivity": overall.get("macro", {}).get("sensitivity"),
+                                "macro_f1": overall.get("macro", {}).get("f1"), "ece": overall.get("ece")}
+        info["synthetic_data"] = bool(metrics.get("synthetic_data"))
+    return info
+
+
+def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+              token: str | None = None, checkpoint: str = "best", device: str = "cpu",
+              limits: ServeLimits | None = None) -> None:
+    """Load a run's model and serve the review page and API until interrupted."""
+    import uvicorn  # imported here: only serving needs it
+
+    if token is not None and not token.strip():
+        raise NeunnError("The token is empty; pass a non-empty --token or unset NEUNN_TOKEN.")
+    if not is_loopback(host) and token is None:
+        raise NeunnError(f"Serving on {host} exposes patients' cells to the network; set a token with --token "
+                         "or the NEUNN_TOKEN environment variable.")
+    if not 0 < port < 65536:
+        raise NeunnError(f"Port must be between 1 and 65535, got {port}.")
+    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device)
+    app = create_app(predictor, token=token, limits=limits, model_info=run_model_info(run_dir))
+    shown = f"[{host}]" if ":" in host else host
+    say(f"NeuNN review station for {run_dir} ({predictor.meta.get('arch')}, backend {backend}) on "
+        f"http://{shown}:{port}/" + ("#token=<your token>" if token else ""))
+    say("uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
+                limit_concurrency=64)

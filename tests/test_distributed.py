@@ -1,0 +1,43 @@
+"""Two training processes on the CPU through torchrun (Gloo): the run completes and its outputs are valid."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_OVERRIDES
+from neunn.checkpoint import read_checkpoint_meta
+from neunn.distributed import Distributed, per_rank_batch
+from neunn.errors import NeunnError
+from neunn.evaluate import evaluate_run
+
+
+def test_world_size_must_divide_the_batch():
+    assert per_rank_batch(32, Distributed(0, 4, 0)) == 8
+    with pytest.raises(NeunnError, match="batch_size 32 is not divisible by the 3 training processes; use "
+                                         "batch_size=30 or 33"):
+        per_rank_batch(32, Distributed(0, 3, 0))
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun is not installed beside this Python")
+def test_two_process_training_on_cpu(phantom_dir: Path, tmp_path: Path):
+    run = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neunn", "train",
+                             str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=2"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained 2 epochs") == 1  # rank 0 alone reports
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]  # rank 0 alone logs
+    assert all(0 <= r["train_accuracy"] <= 1 and r["train_loss"] > 0 for r in log)
+    meta = read_checkpoint_meta(run / "checkpoints" / "best")
+    assert meta["classes"] == ["BAC", "CRY", "DB", "GBI", "HJBLI", "HYP", "NEU"]
+    metrics = evaluate_run(run, split="test")
+    assert metrics["n"] == len(json.loads((run / "splits.json").read_text())["splits"]["test"])

@@ -1,0 +1,126 @@
+"""Tests for neunn.onnx_backend: export with its check, the ONNX Runtime engine, and --backend onnx everywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from neunn.checkpoint import read_checkpoint, save_checkpoint
+from neunn.cli import main
+from neunn.errors import NeunnError
+from neunn.onnx_backend import OnnxEngine, export_onnx, onnx_path_for
+from neunn.predictor import Predictor
+from neunn.rundir import RunDir
+from neunn.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def onnx_run(trained_run, tmp_path_factory) -> Path:
+    """A copy of the tiny trained run (this module writes RUN_DIR/export and rewrites a checkpoint)."""
+    copy = tmp_path_factory.mktemp("onnx") / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def test_images(onnx_run) -> list[Path]:
+    data_dir = Path(RunDir(onnx_run).read_info()["data_dir"])
+    split = json.loads((onnx_run / "splits.json").read_text())
+    return [data_dir / e["path"] for e in split["splits"]["test"][:10]]
+
+
+def test_export_checks_onnx_runtime_against_pytorch_on_test_images(onnx_run, tmp_path):
+    report = export_onnx(onnx_run, tmp_path / "model.onnx")
+    assert report["path"] == str(tmp_path / "model.onnx") and Path(report["path"]).stat().st_size > 1_000_000
+    assert report["checked_on"].startswith(f"{report['n_checked']} test-split image(s)") and report["n_checked"] > 10
+    assert 0.0 <= report["max_abs_diff"] < 1e-5 and report["same_top_class"] == 1.0
+    model = onnx.load(report["path"])
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["neunn"])
+    _, checkpoint_meta = read_checkpoint(onnx_run / "checkpoints" / "best")
+    assert meta == checkpoint_meta
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a dynamic batch dimension
+
+
+def test_onnx_backend_matches_torch_and_exports_on_first_use(onnx_run, test_images):
+    sources = [(p.name, p) for p in test_images]
+    onnx_predictor = Predictor.from_run(onnx_run, backend="onnx")
+    assert onnx_path_for(RunDir(onnx_run)).is_file()
+    assert isinstance(onnx_predictor.engine, OnnxEngine)
+    torch_results = Predictor.from_run(onnx_run).predict_sources(sources)
+    onnx_results = onnx_predictor.predict_sources(sources + [("bad.txt", b"nope")])
+    assert onnx_results[-1].error == "not an image file"
+    for a, b in zip(torch_results, onnx_results):
+        assert a.label == b.label and a.needs_review == b.needs_review and a.critical == b.critical
+        assert np.abs(np.array(a.probs) - np.array(b.probs)).max() < 1e-5
+    size = onnx_predictor.img_size
+    assert onnx_predictor.engine.logits(torch.zeros((0, 3, size, size), dtype=torch.uint8)).shape == (0, 7)
+    assert onnx_predictor.engine.logits(torch.zeros((70, 3, size, size), dtype=torch.uint8)).shape == (70, 7)
+
+
+def test_a_stale_export_is_replaced_when_the_checkpoint_changes(onnx_run):
+    path = onnx_path_for(RunDir(onnx_run))
+    Predictor.from_run(onnx_run, backend="onnx")
+    before = path.stat().st_mtime_ns
+    tensors, meta = read_checkpoint(onnx_run / "checkpoints" / "best")
+    save_checkpoint(onnx_run / "checkpoints" / "best", tensors, {**meta, "temperature": 2.5})
+    predictor = Predictor.from_run(onnx_run, backend="onnx")
+    after = path.stat().st_mtime_ns
+    assert after != before
+    assert predictor.temperature == 2.5 and predictor.meta["temperature"] == 2.5
+    Predictor.from_run(onnx_run, backend="onnx")
+    assert path.stat().st_mtime_ns == after  # now current: not exported again
+    assert OnnxEngine.from_file(path).meta["temperature"] == 2.5
+
+
+def test_export_falls_back_to_random_images_without_the_dataset(onnx_run, tmp_path):
+    moved = tmp_path / "run"
+    shutil.copytree(onnx_run, moved)
+    info = json.loads((moved / "run.json").read_text())
+    (moved / "run.json").write_text(json.dumps({**info, "data_dir": str(tmp_path / "gone")}))
+    report = export_onnx(moved, n_check=4)
+    assert report["checked_on"] == "4 random image(s) (the run's dataset is not available)"
+    assert report["path"] == str(onnx_path_for(RunDir(moved))) and report["max_abs_diff"] < 1e-5
+
+
+def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(NeunnError, match="cannot be opened"):
+        OnnxEngine.from_file(broken)
+    foreign = tmp_path / "foreign.onnx"
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), foreign)
+    with pytest.raises(NeunnError, match="not exported by NeuNN"):
+        OnnxEngine.from_file(foreign)
+
+
+def test_cli_export_and_predict_with_onnx(onnx_run, test_images, tmp_path, capsys):
+    assert main(["export", str(onnx_run), "--onnx", str(tmp_path / "cli.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "largest probability difference" in out and str(tmp_path / "cli.onnx") in out
+    rows = {}
+    for backend in ("torch", "onnx"):
+        target = tmp_path / f"{backend}.json"
+        assert main(["predict", str(onnx_run), *map(str, test_images[:4]), "--format", "json", "--out", str(target),
+                     "--backend", backend]) == 0
+        rows[backend] = json.loads(target.read_text())
+    assert [r["label"] for r in rows["torch"]] == [r["label"] for r in rows["onnx"]]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-5 for a, b in zip(rows["torch"], rows["onnx"]))
+
+
+def test_serving_with_onnx_backend_keeps_heatmaps(onnx_run, test_images):
+    client = TestClient(create_app(Predictor.from_run(onnx_run, backend="onnx")))
+    assert client.get("/api/v1/model").json()["backend"] == "onnx"
+    image = ("cell.png", test_images[0].read_bytes())
+    assert client.post("/api/v1/predict", files=[("files", image)]).json()["results"][0]["status"] == 200
+    heatmap = client.post("/api/v1/heatmap", files={"file": image})
+    assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"
