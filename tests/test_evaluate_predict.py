@@ -81,3 +81,15 @@ def test_predict_fails_only_when_nothing_could_be_read(trained_run: Path, tmp_pa
     write_broken_corpus(tmp_path / "broken")
     assert main(["predict", str(trained_run), str(tmp_path / "broken"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "No input file could be processed." in capsys.readouterr().err
+
+
+def test_tta_and_robustness_table(trained_run: Path):
+    metrics = evaluate_run(trained_run, split="val", tta=True, perturb=["blur=1.0", "hue=0.05"])
+    rows = metrics["robustness"]["rows"]
+    assert [r["perturbation"] for r in rows] == ["none", "blur=1", "hue=0.05"]
+    assert rows[0]["accuracy"] == metrics["overall"]["accuracy"]
+    for r in rows:
+        assert r["accuracy_drop"] == pytest.approx(rows[0]["accuracy"] - r["accuracy"])
+    saved = json.loads((trained_run / "eval" / "val" / "robustness.json").read_text())
+    assert saved == json.loads(json.dumps(metrics["robustness"]))
+    assert metrics["tta"] is True

@@ -79,16 +79,6 @@ def test_a_stale_export_is_replaced_when_the_checkpoint_changes(onnx_run):
     assert OnnxEngine.from_file(path).meta["temperature"] == 2.5
 
 
-def test_export_falls_back_to_random_images_without_the_dataset(onnx_run, tmp_path):
-    moved = tmp_path / "run"
-    shutil.copytree(onnx_run, moved)
-    info = json.loads((moved / "run.json").read_text())
-    (moved / "run.json").write_text(json.dumps({**info, "data_dir": str(tmp_path / "gone")}))
-    report = export_onnx(moved, n_check=4)
-    assert report["checked_on"] == "4 random image(s) (the run's dataset is not available)"
-    assert report["path"] == str(onnx_path_for(RunDir(moved))) and report["max_abs_diff"] < 1e-5
-
-
 def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
@@ -103,10 +93,18 @@ def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
         OnnxEngine.from_file(foreign)
 
 
-def test_cli_export_and_predict_with_onnx(onnx_run, test_images, tmp_path, capsys):
-    assert main(["export", str(onnx_run), "--onnx", str(tmp_path / "cli.onnx")]) == 0
+def test_cli_export_checks_on_random_images_when_the_dataset_is_gone(onnx_run, tmp_path, capsys):
+    moved = tmp_path / "run"
+    shutil.copytree(onnx_run, moved)
+    info = json.loads((moved / "run.json").read_text())
+    (moved / "run.json").write_text(json.dumps({**info, "data_dir": str(tmp_path / "gone")}))
+    assert main(["export", str(moved), "--onnx", str(tmp_path / "cli.onnx")]) == 0
     out = capsys.readouterr().out
-    assert "largest probability difference" in out and str(tmp_path / "cli.onnx") in out
+    assert f"to {tmp_path / 'cli.onnx'}" in out
+    assert "ONNX Runtime vs PyTorch on 32 random image(s) (the run's dataset is not available): largest " in out
+
+
+def test_cli_predict_with_onnx_matches_torch(onnx_run, test_images, tmp_path):
     rows = {}
     for backend in ("torch", "onnx"):
         target = tmp_path / f"{backend}.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from neunn.data.scan import scan_dataset
 from neunn.data.split import SPLIT_NAMES, load_split, verify_split
 from neunn.errors import NeunnError
 from neunn.metrics import compute_metrics
+from neunn.perturb import Perturbation, parse_perturbations
 from neunn.predictor import Predictor
 from neunn.report import write_report
 from neunn.run_setup import report_scan, say
@@ -65,11 +67,58 @@ def _write_predictions_csv(path: Path, rows: list[dict[str, Any]], classes: list
     write_atomic(path, write)
 
 
+def _score(predictor: Predictor, data_dir: Path, entries: list[tuple[str, str]],
+           transform: Callable | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Prediction rows for (path, true class) entries, and the files that could not be read."""
+    rows, failed = [], []
+    paths = (data_dir / p for p, _ in entries)
+    for (path, true), pred in zip(entries, predictor.predict_files(paths, transform=transform)):
+        if pred.error:
+            failed.append(f"{path}: {pred.error}")
+        else:
+            rows.append({"path": path, "true": true, "pred": pred.label, "probs": pred.probs})
+    return rows, failed
+
+
+def _metrics_of(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    index = {c: i for i, c in enumerate(classes)}
+    probs = np.asarray([r["probs"] for r in rows], dtype=np.float64)
+    return compute_metrics(np.asarray([index[r["true"]] for r in rows]), probs, classes)
+
+
+def _robustness(predictor: Predictor, data_dir: Path, entries, clean: dict[str, Any],
+                perturbations: list[Perturbation]) -> dict[str, Any]:
+    """Accuracy and macro-F1 of the same images under each perturbation, with the drop from the clean images."""
+    table = [{"perturbation": "none", "accuracy": clean["overall"]["accuracy"],
+              "macro_f1": clean["overall"]["macro"]["f1"], "accuracy_drop": 0.0}]
+    for perturbation in perturbations:
+        say(f"robustness: {perturbation}")
+        rows, _ = _score(predictor, data_dir, entries, transform=perturbation)
+        m = _metrics_of(rows, predictor.classes)["overall"]
+        table.append({"perturbation": str(perturbation), "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
+                      "accuracy_drop": clean["overall"]["accuracy"] - m["accuracy"]})
+    return {"n": clean["n"], "rows": table}
+
+
+def format_robustness_table(robustness: dict[str, Any]) -> str:
+    """Plain-text table of accuracy per perturbation, in percent."""
+    lines = [f"{'perturbation':<18}{'accuracy':>10}{'macro-F1':>10}{'drop':>8}", "-" * 46]
+    for r in robustness["rows"]:
+        lines.append(f"{r['perturbation']:<18}{100 * r['accuracy']:>10.1f}{100 * r['macro_f1']:>10.1f}"
+                     f"{100 * r['accuracy_drop']:>8.1f}")
+    return "\n".join(lines)
+
+
 def evaluate_run(
     run_dir: str | Path, *, data_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best",
-    device: str = "cpu",
+    device: str = "cpu", tta: bool = False, perturb: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics."""
+    """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
+
+    ``tta`` averages the 8 flips/rotations of each cell; ``perturb`` (e.g. ``["standard"]``) adds a robustness table
+    (robustness.json) of the same images under stain, colour, blur, JPEG and resolution changes.
+    """
+    perturbations = parse_perturbations(perturb or [])
     if split not in EVAL_SPLITS:
         raise NeunnError(f"Unknown split '{split}'; use one of {', '.join(EVAL_SPLITS)}.")
     run = RunDir(Path(run_dir))
@@ -79,27 +128,20 @@ def evaluate_run(
         if data_dir is None:
             raise NeunnError(f"{run.root} does not record its dataset folder; pass it with --data.")
     data_dir = Path(data_dir)
-    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device)
+    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta)
     classes = predictor.classes
     entries = _entries_to_score(run, data_dir, split, classes)
     if not entries:
         raise NeunnError(f"The {split} split of {run.root} has no images to evaluate.")
 
-    rows, failed = [], []
-    for (path, true), pred in zip(entries, predictor.predict_files(data_dir / p for p, _ in entries)):
-        if pred.error:
-            failed.append(f"{path}: {pred.error}")
-            continue
-        rows.append({"path": path, "true": true, "pred": pred.label, "probs": pred.probs})
+    rows, failed = _score(predictor, data_dir, entries)
     for line in failed:
         say(f"  skipped {line}")
     if not rows:
         raise NeunnError(f"None of the {len(entries)} images of the {split} split could be read.")
 
-    index = {c: i for i, c in enumerate(classes)}
-    probs = np.asarray([r["probs"] for r in rows], dtype=np.float64)
-    metrics = compute_metrics(np.asarray([index[r["true"]] for r in rows]), probs, classes)
-    metrics["split"], metrics["checkpoint"], metrics["skipped"] = split, checkpoint, failed
+    metrics = _metrics_of(rows, classes)
+    metrics["split"], metrics["checkpoint"], metrics["tta"], metrics["skipped"] = split, checkpoint, tta, failed
     metrics["synthetic_data"] = _is_synthetic(data_dir)
 
     out = run.eval_dir(split)
@@ -107,6 +149,9 @@ def evaluate_run(
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
     _write_predictions_csv(out / "predictions.csv", rows, classes)
     note = "Phantom data: procedurally generated synthetic images, not real cells." if metrics["synthetic_data"] else None
+    if perturbations:
+        metrics["robustness"] = _robustness(predictor, data_dir, entries, metrics, perturbations)
+        write_text_atomic(out / "robustness.json", json.dumps(metrics["robustness"], indent=1))
     write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=data_dir,
                  training_log=run.read_log(), title=f"NeuNN evaluation: {run.root.name} ({split} split)",
                  synthetic_note=note)

@@ -11,7 +11,7 @@ comes from the checkpoint's metadata, so nothing is repeated here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 
 from neunn.checkpoint import read_checkpoint, unprefixed
 from neunn.data.image_io import UnreadableImage, load_rgb
@@ -84,9 +85,10 @@ def create_engine(run: RunDir, *, checkpoint: str, backend: str, device: str) ->
 class Predictor:
     """A trained classifier ready to score images."""
 
-    def __init__(self, engine: LogitsEngine, meta: dict[str, Any]) -> None:
+    def __init__(self, engine: LogitsEngine, meta: dict[str, Any], *, tta: bool = False) -> None:
         self.engine = engine
         self.meta = meta
+        self.tta = tta
         self.classes: list[str] = list(meta["classes"])
         self.img_size: int = int(meta["img_size"])
         self.mean, self.std = meta["mean"], meta["std"]
@@ -97,16 +99,23 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch",
-                 device: str = "cpu") -> Predictor:
-        """Load a run's checkpoint (``best`` or ``last``) with a backend (``torch`` or ``onnx``) onto a device."""
+                 device: str = "cpu", tta: bool = False) -> Predictor:
+        """Load a run's checkpoint (``best`` or ``last``) with a backend (``torch`` or ``onnx``) onto a device.
+
+        ``tta`` averages the probabilities over the 8 flips and 90° rotations of each cell (8× the compute).
+        """
         run = RunDir(Path(run_dir))
         run.require_trained()
         engine, meta = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
-        return cls(engine, meta)
+        return cls(engine, meta, tta=tta)
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
-        return torch.softmax(self.engine.logits(pixels).float() / self.temperature, dim=1).numpy()
+        views = [pixels]
+        if self.tta:  # a cell has no canonical orientation: the dihedral group's 8 views are equally valid
+            views = [torch.rot90(v, k, dims=(-2, -1)).contiguous() for v in (pixels, pixels.flip(-1)) for k in range(4)]
+        probs = [torch.softmax(self.engine.logits(v).float() / self.temperature, dim=1) for v in views]
+        return torch.stack(probs).mean(0).numpy()
 
     def _result(self, path: str, probs: np.ndarray) -> Prediction:
         order = np.argsort(-probs)
@@ -126,9 +135,11 @@ class Predictor:
                 results[i] = self._result(decoded[i][0], pr)
         return results
 
-    def _decode(self, name: str, source: str | Path | bytes) -> tuple[str, torch.Tensor | str]:
+    def _decode(self, name: str, source: str | Path | bytes,
+                transform: Callable[[Image.Image], Image.Image] | None = None) -> tuple[str, torch.Tensor | str]:
         try:
-            return name, image_to_uint8(load_rgb(source).image, self.img_size)
+            image = load_rgb(source).image
+            return name, image_to_uint8(transform(image) if transform else image, self.img_size)
         except (UnreadableImage, OSError) as exc:
             return name, str(exc)
 
@@ -136,12 +147,16 @@ class Predictor:
         """Predict a batch of (name, path-or-bytes) pairs; an unreadable one gets an error, the others still run."""
         return self._predict_decoded([self._decode(name, source) for name, source in sources])
 
-    def predict_files(self, paths: Iterable[str | Path], *, batch_size: int = 64, workers: int = 2) -> Iterator[Prediction]:
-        """Stream predictions for many files: decoding of the next batch overlaps inference of this one."""
+    def predict_files(self, paths: Iterable[str | Path], *, batch_size: int = 64, workers: int = 2,
+                      transform: Callable[[Image.Image], Image.Image] | None = None) -> Iterator[Prediction]:
+        """Stream predictions for many files: decoding of the next batch overlaps inference of this one.
+
+        ``transform`` (e.g. a robustness perturbation) is applied to each decoded image before preprocessing.
+        """
         paths = iter(paths)
         with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
-            pending = [pool.submit(self._decode, str(p), p) for p in islice(paths, batch_size)]
+            pending = [pool.submit(self._decode, str(p), p, transform) for p in islice(paths, batch_size)]
             while pending:
-                following = [pool.submit(self._decode, str(p), p) for p in islice(paths, batch_size)]
+                following = [pool.submit(self._decode, str(p), p, transform) for p in islice(paths, batch_size)]
                 yield from self._predict_decoded([f.result() for f in pending])
                 pending = following

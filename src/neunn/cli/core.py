@@ -48,13 +48,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from neunn.evaluate import evaluate_run
+    from neunn.evaluate import evaluate_run, format_robustness_table
     from neunn.metrics import format_metrics_table
     from neunn.rundir import RunDir
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
-                           device=args.device)
+                           device=args.device, tta=args.tta, perturb=args.perturb)
     print(format_metrics_table(metrics))
+    if "robustness" in metrics:
+        print(format_robustness_table(metrics["robustness"]))
     out = RunDir(Path(args.run_dir)).eval_dir(args.split)
     print(f"report: {out / 'report.html'}  (metrics.json and predictions.csv beside it)")
     return 0
@@ -120,6 +122,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", default="test", help="train, val, test, or all (every image of --data)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/90° rotations of each cell")
+    p.add_argument("--perturb", action="append", metavar="NAME=VALUE",
+                   help="also score under a perturbation (hue, saturation, brightness, stain, blur, jpeg, scale), "
+                        "e.g. --perturb blur=1.5; 'standard' runs a suite; repeatable")
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)

@@ -84,6 +84,13 @@ def _check_label(label: str) -> int:
     return NEUTROPHIL_CLASSES.index(label)
 
 
+def _check_whole(value: object, what: str, least: int) -> int:
+    """`value` as an int if it is a whole number (not a bool) of at least `least`, else a NeunnError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise NeunnError(f"{what} must be an integer of at least {least}, got {value!r}.")
+    return int(value)
+
+
 def _rng(seed: int, *stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
 
@@ -119,7 +126,7 @@ def _capsule(xs, ys, p, q, half_width, edge) -> np.ndarray:
     return np.clip((half_width - _segment_distance(xs, ys, p, q)) / edge + 0.5, 0.0, 1.0)
 
 
-def _paint(od: np.ndarray, where: tuple[slice, slice], mask: np.ndarray, target: np.ndarray, alpha: float = 1.0) -> None:
+def _paint(od: np.ndarray, where: tuple[slice, slice], mask: np.ndarray, target: np.ndarray, alpha: float = 1.0):
     """Blend the density inside `where` towards `target` in proportion to `mask`."""
     region = od[where]
     region += (alpha * mask)[..., None] * (target - region)
@@ -145,7 +152,7 @@ def _draw_look(rng: np.random.Generator) -> _Look:
 def _draw_cell(rng: np.random.Generator, size: int) -> _Cell:
     """Cell 55-70 % of the width, near the centre, with 2-5 lobes on an arc joined by thin strands."""
     radius = rng.uniform(0.275, 0.35) * size
-    cx, cy = (0.5 + rng.normal(0.0, 0.02, 2)) * size
+    cx, cy = (0.5 + rng.uniform(-0.035, 0.035, 2)) * size
     n = int(rng.choice([2, 3, 4, 5], p=[0.15, 0.4, 0.33, 0.12]))
     arc_radius = rng.uniform(0.36, 0.46) * radius
     ax, ay = cx + rng.normal(0.0, 0.05) * radius, cy + rng.normal(0.0, 0.05) * radius
@@ -171,7 +178,7 @@ def _paint_red_cells(od: np.ndarray, rng: np.random.Generator, cell: _Cell, look
     spots = rng.uniform(-0.1, 1.1, (40, 2)) * size
     shapes = rng.uniform(0.0, 1.0, (40, 4))
     placed = 0
-    for (x, y), (r, squash, pallor, turn) in zip(spots, shapes):
+    for (x, y), (r, squash, pallor, turn) in zip(spots, shapes, strict=True):
         if placed == wanted:
             break
         r_px = (0.15 + 0.04 * r) * size
@@ -206,7 +213,7 @@ def _nucleus_mask(cell: _Cell, size: int) -> np.ndarray:
             lobe = np.maximum(_ellipse(xs, ys, x, y, radial, across, angle, 1.3),
                               _ellipse(xs, ys, bulge_x, bulge_y, 0.8 * radial, 0.8 * across, angle + 0.5, 1.3))
             np.maximum(mask[where], lobe, out=mask[where])
-    for (x0, y0, *_), (x1, y1, *_) in zip(cell.lobes[:-1], cell.lobes[1:]):
+    for (x0, y0, *_), (x1, y1, *_) in zip(cell.lobes[:-1], cell.lobes[1:], strict=True):
         found = _box(size, (x0 + x1) / 2, (y0 + y1) / 2, math.hypot(x1 - x0, y1 - y0) / 2 + 2)
         if found:
             xs, ys, where = found
@@ -231,21 +238,21 @@ def _granules(rng: np.random.Generator, density: float, size: int) -> np.ndarray
     return np.asarray(Image.fromarray(speckle, mode="F").resize((size, size), Image.Resampling.BILINEAR))
 
 
-
 def _nucleus_gap(cell: _Cell, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     """Lower bound of each point's distance in pixels to the nucleus."""
     x, y, radial, across, _, bulge_x, bulge_y = (cell.lobes[:, k][None, :] for k in range(7))
     extent = np.maximum(radial, across)
     gap = np.minimum(np.hypot(px[:, None] - x, py[:, None] - y) - extent,
                      np.hypot(px[:, None] - bulge_x, py[:, None] - bulge_y) - 0.8 * extent).min(axis=1)
-    for p, q in zip(cell.lobes[:-1, :2], cell.lobes[1:, :2]):
+    for p, q in zip(cell.lobes[:-1, :2], cell.lobes[1:, :2], strict=True):
         gap = np.minimum(gap, _segment_distance(px, py, p, q) - cell.strand_width)
     return gap
 
 
 def _free_spots(rng: np.random.Generator, cell: _Cell, count: int, reach: tuple[float, float],
                 clearance: float, spacing: float) -> list[tuple[float, float]]:
-    """Up to `count` cytoplasm points at `reach` (fractions of the radius), `clearance` px off the nucleus, `spacing` apart.
+    """Up to `count` cytoplasm points at `reach` (fractions of the radius), `clearance` px off the nucleus and `spacing`
+    px apart.
 
     Always returns at least one point (the one farthest from the nucleus) so that every image carries its class cue.
     """
@@ -254,7 +261,7 @@ def _free_spots(rng: np.random.Generator, cell: _Cell, count: int, reach: tuple[
     px, py = cell.cx + r * np.cos(theta), cell.cy + r * np.sin(theta)
     gap = _nucleus_gap(cell, px, py)
     spots: list[tuple[float, float]] = []
-    for x, y, g in zip(px.tolist(), py.tolist(), gap.tolist()):
+    for x, y, g in zip(px.tolist(), py.tolist(), gap.tolist(), strict=True):
         if g >= clearance and all(math.hypot(x - sx, y - sy) >= spacing for sx, sy in spots):
             spots.append((x, y))
             if len(spots) == count:
@@ -350,13 +357,10 @@ def _expose(od: np.ndarray, look: _Look, rng: np.random.Generator) -> np.ndarray
 
 
 def render_cell(label: str, seed: int, size: int = 128) -> np.ndarray:
-    """One synthetic size x size x 3 uint8 crop of a neutrophil of class `label`; the same arguments give the same bytes."""
+    """A synthetic size x size x 3 uint8 crop of a neutrophil of class `label`; equal arguments give equal bytes."""
     class_index = _check_label(label)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise NeunnError(f"Phantom image size must be an integer of at least {MIN_SIZE} pixels, got {size!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise NeunnError(f"Phantom seed must be a non-negative integer, got {seed!r}.")
-    size, seed = int(size), int(seed)
+    size = _check_whole(size, "The phantom image size in pixels", MIN_SIZE)
+    seed = _check_whole(seed, "The phantom seed", 0)
     # Separate streams: the cell's shape and look do not depend on the label, and textures may depend on the size.
     shape_rng, texture_rng, cue_rng = _rng(seed, 0), _rng(seed, 1), _rng(seed, 2, class_index)
     look = _draw_look(shape_rng)
@@ -378,7 +382,7 @@ def render_cell(label: str, seed: int, size: int = 128) -> np.ndarray:
 
 
 def cell_seed(label: str, index: int, base_seed: int = 0) -> int:
-    """The seed of image `index` of class `label` in a phantom set made with `base_seed`, stable across runs and machines."""
+    """The seed of image `index` of class `label` in a phantom set made with `base_seed`, the same on every machine."""
     _check_label(label)
     digest = hashlib.sha256(f"{GENERATOR}/{int(base_seed)}/{label}/{int(index)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
@@ -392,10 +396,7 @@ def _resolve_counts(per_class: int | Mapping[str, int]) -> dict[str, int]:
         counts = {label: per_class.get(label, 0) for label in NEUTROPHIL_CLASSES}
     else:
         counts = dict.fromkeys(NEUTROPHIL_CLASSES, per_class)
-    for label, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise NeunnError(f"Phantom image count for {label} must be a non-negative integer, got {count!r}.")
-    return {label: int(count) for label, count in counts.items()}
+    return {label: _check_whole(count, f"The number of {label} phantom images", 0) for label, count in counts.items()}
 
 
 def _is_phantom_folder(root: Path) -> bool:
@@ -425,7 +426,8 @@ def _synthetic_note(counts: dict[str, int], seed: int, size: int) -> str:
         "- images per class:",
         *["  " + line for line in lines],
         "",
-        f"Image `<CLASS>/phantom_<CLASS>_<index>.png` is `render_cell(CLASS, cell_seed(CLASS, index, {seed}), {size})`.",
+        "Image `<CLASS>/phantom_<CLASS>_<index>.png` is",
+        f"`neunn.data.phantom.render_cell(CLASS, cell_seed(CLASS, index, {seed}), {size})`.",
         "",
     ])
 
@@ -447,14 +449,12 @@ def write_phantom_dataset(out: str | os.PathLike, *, per_class: int | Mapping[st
                           size: int = 128, progress: bool = False) -> dict[str, int]:
     """Write a folder-per-class phantom set of lossless PNGs with manifest.json and SYNTHETIC.md; return the counts."""
     counts = _resolve_counts(per_class)
-    render_cell(NEUTROPHIL_CLASSES[0], 0, size)  # validates the size before anything is written
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise NeunnError(f"Phantom base seed must be a non-negative integer, got {seed!r}.")
-    seed, root = int(seed), Path(out)
+    size = _check_whole(size, "The phantom image size in pixels", MIN_SIZE)
+    seed, root = _check_whole(seed, "The phantom base seed", 0), Path(out)
     if root.exists() and not root.is_dir():
         raise NeunnError(f"Cannot write the phantom dataset to {root}: it exists and is not a folder.")
     if root.is_dir() and any(root.iterdir()) and not _is_phantom_folder(root):
-        raise NeunnError(f"Refusing to write the phantom dataset into {root}: it is not empty and is not a phantom dataset.")
+        raise NeunnError(f"Refusing to write the phantom into {root}: it is not empty and not a phantom dataset.")
     root.mkdir(parents=True, exist_ok=True)
     # The manifest goes first, marked incomplete, so that an interrupted run can be resumed into the same folder.
     (root / "manifest.json").write_text(json.dumps(_manifest(counts, seed, size, False), indent=2) + "\n", "utf-8")

@@ -60,9 +60,9 @@ def kernel_distance(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, s
                     seed: int = 0) -> tuple[float, float]:
     """KID: mean and standard deviation over random subsets of the unbiased MMD² with kernel (x·y/d + 1)³."""
     real, fake = _float64(real), _float64(fake)
+    if len(real) <= subset_size and len(fake) <= subset_size:
+        return _mmd2_unbiased(real, fake), 0.0  # small sets: the exact value on all of both, no subsets
     size = min(subset_size, len(real), len(fake))
-    if size >= len(real) and size >= len(fake):
-        return _mmd2_unbiased(real, fake), 0.0  # every subset would be the whole of both sets
     rng = np.random.default_rng(seed)
     values = [_mmd2_unbiased(real[rng.choice(len(real), size, replace=False)],
                              fake[rng.choice(len(fake), size, replace=False)]) for _ in range(subsets)]
