@@ -3,7 +3,8 @@
 Renders N phantom images per class, turns each into a normalised 8x8x8 RGB histogram (and an HSV one), fits a
 scikit-learn LogisticRegression on a stratified 70 % and reports accuracy on the other 30 %. The phantom's cues are
 meant to be small in area, so this should stay well below what a CNN reaches. Also times rendering (run it under
-`taskset -c 0` for a one-core figure) and can draw the contact sheet used in docs/phantom.md.
+`taskset -c 0` for a one-core figure), can train a small CNN on the same split as a learnability check
+(`--cnn-epochs`), and can draw the contact sheet used in docs/phantom.md.
 
     PYTHONPATH=src python benchmarks/phantom_baseline.py --per-class 200 --out runs/phantom_baseline.json
     PYTHONPATH=src python benchmarks/phantom_baseline.py --per-class 0 --sheet docs/img/phantom_sheet.png
@@ -44,21 +45,70 @@ def render_set(per_class: int, seed: int, size: int) -> tuple[list[np.ndarray], 
     return images, np.array(labels), len(images) / elapsed
 
 
-def histogram_baseline(images: list[np.ndarray], labels: np.ndarray, space: str, seed: int) -> dict:
-    """Test accuracy and per-class recall of colour histograms + logistic regression on a stratified 70/30 split."""
-    from sklearn.linear_model import LogisticRegression
+def split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified 70/30 train/test split."""
     from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    train, test = train_test_split(indices, test_size=0.3, stratify=labels, random_state=seed)
+    return train, test
+
+
+def scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    """Accuracy and per-class recall."""
+    hits = predicted == truth
+    recall = {label: round(float(hits[truth == k].mean()), 3) for k, label in enumerate(NEUTROPHIL_CLASSES)}
+    return {"accuracy": round(float(hits.mean()), 4), "recall": recall}
+
+
+def histogram_baseline(images: list[np.ndarray], labels: np.ndarray, parts: tuple, space: str) -> dict:
+    """Scores of standardised colour histograms + logistic regression."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     features = np.stack([colour_histogram(image, 8, space) for image in images])
-    x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.3, stratify=labels,
-                                                        random_state=seed)
+    train, test = parts
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    model.fit(x_train, y_train)
-    hits = model.predict(x_test) == y_test
-    recall = {label: round(float(hits[y_test == k].mean()), 3) for k, label in enumerate(NEUTROPHIL_CLASSES)}
-    return {"accuracy": round(float(hits.mean()), 4), "recall": recall}
+    model.fit(features[train], labels[train])
+    return scores(model.predict(features[test]), labels[test])
+
+
+def small_cnn(images: list[np.ndarray], labels: np.ndarray, parts: tuple, epochs: int, seed: int) -> dict:
+    """Scores of a 10-layer CNN trained from scratch on CPU (flips and 90-degree turns), as a learnability check."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    def block(width_in: int, width_out: int) -> nn.Sequential:
+        conv = [nn.Conv2d(width_in, width_out, 3, padding=1, bias=False), nn.BatchNorm2d(width_out), nn.ReLU(),
+                nn.Conv2d(width_out, width_out, 3, padding=1, bias=False), nn.BatchNorm2d(width_out), nn.ReLU()]
+        return nn.Sequential(*conv, nn.MaxPool2d(2))
+
+    widths = [3, 16, 32, 48, 64, 96]
+    net = nn.Sequential(*(block(i, o) for i, o in zip(widths, widths[1:], strict=False)), nn.AdaptiveMaxPool2d(1),
+                        nn.Flatten(), nn.Linear(widths[-1], len(NEUTROPHIL_CLASSES)))
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.from_numpy(labels)
+    train, test = (torch.from_numpy(part) for part in parts)
+    steps = epochs * ((len(train) + 63) // 64)
+    optimiser = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 4e-3, total_steps=steps)
+    for epoch in range(epochs):
+        net.train()
+        for batch in train[torch.randperm(len(train))].split(64):
+            inputs = torch.rot90(x[batch], epoch % 4, (2, 3))
+            inputs = inputs.flip(3) if epoch % 2 else inputs
+            loss = nn.functional.cross_entropy(net(inputs), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    net.eval()
+    with torch.no_grad():
+        predicted = torch.cat([net(x[batch]).argmax(1) for batch in test.split(256)])
+    return {"epochs": epochs, **scores(predicted.numpy(), labels[parts[1]])}
 
 
 def contact_sheet(path: Path, seed: int, size: int = 128, columns: int = 6, max_bytes: int = 290_000) -> int:
@@ -91,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--sheet", type=Path, help="write a 7x6 contact sheet PNG here")
+    parser.add_argument("--cnn-epochs", type=int, default=0, help="also train a small CNN for this many epochs (slow)")
     args = parser.parse_args()
     if args.sheet:
         colours = contact_sheet(args.sheet, args.seed)
@@ -98,12 +149,15 @@ def main() -> None:
     if args.per_class <= 0:
         return
     images, labels, rate = render_set(args.per_class, args.seed, args.size)
+    parts = split(labels, args.seed)
     result = {
         "synthetic": True, "generator_version": GENERATOR_VERSION, "per_class": args.per_class, "size": args.size,
         "seed": args.seed, "render_images_per_s": round(rate, 1), "chance": round(1 / len(NEUTROPHIL_CLASSES), 4),
-        "rgb_8x8x8": histogram_baseline(images, labels, "RGB", args.seed),
-        "hsv_8x8x8": histogram_baseline(images, labels, "HSV", args.seed),
+        "histogram_rgb_8x8x8": histogram_baseline(images, labels, parts, "RGB"),
+        "histogram_hsv_8x8x8": histogram_baseline(images, labels, parts, "HSV"),
     }
+    if args.cnn_epochs:
+        result["small_cnn"] = small_cnn(images, labels, parts, args.cnn_epochs, args.seed)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

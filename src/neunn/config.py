@@ -58,6 +58,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
     channels_last: bool = True  # used on CUDA only
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
+    compile: bool = False  # torch.compile the model (minutes of compilation, then faster steps on a GPU)
     workers: int = 2  # image-decoding threads for the in-memory cache
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 leaves PyTorch's default

@@ -233,6 +233,8 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
+    if cfg.compile:
+        net = torch.compile(net)  # checkpoints still come from `model`, whose parameters the compiled module shares
 
     per_rank = per_rank_batch(min(cfg.batch_size, len(train_set)), ctx)
     steps_per_epoch = max(1, len(train_set) // ctx.world_size // per_rank)  # drop the ragged tail: BatchNorm dislikes tiny batches

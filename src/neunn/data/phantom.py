@@ -50,7 +50,7 @@ _DOHLE = _od((172, 178, 206))
 _HOWELL_JOLLY = _od((80, 30, 112))
 _GREEN_BLUE = _od((112, 178, 168))
 _BACTERIUM = _od((64, 36, 100))
-_VACUOLE = _od((244, 226, 210))
+_VACUOLE = _od((250, 231, 211))
 _CRYO = _od((178, 170, 208))
 
 
@@ -305,10 +305,10 @@ def _paint_bacteria(od: np.ndarray, rng: np.random.Generator, cell: _Cell, look:
     vacuoles = _free_spots(rng, cell, int(rng.integers(1, 4)), (0.35, 0.78), 0.03 * size, 0.1 * size)
     organisms = []
     for x, y in vacuoles:
-        r = rng.uniform(0.035, 0.05) * size
+        r = rng.uniform(0.04, 0.055) * size
         xs, ys, where = _box(size, x, y, r + 2)
         _paint(od, where, _ellipse(xs, ys, x, y, r, r * rng.uniform(0.8, 1.0), rng.uniform(0, math.pi), 1.2),
-               _VACUOLE, 0.85)
+               _VACUOLE, 0.9)
         for _ in range(int(rng.integers(1, 4))):
             organisms.append((x + rng.normal(0.0, 0.25) * r, y + rng.normal(0.0, 0.25) * r))
     if rng.random() < 0.4:  # now and then one organism lies free in the cytoplasm

@@ -37,6 +37,7 @@ class GanConfig:
     #                    norm on every layer, a thin discriminator stays near chance and the generator collapses
     max_channels: int = 256
     mbstd: bool = True  # minibatch standard deviation feature in the discriminator, against mode collapse
+    d_spectral_norm: bool = True  # spectral normalisation on every discriminator layer
     # optimisation
     steps: int = 6000
     batch_size: int = 32
@@ -45,6 +46,7 @@ class GanConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 disables it
     r1_every: int = 4  # lazy regularisation: apply R1 every N discriminator steps, scaled by N
+    d_steps: int = 1  # discriminator updates per generator update
     ema_decay: float = 0.999  # generator EMA; samples come from the EMA generator
     # augmentation
     diffaug: str = "color,translation,cutout"  # DiffAugment policies applied to real and fake images alike
@@ -105,7 +107,7 @@ def _validate(cfg: GanConfig) -> None:
     res = cfg.resolution
     if res < 32 or res > 512 or res & (res - 1):
         raise NeunnError(f"resolution must be a power of two from 32 to 512, got {res}.")
-    for key in ("z_dim", "width", "d_width", "max_channels", "steps", "batch_size", "r1_every", "checkpoint_every",
+    for key in ("z_dim", "width", "d_width", "max_channels", "steps", "batch_size", "r1_every", "checkpoint_every", "d_steps",
                 "sample_every", "log_every", "min_images"):
         if getattr(cfg, key) < 1:
             raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")

@@ -75,19 +75,21 @@ class MinibatchStd(nn.Module):
 class Discriminator(nn.Module):
     """Image (+ class) → one real-vs-fake score per image."""
 
-    def __init__(self, *, resolution: int, n_classes: int, width: int, max_channels: int, mbstd: bool = True) -> None:
+    def __init__(self, *, resolution: int, n_classes: int, width: int, max_channels: int, mbstd: bool = True,
+                 spectral: bool = True) -> None:
         super().__init__()
         ch = lambda r: channels_at(r, resolution=resolution, width=width, max_channels=max_channels)  # noqa: E731
-        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, ch(resolution), 3, padding=1)), nn.LeakyReLU(0.2)]
+        sn = spectral_norm if spectral else (lambda module: module)
+        layers: list[nn.Module] = [sn(nn.Conv2d(3, ch(resolution), 3, padding=1)), nn.LeakyReLU(0.2)]
         res = resolution
         while res > 4:
-            layers += [spectral_norm(nn.Conv2d(ch(res), ch(res // 2), 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            layers += [sn(nn.Conv2d(ch(res), ch(res // 2), 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             res //= 2
         self.features = nn.Sequential(*layers)
         self.mbstd = MinibatchStd() if mbstd else nn.Identity()
-        self.final = nn.Sequential(spectral_norm(nn.Conv2d(ch(4) + int(mbstd), ch(4), 3, padding=1)), nn.LeakyReLU(0.2))
-        self.linear = spectral_norm(nn.Linear(ch(4), 1))
-        self.embed = spectral_norm(nn.Embedding(n_classes, ch(4)))
+        self.final = nn.Sequential(sn(nn.Conv2d(ch(4) + int(mbstd), ch(4), 3, padding=1)), nn.LeakyReLU(0.2))
+        self.linear = sn(nn.Linear(ch(4), 1))
+        self.embed = sn(nn.Embedding(n_classes, ch(4)))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.final(self.mbstd(self.features(x))).sum(dim=(2, 3))
@@ -99,8 +101,8 @@ def create_generator(*, resolution: int, z_dim: int, n_classes: int, width: int,
     return Generator(resolution=resolution, z_dim=z_dim, n_classes=n_classes, width=width, max_channels=max_channels)
 
 
-def create_discriminator(*, resolution: int, n_classes: int, width: int, max_channels: int,
-                         mbstd: bool = True) -> Discriminator:
-    """A spectrally normalised discriminator for ``resolution``-pixel images of ``n_classes`` classes."""
+def create_discriminator(*, resolution: int, n_classes: int, width: int, max_channels: int, mbstd: bool = True,
+                         spectral: bool = True) -> Discriminator:
+    """A (by default spectrally normalised) discriminator for ``resolution``-pixel images of ``n_classes`` classes."""
     return Discriminator(resolution=resolution, n_classes=n_classes, width=width, max_channels=max_channels,
-                         mbstd=mbstd)
+                         mbstd=mbstd, spectral=spectral)

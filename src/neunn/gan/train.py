@@ -119,7 +119,8 @@ def _build_models(cfg: GanConfig, n_classes: int, device: torch.device) -> _Mode
     torch.manual_seed(cfg.seed)
     shape = dict(resolution=cfg.resolution, n_classes=n_classes, max_channels=cfg.max_channels)
     generator = create_generator(z_dim=cfg.z_dim, width=cfg.width, **shape).to(device)
-    discriminator = create_discriminator(width=cfg.d_width, mbstd=cfg.mbstd, **shape).to(device)
+    discriminator = create_discriminator(width=cfg.d_width, mbstd=cfg.mbstd, spectral=cfg.d_spectral_norm,
+                                         **shape).to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -159,43 +160,57 @@ def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
         b_ema.copy_(b)
 
 
-def _train_step(models: _Models, real_pixels: DecodedImages, cfg: GanConfig, step: int,
-                device: torch.device) -> dict[str, float]:
-    """One discriminator and one generator update; returns the step's losses."""
-    gen, policies, batch = step_generator(cfg.seed, step), diffaug_policies(cfg), cfg.batch_size
-    idx = torch.randint(len(real_pixels), (batch,), generator=gen)
-    real = augment_batch(real_pixels.pixels[idx].to(device), gen, flip=cfg.real_dihedral, rot90=cfg.real_dihedral) * 2 - 1
-    labels = real_pixels.labels[idx].to(device)
-    G, D = models.generator, models.discriminator
+def _real_batch(real_pixels: DecodedImages, cfg: GanConfig, gen: torch.Generator,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen)
+    real = augment_batch(real_pixels.pixels[idx].to(device), gen, flip=cfg.real_dihedral, rot90=cfg.real_dihedral)
+    return real * 2 - 1, real_pixels.labels[idx].to(device)
 
-    D.requires_grad_(True)
+
+def _discriminator_step(models: _Models, real_pixels: DecodedImages, cfg: GanConfig, gen: torch.Generator,
+                        device: torch.device, with_r1: bool) -> dict[str, torch.Tensor]:
+    G, D, policies = models.generator, models.discriminator, diffaug_policies(cfg)
+    real, labels = _real_batch(real_pixels, cfg, gen, device)
     with torch.no_grad():
-        fake = G(torch.randn(batch, cfg.z_dim, generator=gen).to(device), labels)
-    r1_step = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-    real = real.detach().requires_grad_(r1_step)
+        fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device), labels)
+    real = real.detach().requires_grad_(with_r1)
     d_real = D(diff_augment(real, policies, gen), labels)
     d_fake = D(diff_augment(fake, policies, gen), labels)
-    loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+    loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
     r1 = torch.zeros((), device=device)
-    if r1_step:
+    if with_r1:
+        # R1 on the real images before augmentation, as in StyleGAN2-ADA.
         (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
         r1 = grad.pow(2).sum(dim=(1, 2, 3)).mean()
-        loss_d = loss_d + cfg.r1_gamma / 2 * r1 * cfg.r1_every
+        loss = loss + cfg.r1_gamma / 2 * r1 * cfg.r1_every
     models.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
+    loss.backward()
     models.opt_d.step()
+    return {"loss_d": loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean(),
+            "r1": r1.detach()}
+
+
+def _train_step(models: _Models, real_pixels: DecodedImages, cfg: GanConfig, step: int,
+                device: torch.device) -> dict[str, float]:
+    """``d_steps`` discriminator updates and one generator update; returns the step's losses."""
+    gen = step_generator(cfg.seed, step)
+    G, D = models.generator, models.discriminator
+    D.requires_grad_(True)
+    for i in range(cfg.d_steps):
+        d_stats = _discriminator_step(models, real_pixels, cfg, gen, device,
+                                      with_r1=cfg.r1_gamma > 0 and i == 0 and step % cfg.r1_every == 0)
 
     D.requires_grad_(False)
-    fake = G(torch.randn(batch, cfg.z_dim, generator=gen).to(device), labels)
-    loss_g = -D(diff_augment(fake, policies, gen), labels).mean()
+    labels = real_pixels.labels[torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen)].to(device)
+    fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device), labels)
+    loss_g = -D(diff_augment(fake, diffaug_policies(cfg), gen), labels).mean()
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     models.opt_g.step()
     _update_ema(models.ema, G, ema_decay_at(step, cfg.ema_decay))
-    if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
+    if not (torch.isfinite(d_stats["loss_d"]) and torch.isfinite(loss_g)):
         raise FloatingPointError(f"GAN losses became non-finite at step {step}; lower lr_g/lr_d or set r1_gamma.")
-    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.mean().item(),
-            "d_fake": d_fake.mean().item(), "r1": r1.item()}
+    return {"loss_g": loss_g.item(), **{k: v.item() for k, v in d_stats.items()}}
 
 
 def _write_grid(models: _Models, gan: GanDir, n_classes: int, step: int, device: torch.device) -> None:

@@ -53,21 +53,21 @@ async function isZipFile(file) {
   return head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5);
 }
 
-/** Requests that respect the server's limits: each zip alone, images grouped by count and bytes. */
+/** Requests that respect the server's limits, in the files' order: each zip alone, images grouped by count and bytes;
+ *  a file too large for any request becomes a group of its own that is never sent. */
 async function batches(files) {
   const { max_files: maxFiles, max_request_bytes: maxBytes } = state.model.limits;
-  const groups = [], tooBig = [];
+  const groups = [];
   let current = [], bytes = 0;
+  const flush = () => { if (current.length) groups.push({ files: current }); current = []; bytes = 0; };
   for (const file of files) {
-    if (file.size > maxBytes * 0.9) { tooBig.push(file); continue; }
-    if (await isZipFile(file)) { groups.push([file]); continue; }
-    if (current.length && (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8)) {
-      groups.push(current); current = []; bytes = 0;
-    }
+    const alone = file.size > maxBytes * 0.9 ? "too large for one request" : (await isZipFile(file)) ? null : undefined;
+    if (alone !== undefined) { flush(); groups.push({ files: [file], error: alone }); continue; }
+    if (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8) flush();
     current.push(file); bytes += file.size;
   }
-  if (current.length) groups.push(current);
-  return { groups, tooBig };
+  flush();
+  return groups;
 }
 
 function dataUrlToBlob(url) {
@@ -105,13 +105,12 @@ async function addFiles(fileList) {
   const progress = $("#progress");
   progress.classList.remove("error");
   try {
-    const { groups, tooBig } = await batches(files);
-    tooBig.forEach((f) => addCell(f.name, null, null, "file too large for one request"));
     let sent = 0;
-    for (const group of groups) {
-      progress.textContent = `Classifying ${sent + 1}–${sent + group.length} of ${files.length} file(s)…`;
-      await sendBatch(group);
-      sent += group.length;
+    for (const group of await batches(files)) {
+      progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
+      if (group.error) addCell(group.files[0].name, null, null, group.error);
+      else await sendBatch(group.files);
+      sent += group.files.length;
       state.dirty = true;
       render();
     }
@@ -157,7 +156,8 @@ function buildTile(cell) {
     tile.querySelector(".bar span").style.width = percent(r.probability);
     for (const t of r.top) {
       const li = document.createElement("li");
-      li.append(Object.assign(document.createElement("span"), { textContent: `${t.label} ${state.model.class_names[t.label] ?? ""}` }),
+      li.title = state.model.class_names[t.label] ?? t.label;
+      li.append(Object.assign(document.createElement("span"), { textContent: t.label }),
                 Object.assign(document.createElement("span"), { textContent: percent(t.probability) }));
       tile.querySelector(".top3").append(li);
     }
@@ -191,7 +191,10 @@ function updateTile(cell, tile = tileOf(cell)) {
   const select = tile.querySelector(".reclassify");
   if (select) select.value = cell.reviewed ? cell.final : modelCall(cell);
   const confirm = tile.querySelector(".confirm");
-  if (confirm) confirm.title = cell.reviewed ? "Reviewed (click to undo)" : "Confirm (Enter)";
+  if (confirm) {
+    confirm.title = cell.reviewed ? "Reviewed (click to undo)" : "Confirm the model's call (Enter)";
+    confirm.textContent = cell.reviewed ? "✓ Reviewed" : "Confirm";
+  }
   tile.hidden = !FILTERS[state.filter](cell);
 }
 
@@ -297,9 +300,9 @@ function renderSummary() {
     const tr = document.createElement("tr");
     tr.classList.toggle("critical", m.critical_classes.includes(c) && s.counts[c] > 0);
     tr.title = m.class_names[c];
-    tr.innerHTML = `<th></th><td class="num"></td><td class="num"></td>`;
-    tr.children[0].textContent = `${c} `;
-    tr.children[0].append(Object.assign(document.createElement("code"), { textContent: m.class_names[c] === c ? "" : m.class_names[c] }));
+    tr.innerHTML = `<th><span class="code"></span> <span class="cname"></span></th><td class="num"></td><td class="num"></td>`;
+    tr.querySelector(".code").textContent = c;
+    tr.querySelector(".cname").textContent = m.class_names[c] === c ? "" : m.class_names[c];
     tr.children[1].textContent = s.counts[c];
     tr.children[2].textContent = s.n_identified ? percent(s.shares[c]) : "–";
     const bar = Object.assign(document.createElement("span"), { className: "share" });

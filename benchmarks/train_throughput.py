@@ -1,0 +1,94 @@
+"""End-to-end ``neunn train`` throughput against model-only throughput, same model, resolution and batch (for a GPU).
+
+    python benchmarks/train_throughput.py DATA_DIR --preset neunn-b7 --batch-size 64 --epochs 3 [--compile]
+
+Model-only: random tensors already on the device, bf16 autocast and channels_last on CUDA, AdamW steps, no data loading.
+End-to-end: a real ``neunn train`` run on DATA_DIR (decoded set in memory, augmentation on the device); its images/s is
+read from log.jsonl, skipping the first epoch (warm-up, compilation). The ratio says whether data handling is the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from neunn.config import resolve_config
+from neunn.model import create_classifier
+from neunn.runtime import autocast_dtype, resolve_device
+from neunn.train import train
+
+
+def model_only(cfg, steps: int, n_classes: int) -> float:
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(cfg.precision, device)
+    model = create_classifier(cfg.model, n_classes, drop_path_rate=cfg.drop_path_rate).to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if cfg.compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, n_classes, (cfg.batch_size,), device=device)
+    amp = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+    def step():
+        with amp:
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * cfg.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--preset", default="neunn-b7")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="model-only timed steps")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], metavar="key=value")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    overrides = [f"batch_size={args.batch_size}", f"epochs={args.epochs}", f"compile={args.compile}",
+                 "eval_every=1000", *args.set]
+    cfg = resolve_config(preset=args.preset, overrides=overrides)
+    n_classes = sum(1 for p in args.data.iterdir() if p.is_dir() and not p.name.startswith("."))
+    model_ips = model_only(cfg, args.steps, n_classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(args.data, Path(tmp) / "run", cfg=cfg, progress=False)
+        log = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+    steady = [r["images_per_s"] for r in log[1:]] or [log[0]["images_per_s"]]
+    e2e = sum(steady) / len(steady)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    result = {"device": device, "torch": torch.__version__, "model": cfg.model, "img_size": cfg.img_size,
+              "batch_size": cfg.batch_size, "compile": cfg.compile, "model_only_images_per_s": model_ips,
+              "neunn_train_images_per_s": e2e, "ratio": e2e / model_ips,
+              "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""End-to-end test of the review page in headless Chromium: upload cells, see tiles and alert, reclassify, export.
+
+Playwright for Python drives the system's Chromium (Debian's ``chromium`` at /usr/bin/chromium, never a downloaded
+one); the test skips cleanly where that browser is absent. The server is uvicorn on a free loopback port.
+
+    NEUNN_PAGE_RUN=runs/demo NEUNN_SCREENSHOT=docs/img/review_page.png pytest tests/test_page_browser.py
+
+runs it against another trained run with that run's own configuration and saves a screenshot of the reviewed page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from neunn.predictor import Predictor
+from neunn.serve import create_app
+from neunn.serve.results import sample_summary
+from neunn.serve.server import run_model_info
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "page-token"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _sample(data_dir: Path) -> tuple[list[tuple[str, bytes]], bytes]:
+    """Six cells of different classes as (name, bytes): four loose files, and two more zipped as one sample."""
+    classes = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    picked = [sorted((data_dir / classes[i % len(classes)]).iterdir())[i // len(classes)] for i in range(6)]
+    cells = [(p.name, p.read_bytes()) for p in picked]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("sample/", b"")
+        for name, data in cells[4:]:
+            archive.writestr(f"sample/{name}", data)
+        archive.writestr("__MACOSX/sample/._x", b"junk")
+    return cells, buffer.getvalue()
+
+
+def _page_summary(page) -> dict:
+    """What the page's summary table shows: cells per class, unidentified count."""
+    rows = page.locator("#summary tbody tr")
+    counts = {}
+    for i in range(rows.count()):
+        label = rows.nth(i).locator(".code").inner_text()
+        counts[label] = int(rows.nth(i).locator("td").first.inner_text())
+    return {"counts": counts, "n_unidentified": int(page.locator("#sum-unidentified").inner_text())}
+
+
+def _expected(cells: list[tuple[str, bool]], predictor: Predictor) -> dict:
+    return sample_summary(cells, classes=predictor.classes, critical_classes=predictor.critical_classes)
+
+
+def test_review_page_end_to_end(trained_run, phantom_dir, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    run = Path(os.environ.get("NEUNN_PAGE_RUN", trained_run))
+    predictor = Predictor.from_run(run)
+    data_dir = Path(json.loads((run / "run.json").read_text())["data_dir"]) if "NEUNN_PAGE_RUN" in os.environ \
+        else phantom_dir
+    cells, archive = _sample(data_dir)
+    predictions = predictor.predict_sources(cells)
+    if "NEUNN_PAGE_RUN" not in os.environ:  # make the alert certain whatever the tiny model predicts
+        predictor.critical_classes = {predictions[0].label}
+        predictor.review_threshold = 0.0
+    calls = [(p.label, p.probability < predictor.review_threshold) for p in predictions]
+    uploads = [{"name": n, "mimeType": "image/png", "buffer": d} for n, d in cells[:4]]
+    uploads += [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a cell"},
+                {"name": "sample.zip", "mimeType": "application/zip", "buffer": archive}]
+    problems: list[str] = []
+
+    with serving(create_app(predictor, token=TOKEN, model_info=run_model_info(run))) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.goto(f"{url}/#token={TOKEN}")
+        expect(page.locator("#model-line")).to_contain_text("classes")  # waits, within the page's own CSP
+        assert "token" not in page.url  # the token left the address bar
+
+        page.set_input_files("#file-input", uploads)
+        expect(page.locator(".tile")).to_have_count(7, timeout=30_000)
+        names = page.locator(".tile .name").all_inner_texts()
+        assert names == [n for n, _ in cells[:4]] + ["notes.txt"] + [f"sample.zip/sample/{n}" for n, _ in cells[4:]]
+        unreadable = page.locator(".tile.error")
+        assert unreadable.count() == 1 and "not an image file" in unreadable.inner_text()
+        assert page.locator(".tile:not(.error) img.cell[src^='blob:']").count() == 6  # zip entries shown too
+
+        expected = _expected(calls, predictor)
+        assert _page_summary(page) == {"counts": expected["counts"], "n_unidentified": expected["n_unidentified"]}
+        assert page.locator("#alert").is_visible() == expected["alert"]["critical"]
+        if expected["alert"]["critical"]:
+            assert page.locator("#alert-text").inner_text() == expected["alert"]["message"].removeprefix(
+                "Critical finding: ")
+
+        # Reclassify a critical cell (or the first) into a class that is not critical.
+        index = next((i for i, (label, _) in enumerate(calls) if label in predictor.critical_classes), 0)
+        target = next(c for c in ["NEU", *predictor.classes] if c in predictor.classes and c != calls[index][0]
+                      and c not in predictor.critical_classes)
+        tile = page.locator(".tile:not(.error)").nth(index)
+        tile.locator("select.reclassify").select_option(target)
+        assert "corrected" in tile.locator(".badge").inner_text()
+        calls[index] = (target, False)
+        expected = _expected(calls, predictor)
+        assert _page_summary(page) == {"counts": expected["counts"], "n_unidentified": expected["n_unidentified"]}
+        assert page.locator("#alert").is_visible() == expected["alert"]["critical"]
+
+        # The heatmap of a zipped cell: fetched once, laid over the image.
+        zipped = page.locator(".tile:not(.error)").nth(5)
+        zipped.locator("button.heat").click()
+        expect(zipped.locator("img.overlay")).to_have_attribute("src", re.compile("^blob:"))
+        expect(zipped.locator("img.overlay")).to_be_visible()
+        assert zipped.locator("button.heat").get_attribute("aria-pressed") == "true"
+
+        # Keyboard: 0 puts another cell in the review bin.
+        keyed = 2 if index != 2 else 3
+        page.locator(".tile:not(.error)").nth(keyed).focus()
+        page.keyboard.press("0")
+        calls[keyed] = (None, True)
+        assert _page_summary(page)["n_unidentified"] == _expected(calls, predictor)["n_unidentified"]
+
+        page.fill("#sample-id", "smear 42/A")
+        with page.expect_download() as download:
+            page.click("#export-csv")
+        assert download.value.suggested_filename.startswith("neunn_smear_42_A_")
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        with page.expect_download() as download_json:
+            page.click("#export-json")
+        exported = json.loads(Path(download_json.value.path()).read_text())
+        if os.environ.get("NEUNN_SCREENSHOT"):
+            page.click(".filter[data-filter='all']")
+            page.screenshot(path=os.environ["NEUNN_SCREENSHOT"])
+        browser.close()
+
+    assert not problems, problems
+    assert len(rows) == 7 and rows[4]["status"] == "unreadable" and rows[4]["error"] == "not an image file"
+    corrected = rows[index if index < 4 else index + 1]
+    assert corrected["corrected"] == "yes" and corrected["final_class"] == target and corrected["reviewed"] == "yes"
+    assert corrected["model_class"] == predictions[index].label and corrected["sample_id"] == "smear 42/A"
+    assert rows[keyed]["final_class"] == "Unidentified" and rows[keyed]["reviewed"] == "yes"
+    final = _expected(calls, predictor)
+    assert exported["summary"]["counts"] == final["counts"] and exported["summary"]["n_failed"] == 1
+    assert exported["summary"]["alert"]["critical"] == final["alert"]["critical"]
+    assert exported["sample_id"] == "smear 42/A" and len(exported["cells"]) == 7
