@@ -34,16 +34,15 @@ PBC_DEV = Path("/work/shared/data/pbc-dev")
 
 
 def _interleaved_timings(calls: dict, iterations: int, warmup: int) -> dict[str, list[float]]:
-    """Milliseconds per call for each named call, taking turns so that both see the same machine load."""
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
+    """Milliseconds per call for each named (torch threads, call), taking turns so all see the same machine load."""
     out: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(iterations):
-        for name, call in calls.items():
+    for i in range(warmup + iterations):
+        for name, (threads, call) in calls.items():
+            torch.set_num_threads(threads)
             start = time.perf_counter()
             call()
-            out[name].append((time.perf_counter() - start) * 1000)
+            if i >= warmup:
+                out[name].append((time.perf_counter() - start) * 1000)
     return out
 
 
@@ -57,7 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--image", type=Path, help="one cell image (default: the first pbc-dev neutrophil)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both backends")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of ONNX Runtime and of the torch backend")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     args = parser.parse_args()
@@ -71,7 +70,6 @@ def main() -> int:
         image = candidates[0]
     data = image.read_bytes()
     size = load_rgb(data).image.size
-    torch.set_num_threads(args.threads)
     run = RunDir(args.run_dir)
     onnx_engine, meta = OnnxEngine.from_run(run, threads=args.threads)
     engines = {"onnx": onnx_engine, "torch": torch_engine(run)[0]}
@@ -79,10 +77,12 @@ def main() -> int:
     pixels = torch.zeros((1, 3, meta["img_size"], meta["img_size"]), dtype=torch.uint8)
     calls = {}
     for name, engine in engines.items():
+        # As `neunn serve` runs them: with ONNX Runtime doing the network, PyTorch only reshapes one image, on 1 thread.
+        threads = 1 if name == "onnx" else args.threads
         predictor = Predictor(engine, meta)
         assert predictor.predict_sources([("cell", data)])[0].error is None
-        calls[f"{name} one cell end to end"] = lambda p=predictor: p.predict_sources([("cell", data)])
-        calls[f"{name} network only"] = lambda e=engine: e.logits(pixels)
+        calls[f"{name} one cell end to end"] = (threads, lambda p=predictor: p.predict_sources([("cell", data)]))
+        calls[f"{name} network only"] = (threads, lambda e=engine: e.logits(pixels))
     load_before = os.getloadavg()[0]
     timings = _interleaved_timings(calls, args.iterations, args.warmup)
     results = {"image": str(image), "image_size": list(size), "arch": meta["arch"], "img_size": meta["img_size"],

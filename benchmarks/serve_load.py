@@ -128,7 +128,10 @@ def main() -> int:
         server.wait(20)
 
     ordered = sorted(latencies)
-    pick = lambda q: round(ordered[int(q * (len(ordered) - 1))], 1) if ordered else None  # noqa: E731
+
+    def pick(q: float) -> float | None:
+        return round(ordered[int(q * (len(ordered) - 1))], 1) if ordered else None
+
     report = {
         "backend": args.backend, "cells": source, "clients": args.clients, "requests_per_client": args.requests,
         "requests": args.clients * args.requests, "ok": len(latencies), "failures": len(failures),

@@ -93,3 +93,17 @@ def test_tta_and_robustness_table(trained_run: Path):
     saved = json.loads((trained_run / "eval" / "val" / "robustness.json").read_text())
     assert saved == json.loads(json.dumps(metrics["robustness"]))
     assert metrics["tta"] is True
+
+
+def test_evaluation_reports_the_review_bin_and_calibration(trained_run: Path):
+    metrics = evaluate_run(trained_run, split="test")
+    at = metrics["selective"]["at_threshold"]
+    rows = list(csv.DictReader((trained_run / "eval" / "test" / "predictions.csv").open()))
+    kept = [r for r in rows if max(float(v) for k, v in r.items() if k.startswith("prob_")) >= at["threshold"]]
+    assert at["n"] == len(rows) and at["n_accepted"] == len(kept)
+    assert at["coverage"] == pytest.approx(len(kept) / len(rows))
+    curve = metrics["selective"]["risk_coverage"]
+    assert curve["coverage"][-1] == pytest.approx(1.0)
+    assert curve["risk"][-1] == pytest.approx(1 - metrics["overall"]["accuracy"])
+    calibration = metrics["selective"]["calibration"]
+    assert calibration["ece_after"] == pytest.approx(metrics["overall"]["ece"])

@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_gan_train import train_tiny_gan
 
 from neunn.checkpoint import read_checkpoint
 from neunn.errors import NeunnError
 from neunn.gan.evaluate import _memorisation, classifier_features, evaluate_gan
 from neunn.model import classifier_from_checkpoint
-from test_gan_train import gan_dir, tiny_gan_config  # noqa: F401  (module fixture)
+
+
+@pytest.fixture(scope="module")
+def gan_dir(phantom_dir: Path, tmp_path_factory) -> Path:
+    return train_tiny_gan(phantom_dir, tmp_path_factory.mktemp("gan") / "GBI")
 
 
 @pytest.fixture(scope="module")

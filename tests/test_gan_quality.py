@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from neunn.gan.quality import (copy_ratios, frechet_distance, kernel_distance, nearest_other_distance, nearest_owner,
-                               precision_recall_density_coverage)
+from neunn.gan.quality import (
+    copy_ratios,
+    frechet_distance,
+    kernel_distance,
+    nearest_other_distance,
+    nearest_owner,
+    precision_recall_density_coverage,
+)
 
 
 def _fid_scipy(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,7 +38,9 @@ def test_frechet_distance_of_a_shift_is_its_squared_length():
 
 
 def _mmd_loop(x: np.ndarray, y: np.ndarray) -> float:
-    k = lambda u, v: (u @ v / len(u) + 1) ** 3  # noqa: E731
+    def k(u, v):
+        return (u @ v / len(u) + 1) ** 3
+
     m, n = len(x), len(y)
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
@@ -55,8 +63,12 @@ def test_kernel_distance_is_near_zero_for_one_distribution_and_not_for_two():
 
 
 def _prdc_loop(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
-    dist = lambda a, b: float(np.sqrt(((a - b) ** 2).sum()))  # noqa: E731
-    radius = lambda pts: [sorted(dist(p, q) for q in pts)[k] for p in pts]  # noqa: E731
+    def dist(a, b):
+        return float(np.sqrt(((a - b) ** 2).sum()))
+
+    def radius(points):
+        return [sorted(dist(p, q) for q in points)[k] for p in points]
+
     r_real, r_fake = radius(real), radius(fake)
     precision = np.mean([any(dist(f, r) < rr for r, rr in zip(real, r_real)) for f in fake])
     recall = np.mean([any(dist(r, f) < rf for f, rf in zip(fake, r_fake)) for r in real])

@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_gan_train import train_tiny_gan
 
 from neunn.cli import main
 from neunn.data.scan import scan_dataset
 from neunn.errors import NeunnError
 from neunn.gan.sample import sample_images
-from test_gan_train import gan_dir, tiny_gan_config  # noqa: F401  (module fixture)
+
+
+@pytest.fixture(scope="module")
+def gan_dir(phantom_dir: Path, tmp_path_factory) -> Path:
+    return train_tiny_gan(phantom_dir, tmp_path_factory.mktemp("gan") / "GBI")
 
 
 def _pixels(path: Path) -> np.ndarray:

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 import neunn.gan.train as gan_train
 from neunn.checkpoint import read_checkpoint_meta
-from neunn.data.split import load_split, save_split, stratified_split
 from neunn.data.scan import scan_dataset
+from neunn.data.split import load_split, save_split, stratified_split
 from neunn.errors import NeunnError
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.train import train_gan
@@ -27,12 +27,15 @@ def tiny_gan_config(*extra: str):
     return resolve_gan_config(preset="gan-cpu", overrides=[*TINY_GAN, *extra])
 
 
+def train_tiny_gan(data_dir: Path, out: Path) -> Path:
+    """A tiny GAN trained for 6 steps on the phantom GBI class (shared by the other GAN test modules)."""
+    train_gan(data_dir, out, class_names="GBI", cfg=tiny_gan_config(), progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def gan_dir(phantom_dir: Path, tmp_path_factory) -> Path:
-    """A tiny GAN trained on the phantom GBI class."""
-    out = tmp_path_factory.mktemp("gan") / "GBI"
-    train_gan(phantom_dir, out, class_names="GBI", cfg=tiny_gan_config(), progress=False)
-    return out
+    return train_tiny_gan(phantom_dir, tmp_path_factory.mktemp("gan") / "GBI")
 
 
 def test_gan_folder_follows_the_contract(gan_dir: Path):
@@ -103,8 +106,8 @@ def test_class_conditional_gan_over_two_classes(phantom_dir: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"class_names": "XYZ"}, "Class 'XYZ' is not in dataset"),
-    ({"class_names": "GBI", "cfg_extra": ["min_images=50"]}, "Class GBI has only 9 training-split images; a GAN "
-                                                             "needs at least 50"),
+    ({"class_names": "GBI", "cfg_extra": ["min_images=50"]},
+     "Class GBI has only 9 training-split images; a GAN needs at least 50"),
     ({"class_names": []}, "Name at least one class"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(phantom_dir: Path, tmp_path: Path, kwargs, message):
@@ -127,3 +130,14 @@ def test_an_occupied_output_folder_or_a_missing_run_is_refused(phantom_dir: Path
         train_gan(phantom_dir, tmp_path / "nothing", resume=True, progress=False)
     with pytest.raises(NeunnError, match="already trained 6 steps"):
         train_gan(phantom_dir, gan_dir, resume=True, steps=3, progress=False)
+
+
+def test_cli_gan_train_prints_one_sentence_on_bad_input(phantom_dir: Path, tmp_path: Path, capsys):
+    from neunn.cli import main
+
+    code = main(["gan", "train", str(phantom_dir), "--class", "XYZ", "--out", str(tmp_path / "g"), "--preset", "gan-cpu",
+                 "--set", "min_images=5"])
+    err = capsys.readouterr().err  # the scan's progress bar comes first
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: Class 'XYZ' is not in dataset")
+    assert not (tmp_path / "g").exists()

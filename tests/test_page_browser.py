@@ -57,15 +57,15 @@ def serving(app) -> Iterator[str]:
         thread.join(10)
 
 
-def _sample(data_dir: Path) -> tuple[list[tuple[str, bytes]], bytes]:
-    """Six cells of different classes as (name, bytes): four loose files, and two more zipped as one sample."""
+def _sample(data_dir: Path, n: int) -> tuple[list[tuple[str, bytes]], bytes]:
+    """``n`` cells, classes taken in turn, as (name, bytes); the last two are also zipped as one sample."""
     classes = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
-    picked = [sorted((data_dir / classes[i % len(classes)]).iterdir())[i // len(classes)] for i in range(6)]
+    picked = [sorted((data_dir / classes[i % len(classes)]).iterdir())[i // len(classes)] for i in range(n)]
     cells = [(p.name, p.read_bytes()) for p in picked]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("sample/", b"")
-        for name, data in cells[4:]:
+        for name, data in cells[-2:]:
             archive.writestr(f"sample/{name}", data)
         archive.writestr("__MACOSX/sample/._x", b"junk")
     return cells, buffer.getvalue()
@@ -85,25 +85,27 @@ def _expected(cells: list[tuple[str, bool]], predictor: Predictor) -> dict:
     return sample_summary(cells, classes=predictor.classes, critical_classes=predictor.critical_classes)
 
 
-def test_review_page_end_to_end(trained_run, phantom_dir, tmp_path):
+def test_review_page_end_to_end(trained_run, phantom_dir):
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     run = Path(os.environ.get("NEUNN_PAGE_RUN", trained_run))
     predictor = Predictor.from_run(run)
     data_dir = Path(json.loads((run / "run.json").read_text())["data_dir"]) if "NEUNN_PAGE_RUN" in os.environ \
         else phantom_dir
-    cells, archive = _sample(data_dir)
+    cells, archive = _sample(data_dir, int(os.environ.get("NEUNN_PAGE_CELLS", "6")))
+    loose = len(cells) - 2  # loose files, then notes.txt, then the zip's two cells
     predictions = predictor.predict_sources(cells)
     if "NEUNN_PAGE_RUN" not in os.environ:  # make the alert certain whatever the tiny model predicts
         predictor.critical_classes = {predictions[0].label}
         predictor.review_threshold = 0.0
     calls = [(p.label, p.probability < predictor.review_threshold) for p in predictions]
-    uploads = [{"name": n, "mimeType": "image/png", "buffer": d} for n, d in cells[:4]]
+    uploads = [{"name": n, "mimeType": "image/png", "buffer": d} for n, d in cells[:loose]]
     uploads += [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a cell"},
                 {"name": "sample.zip", "mimeType": "application/zip", "buffer": archive}]
     problems: list[str] = []
 
-    with serving(create_app(predictor, token=TOKEN, model_info=run_model_info(run))) as url, sync_api.sync_playwright() as playwright:
+    app = create_app(predictor, token=TOKEN, model_info=run_model_info(run))
+    with serving(app) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -113,12 +115,13 @@ def test_review_page_end_to_end(trained_run, phantom_dir, tmp_path):
         assert "token" not in page.url  # the token left the address bar
 
         page.set_input_files("#file-input", uploads)
-        expect(page.locator(".tile")).to_have_count(7, timeout=30_000)
+        expect(page.locator(".tile")).to_have_count(len(cells) + 1, timeout=30_000)
         names = page.locator(".tile .name").all_inner_texts()
-        assert names == [n for n, _ in cells[:4]] + ["notes.txt"] + [f"sample.zip/sample/{n}" for n, _ in cells[4:]]
+        zipped_names = [f"sample.zip/sample/{n}" for n, _ in cells[loose:]]
+        assert names == [n for n, _ in cells[:loose]] + ["notes.txt"] + zipped_names
         unreadable = page.locator(".tile.error")
         assert unreadable.count() == 1 and "not an image file" in unreadable.inner_text()
-        assert page.locator(".tile:not(.error) img.cell[src^='blob:']").count() == 6  # zip entries shown too
+        assert page.locator(".tile:not(.error) img.cell[src^='blob:']").count() == len(cells)  # zipped ones too
 
         expected = _expected(calls, predictor)
         assert _page_summary(page) == {"counts": expected["counts"], "n_unidentified": expected["n_unidentified"]}
@@ -140,14 +143,14 @@ def test_review_page_end_to_end(trained_run, phantom_dir, tmp_path):
         assert page.locator("#alert").is_visible() == expected["alert"]["critical"]
 
         # The heatmap of a zipped cell: fetched once, laid over the image.
-        zipped = page.locator(".tile:not(.error)").nth(5)
+        zipped = page.locator(".tile:not(.error)").nth(len(cells) - 1)
         zipped.locator("button.heat").click()
         expect(zipped.locator("img.overlay")).to_have_attribute("src", re.compile("^blob:"))
         expect(zipped.locator("img.overlay")).to_be_visible()
         assert zipped.locator("button.heat").get_attribute("aria-pressed") == "true"
 
         # Keyboard: 0 puts another cell in the review bin.
-        keyed = 2 if index != 2 else 3
+        keyed = 2 if index != 2 else 3  # a loose cell other than the reclassified one
         page.locator(".tile:not(.error)").nth(keyed).focus()
         page.keyboard.press("0")
         calls[keyed] = (None, True)
@@ -163,16 +166,20 @@ def test_review_page_end_to_end(trained_run, phantom_dir, tmp_path):
         exported = json.loads(Path(download_json.value.path()).read_text())
         if os.environ.get("NEUNN_SCREENSHOT"):
             page.click(".filter[data-filter='all']")
+            page.locator(".tile:not(.error) button.heat").nth(1).click()
+            expect(page.locator(".tile:not(.error) img.overlay").nth(1)).to_be_visible()
+            page.locator(".tile").first.scroll_into_view_if_needed()
             page.screenshot(path=os.environ["NEUNN_SCREENSHOT"])
         browser.close()
 
     assert not problems, problems
-    assert len(rows) == 7 and rows[4]["status"] == "unreadable" and rows[4]["error"] == "not an image file"
-    corrected = rows[index if index < 4 else index + 1]
+    assert len(rows) == len(cells) + 1 and rows[loose]["status"] == "unreadable"
+    assert rows[loose]["error"] == "not an image file"
+    corrected = rows[index if index < loose else index + 1]
     assert corrected["corrected"] == "yes" and corrected["final_class"] == target and corrected["reviewed"] == "yes"
     assert corrected["model_class"] == predictions[index].label and corrected["sample_id"] == "smear 42/A"
     assert rows[keyed]["final_class"] == "Unidentified" and rows[keyed]["reviewed"] == "yes"
     final = _expected(calls, predictor)
     assert exported["summary"]["counts"] == final["counts"] and exported["summary"]["n_failed"] == 1
     assert exported["summary"]["alert"]["critical"] == final["alert"]["critical"]
-    assert exported["sample_id"] == "smear 42/A" and len(exported["cells"]) == 7
+    assert exported["sample_id"] == "smear 42/A" and len(exported["cells"]) == len(cells) + 1

@@ -7,8 +7,14 @@ import pytest
 
 from neunn.errors import NeunnError
 from neunn.metrics import expected_calibration_error
-from neunn.selective import (calibration_summary, confidence_and_correct, risk_coverage_curve, selective_at_threshold,
-                             selective_report, uncalibrated_probabilities)
+from neunn.selective import (
+    calibration_summary,
+    confidence_and_correct,
+    risk_coverage_curve,
+    selective_at_threshold,
+    selective_report,
+    uncalibrated_probabilities,
+)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

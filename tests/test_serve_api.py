@@ -1,4 +1,4 @@
-"""Tests for the review station's HTTP API (neunn.serve): results, summary and alert, limits, zips, bad input, tokens."""
+"""Tests for the review station's HTTP API (neunn.serve): results, summary, alert, limits, zips, bad input, tokens."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from broken_images import corrupt_png_bytes, jpeg_bytes, png_with_claimed_size
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from broken_images import corrupt_png_bytes, jpeg_bytes, png_with_claimed_size
+import neunn.serve
 from neunn.errors import NeunnError
 from neunn.heatmap import GradCam, explained_layer, overlay_png
 from neunn.predictor import Predictor
@@ -39,7 +40,7 @@ def client(predictor) -> TestClient:
 @pytest.fixture(scope="module")
 def cells(phantom_dir) -> list[tuple[str, bytes]]:
     """Four real phantom PNGs as (name, bytes), from different classes."""
-    paths = [sorted((phantom_dir / c).glob("*.png"))[0] for c in ("NEU", "GBI", "BAC", "DB")]
+    paths = [min((phantom_dir / c).glob("*.png")) for c in ("NEU", "GBI", "BAC", "DB")]
     return [(p.name, p.read_bytes()) for p in paths]
 
 
@@ -96,11 +97,13 @@ def test_page_is_self_contained_and_locked_down(client):
     page = client.get("/")
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert '<script type="module" src="/static/app.js">' in page.text
-    static = Path(__import__("neunn.serve", fromlist=["x"]).__file__).parent / "static"
-    for name in ("index.html", "app.js", "review.js", "app.css"):
-        text = (static / name).read_text()
-        assert "http://" not in text and "https://" not in text, f"{name} must not load anything from the network"
-        assert client.get(f"/static/{name}").status_code == 200
+    static = Path(neunn.serve.__file__).parent / "static"
+    files = [p for p in static.iterdir() if p.suffix in (".html", ".js", ".css")]
+    assert {"index.html", "app.js", "review.js", "tiles.js", "app.css"} <= {p.name for p in files}
+    for path in files:
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text, f"{path.name} must not load anything from the network"
+        assert client.get(f"/static/{path.name}").status_code == 200
 
 
 # ---- predictions, summary, alert ------------------------------------------------------------------------------------
@@ -329,7 +332,7 @@ def test_gradcam_values_and_overlay_alpha(predictor, cells):
     ramp = np.tile(np.linspace(0, 1, 20, dtype=np.float32), (10, 1))
     rgba = np.asarray(Image.open(io.BytesIO(overlay_png(ramp, size=(40, 20)))))
     assert rgba.shape == (20, 40, 4)
-    assert rgba[:, 0, 3].max() == 0 and rgba[:, -1, 3].min() == round(0.65 * 255)
+    assert rgba[:, 0, 3].max() == 0 and rgba[:, -1, 3].min() == round(0.6 * 255)
 
 
 # ---- server -------------------------------------------------------------------------------------------------------
@@ -341,3 +344,30 @@ def test_only_loopback_may_serve_without_a_token(trained_run):
         serve_run(trained_run, host="0.0.0.0")
     with pytest.raises(NeunnError, match="empty"):
         serve_run(trained_run, token=" ")
+
+
+def test_a_busy_port_is_one_sentence_before_any_model_loads(trained_run):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(NeunnError, match="Cannot listen on 127.0.0.1"):
+            serve_run(trained_run, port=busy.getsockname()[1])
+
+
+def test_a_stalled_upload_is_cut_off():
+    import anyio
+    from starlette.requests import Request
+
+    from neunn.serve.uploads import UploadRefused, read_uploads
+
+    async def stalled() -> dict:
+        await anyio.sleep(30)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/predict", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=xx")]}
+    with pytest.raises(UploadRefused) as refused:
+        anyio.run(read_uploads, Request(scope, stalled), ServeLimits(max_upload_seconds=1))
+    assert refused.value.status == 408 and "longer than 1 s" in str(refused.value)

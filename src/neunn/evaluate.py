@@ -26,6 +26,7 @@ from neunn.metrics import compute_metrics
 from neunn.perturb import Perturbation, parse_perturbations
 from neunn.predictor import Predictor
 from neunn.report import write_report
+from neunn.selective import selective_report
 from neunn.run_setup import report_scan, say
 from neunn.rundir import RunDir
 
@@ -141,6 +142,11 @@ def evaluate_run(
         raise NeunnError(f"None of the {len(entries)} images of the {split} split could be read.")
 
     metrics = _metrics_of(rows, classes)
+    index = {c: i for i, c in enumerate(classes)}
+    # What the "Unidentified — review" bin buys at the run's threshold, the risk–coverage curve, and ECE before/after
+    # temperature scaling (with --tta the "before" is recovered from averaged probabilities, so it is approximate).
+    metrics["selective"] = selective_report(np.asarray([r["probs"] for r in rows]), [index[r["true"]] for r in rows],
+                                            threshold=predictor.review_threshold, temperature=predictor.temperature)
     metrics["split"], metrics["checkpoint"], metrics["tta"], metrics["skipped"] = split, checkpoint, tta, failed
     metrics["synthetic_data"] = _is_synthetic(data_dir)
 

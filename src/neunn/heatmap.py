@@ -25,9 +25,9 @@ from torch import nn
 from neunn.data.preprocess import normalize_batch
 from neunn.errors import NeunnError
 
-# Heat under this fraction of the maximum stays fully transparent, so the cell itself remains visible around the hot spot.
+# Heat under this fraction of the peak stays fully transparent, so the cell remains visible around the hot spot.
 _TRANSPARENT_BELOW = 0.15
-_MAX_ALPHA = 0.65
+_MAX_ALPHA = 0.6
 
 
 def explained_layer(model: nn.Module) -> nn.Module:
@@ -92,7 +92,7 @@ class GradCam:
 
 
 def overlay_png(heat: np.ndarray, *, size: tuple[int, int] | None = None) -> bytes:
-    """A transparent RGBA PNG colouring ``heat`` (0–1) with a perceptual colormap, resized to ``size`` (width, height)."""
+    """A transparent RGBA PNG colouring ``heat`` (0–1) with the turbo colormap, resized to ``size`` (w, h)."""
     from matplotlib import colormaps  # imported here: the colormap table only
 
     heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)

@@ -8,8 +8,8 @@ Where the model lives for ``--backend onnx``: ``RUN_DIR/export/<checkpoint>.onnx
 The file carries the checkpoint's metadata and the SHA-256 of the weights it was exported from, so a model exported
 before the checkpoint changed (a resumed run, a new calibration) is noticed and exported again, never served stale.
 
-The graph maps normalised float32 N×3×S×S input to logits; normalisation (``normalize_batch``), temperature and softmax
-stay in Python, shared with the PyTorch backend, so both backends differ only in the network's arithmetic.
+The graph maps normalised float32 N×3×S×S input to logits; normalisation (``normalize_batch``), temperature and
+softmax stay in Python, shared with the PyTorch backend, so both backends differ only in the network's arithmetic.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class OnnxEngine:
 
 
 def torch_engine(run: RunDir, checkpoint: str = "best") -> tuple[Any, dict[str, Any]]:
-    """The PyTorch engine of a run's checkpoint on the CPU (what is exported, and the reference it is checked against)."""
+    """The PyTorch engine of a run's checkpoint on the CPU: what is exported, and the reference to check it with."""
     return create_engine(run, checkpoint=checkpoint, backend="torch", device="cpu")
 
 

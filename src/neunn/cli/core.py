@@ -55,6 +55,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
                            device=args.device, tta=args.tta, perturb=args.perturb)
     print(format_metrics_table(metrics))
+    kept, calib = metrics["selective"]["at_threshold"], metrics["selective"]["calibration"]
+    print(f"review threshold {kept['threshold']:.2f}: {kept['coverage']:.1%} of cells classified, at accuracy "
+          + ("n/a" if kept["accuracy"] is None else f"{kept['accuracy']:.1%}")
+          + f"; ECE {calib['ece_before']:.3f} before calibration, {calib['ece_after']:.3f} after")
     if "robustness" in metrics:
         print(format_robustness_table(metrics["robustness"]))
     out = RunDir(Path(args.run_dir)).eval_dir(args.split)
@@ -82,7 +86,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from neunn.demo import run_demo
     from neunn.metrics import format_metrics_table
 
-    metrics = run_demo(Path(args.out), per_class=args.per_class)
+    metrics = run_demo(Path(args.out), per_class=args.per_class, gan=not args.no_gan)
     print("NeuNN demo on PHANTOM data (synthetic images, not real cells); held-out test split:")
     print(format_metrics_table(metrics))
     print(f"report: {Path(args.out) / 'run' / 'eval' / 'test' / 'report.html'}")
@@ -142,3 +146,4 @@ def add_parsers(sub) -> None:
                 "neunn demo --out neunn-demo", _cmd_demo)
     p.add_argument("--out", type=Path, default=Path("neunn-demo"))
     p.add_argument("--per-class", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-gan", action="store_true", help="skip the GAN augmentation of the rare class (faster)")

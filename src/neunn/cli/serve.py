@@ -12,7 +12,7 @@ from neunn.cli.common import add_command
 def _cmd_serve(args: argparse.Namespace) -> int:
     from neunn.serve import serve_run
 
-    token = args.token if args.token is not None else os.environ.get("NEUNN_TOKEN")
+    token = args.token if args.token is not None else (os.environ.get("NEUNN_TOKEN") or None)
     serve_run(args.run_dir, host=args.host, port=args.port, backend=args.backend, token=token,
               checkpoint=args.checkpoint, device=args.device)
     return 0

@@ -41,12 +41,12 @@ class GanConfig:
     # optimisation
     steps: int = 6000
     batch_size: int = 32
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    lr_g: float = 1e-4  # two time-scale update rule: a faster discriminator keeps the generator's signal informative
+    lr_d: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 disables it
     r1_every: int = 4  # lazy regularisation: apply R1 every N discriminator steps, scaled by N
-    d_steps: int = 1  # discriminator updates per generator update
+    d_steps: int = 2  # discriminator updates per generator update
     ema_decay: float = 0.999  # generator EMA; samples come from the EMA generator
     # augmentation
     diffaug: str = "color,translation,cutout"  # DiffAugment policies applied to real and fake images alike

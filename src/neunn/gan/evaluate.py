@@ -30,8 +30,14 @@ from neunn.data.preprocess import image_to_uint8, normalize_batch
 from neunn.data.split import load_split
 from neunn.errors import NeunnError
 from neunn.gan.folder import GanDir
-from neunn.gan.quality import (copy_ratios, frechet_distance, kernel_distance, nearest_other_distance, nearest_owner,
-                               precision_recall_density_coverage)
+from neunn.gan.quality import (
+    copy_ratios,
+    frechet_distance,
+    kernel_distance,
+    nearest_other_distance,
+    nearest_owner,
+    precision_recall_density_coverage,
+)
 from neunn.gan.sample import generate_images, load_generator, pick_class, to_image
 from neunn.model import classifier_from_checkpoint
 from neunn.run_setup import say
@@ -108,6 +114,12 @@ def _memorisation(queries: dict[str, tuple[np.ndarray, np.ndarray]], train: tupl
     return out
 
 
+def _resize(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    x = torch.nn.functional.interpolate(pixels.float(), size=(size, size), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def _inception_fid(weights: Path | None, real: torch.Tensor, fake: torch.Tensor, device: torch.device) -> dict[str, Any]:
     if weights is None:
         return {"fid": None, "note": "no local Inception-v3 weights given (--inception-weights FILE.safetensors)"}
@@ -116,11 +128,9 @@ def _inception_fid(weights: Path | None, real: torch.Tensor, fake: torch.Tensor,
     if Path(weights).suffix != ".safetensors" or not Path(weights).is_file():
         raise NeunnError(f"Inception weights {weights} must be an existing .safetensors file.")
     model = timm.create_model("inception_v3", pretrained=True, num_classes=0,
-                              pretrained_cfg_overlay={"file": str(weights), "num_classes": 0})
+                              pretrained_cfg_overlay={"file": str(weights)})
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-    resize = lambda px: torch.nn.functional.interpolate(px.float(), size=(299, 299), mode="bilinear",  # noqa: E731
-                                                        antialias=True, align_corners=False).round().clamp(0, 255).byte()
-    feats = [classifier_features(model, resize(px), mean=mean, std=std, device=device)[0] for px in (real, fake)]
+    feats = [classifier_features(model, _resize(px, 299), mean=mean, std=std, device=device)[0] for px in (real, fake)]
     return {"fid": frechet_distance(*feats), "weights": str(weights),
             "note": "timm inception_v3 features; not comparable with published TF-Inception FIDs"}
 
@@ -140,8 +150,9 @@ def _evaluate_class(name: str, *, gan: GanDir, generator, gen_meta, model, clf_m
     fake_big = torch.stack([image_to_uint8(im, clf_size) for im in images])
     fake_small = torch.stack([image_to_uint8(im, pix_size) for im in images])
 
-    features = lambda px: classifier_features(model, px, mean=clf_meta["mean"], std=clf_meta["std"],  # noqa: E731
-                                              device=device)
+    def features(pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        return classifier_features(model, pixels, mean=clf_meta["mean"], std=clf_meta["std"], device=device)
+
     train_feat, _ = features(train_big)
     fake_feat, fake_logits = features(fake_big)
     class_index = list(clf_meta["classes"]).index(name)

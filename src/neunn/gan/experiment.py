@@ -165,6 +165,7 @@ def run_rare_class_experiment(
     split_path = out / "splits.json"
     if not split_path.is_file():
         save_split(split, split_path)
+        save_split(base, out / "splits_full.json")  # before the cut: for a judge classifier that saw all the class
     say(f"rare-class experiment: {class_name} cut to {keep} training images; test set "
         f"{split.counts()['test'][class_name]} of {class_name}; arms {', '.join(arms)}; seeds {list(seeds)}")
 

@@ -23,6 +23,7 @@ ARM_LABELS = {"a": "(a) no augmentation", "b": "(b) oversampling", "c": "(c) GAN
 METRIC_LABELS = {"class_sensitivity": "{c} recall", "class_precision": "{c} precision", "class_f1": "{c} F1",
                  "accuracy": "Accuracy", "macro_f1": "Macro-F1", "balanced_accuracy": "Balanced acc.", "mcc": "MCC"}
 PLOTTED = ("class_sensitivity", "class_precision", "class_f1", "macro_f1")
+PAIRED = ("class_f1", "class_sensitivity", "class_precision", "macro_f1")
 
 
 def mean_sd(values: list[float]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def summarise_experiment(rows: list[dict[str, Any]], *, settings: dict[str, Any]
             by_seed = {(r["arm"], r["seed"]): r for r in rows}
             seeds = [s for a, s in by_seed if a == "c" and (other, s) in by_seed]
             paired[f"c-{other}"] = {m: mean_sd([by_seed["c", s][m] - by_seed[other, s][m] for s in seeds])
-                                    for m in ("class_f1", "class_sensitivity", "class_precision", "macro_f1")}
+                                    for m in PAIRED}
     counts = split.counts()
     return {"class": class_name, "keep": keep, "n_synthetic": n_synthetic, "settings": settings,
             "train_counts": counts["train"], "test_counts": counts["test"], "rows": rows, "summary": summary,
@@ -58,24 +59,24 @@ def results_markdown(results: dict[str, Any]) -> str:
     c = results["class"]
     metrics = list(METRIC_LABELS)
     header = ["Arm", f"{c} training images"] + [METRIC_LABELS[m].format(c=c) for m in metrics]
-    lines = [f"# Rare-class experiment: {c} cut to {results['keep']} training images", "",
-             f"Test set: {results['test_counts'][c]} {c} images of {sum(results['test_counts'].values())}; "
-             f"seeds {results['settings']['seeds']}; mean ± sd over seeds.", "",
+    test = (f"Test set: {results['test_counts'][c]} {c} images of {sum(results['test_counts'].values())}; "
+            f"seeds {results['settings']['seeds']}; mean ± sd over seeds.")
+    lines = [f"# Rare-class experiment: {c} cut to {results['keep']} training images", "", test, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, stats in results["summary"].items():
         images = f"{results['keep']} real" + (f" + {results['n_synthetic']} synthetic" if arm == "c" else "")
         images += " (oversampled)" if arm == "b" else ""
         lines.append("| " + " | ".join([ARM_LABELS[arm], images] + [_cell(stats[m]) for m in metrics]) + " |")
     if results["paired_differences"]:
+        paired = PAIRED
         lines += ["", "Paired differences (same seed, same split):", "",
-                  "| Difference | " + " | ".join(METRIC_LABELS[m].format(c=c) for m in
-                                                  ("class_f1", "class_sensitivity", "class_precision", "macro_f1")) + " |",
+                  "| Difference | " + " | ".join(METRIC_LABELS[m].format(c=c) for m in paired) + " |",
                   "|---|---|---|---|---|"]
         for name, stats in results["paired_differences"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{stats[m]['mean']:+.3f} ± {stats[m]['sd']:.3f}" for m in
-                                                     ("class_f1", "class_sensitivity", "class_precision", "macro_f1")) + " |")
+            lines.append(f"| {name} | " + " | ".join(f"{stats[m]['mean']:+.3f} ± {stats[m]['sd']:.3f}"
+                                                     for m in paired) + " |")
     if results["gan_quality"]:
-        lines += ["", f"GAN samples, scored with the arm (a) classifier of the same seed (classifier features):", "",
+        lines += ["", "GAN samples, scored with the arm (a) classifier of the same seed (classifier features):", "",
                   "| Seed | Agreement | Held-out real agreement | FID | KID | Precision | Recall | Near-copies (pixel / feature) |",
                   "|---|---|---|---|---|---|---|---|"]
         for seed, q in results["gan_quality"].items():

@@ -14,6 +14,7 @@ normalisation on every layer (Miyato et al. 2018), a minibatch-std feature again
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class Generator(nn.Module):
     def __init__(self, *, resolution: int, z_dim: int, n_classes: int, width: int, max_channels: int) -> None:
         super().__init__()
         self.resolution, self.z_dim, self.n_classes = resolution, z_dim, n_classes
-        ch = lambda r: channels_at(r, resolution=resolution, width=width, max_channels=max_channels)  # noqa: E731
+        ch = partial(channels_at, resolution=resolution, width=width, max_channels=max_channels)
         self.embed = nn.Embedding(n_classes, z_dim)
         self.stem = nn.Linear(2 * z_dim, ch(4) * 16)
         blocks = []
@@ -78,7 +79,7 @@ class Discriminator(nn.Module):
     def __init__(self, *, resolution: int, n_classes: int, width: int, max_channels: int, mbstd: bool = True,
                  spectral: bool = True) -> None:
         super().__init__()
-        ch = lambda r: channels_at(r, resolution=resolution, width=width, max_channels=max_channels)  # noqa: E731
+        ch = partial(channels_at, resolution=resolution, width=width, max_channels=max_channels)
         sn = spectral_norm if spectral else (lambda module: module)
         layers: list[nn.Module] = [sn(nn.Conv2d(3, ch(resolution), 3, padding=1)), nn.LeakyReLU(0.2)]
         res = resolution

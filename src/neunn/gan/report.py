@@ -65,14 +65,18 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _spread(memo: dict[str, Any]) -> str:
+    return f"{_fmt(memo.get('median_ratio'), 2)} / {_fmt(memo.get('min_ratio'), 2)}"
+
+
 def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ref = r.get("reference", {})
     memo = r["memorisation"]
     held = memo.get("heldout", {})
+    kid = f"{1000 * r['kid']:.2f} ± {1000 * r['kid_sd']:.2f}"
     rows = [("Images compared", f"{r['n_synthetic']} (vs {r['n_train']} training)", f"{r['n_heldout']}"),
             ("FID (classifier features)", _fmt(r["fid"], 2), _fmt(ref.get("fid"), 2)),
-            ("KID × 1000", _fmt(1000 * r["kid"], 2) + f" ± {1000 * r['kid_sd']:.2f}",
-             _fmt(1000 * ref["kid"], 2) if ref else "\u2014")]
+            ("KID × 1000", kid, _fmt(1000 * ref["kid"], 2) if ref else "\u2014")]
     rows += [(k.capitalize(), _fmt(r["prdc"][k]), _fmt(ref.get("prdc", {}).get(k))) for k in
              ("precision", "recall", "density", "coverage")]
     rows.append(("Classified as the intended class", _fmt(r["agreement"]), _fmt(ref.get("agreement"))))
@@ -80,9 +84,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ours, theirs = memo["synthetic"][space], held.get(space, {})
         rows.append((f"Near-copies ({space} space)", f"{ours['near_copies']} of {r['n_synthetic']}",
                      f"{theirs['near_copies']} of {r['n_heldout']}" if theirs else "\u2014"))
-        rows.append((f"Median / min distance ratio ({space})", f"{_fmt(ours['median_ratio'], 2)} / "
-                     f"{_fmt(ours['min_ratio'], 2)}", f"{_fmt(theirs.get('median_ratio'), 2)} / "
-                     f"{_fmt(theirs.get('min_ratio'), 2)}" if theirs else "\u2014"))
+        rows.append((f"Median / min distance ratio ({space})", _spread(ours), _spread(theirs) if theirs else "\u2014"))
     if r["inception"]["fid"] is not None:
         rows.append(("FID (Inception-v3 features)", _fmt(r["inception"]["fid"], 2), "\u2014"))
     return rows

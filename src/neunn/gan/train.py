@@ -30,8 +30,15 @@ from tqdm import tqdm
 from neunn import __version__
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.augment import augment_batch
-from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
-                              read_checkpoint_meta, save_checkpoint, unprefixed)
+from neunn.checkpoint import (
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    prefixed,
+    read_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    unprefixed,
+)
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.scan import DatasetScan, scan_dataset
 from neunn.data.split import DatasetSplit, SplitEntry, load_split, save_split, stratified_split, verify_split
@@ -117,7 +124,7 @@ def _open_split(gan: GanDir, scan: DatasetScan, cfg: GanConfig, *, resume: bool,
 
 def _build_models(cfg: GanConfig, n_classes: int, device: torch.device) -> _Models:
     torch.manual_seed(cfg.seed)
-    shape = dict(resolution=cfg.resolution, n_classes=n_classes, max_channels=cfg.max_channels)
+    shape = {"resolution": cfg.resolution, "n_classes": n_classes, "max_channels": cfg.max_channels}
     generator = create_generator(z_dim=cfg.z_dim, width=cfg.width, **shape).to(device)
     discriminator = create_discriminator(width=cfg.d_width, mbstd=cfg.mbstd, spectral=cfg.d_spectral_norm,
                                          **shape).to(device)
@@ -162,9 +169,9 @@ def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 def _real_batch(real_pixels: DecodedImages, cfg: GanConfig, gen: torch.Generator,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen)
-    real = augment_batch(real_pixels.pixels[idx].to(device), gen, flip=cfg.real_dihedral, rot90=cfg.real_dihedral)
-    return real * 2 - 1, real_pixels.labels[idx].to(device)
+    idx = torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen).to(device)
+    real = augment_batch(real_pixels.pixels[idx], gen, flip=cfg.real_dihedral, rot90=cfg.real_dihedral)
+    return real * 2 - 1, real_pixels.labels[idx]
 
 
 def _discriminator_step(models: _Models, real_pixels: DecodedImages, cfg: GanConfig, gen: torch.Generator,
@@ -201,7 +208,7 @@ def _train_step(models: _Models, real_pixels: DecodedImages, cfg: GanConfig, ste
                                       with_r1=cfg.r1_gamma > 0 and i == 0 and step % cfg.r1_every == 0)
 
     D.requires_grad_(False)
-    labels = real_pixels.labels[torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen)].to(device)
+    labels = real_pixels.labels[torch.randint(len(real_pixels), (cfg.batch_size,), generator=gen).to(device)]
     fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device), labels)
     loss_g = -D(diff_augment(fake, diffaug_policies(cfg), gen), labels).mean()
     models.opt_g.zero_grad(set_to_none=True)
@@ -298,6 +305,7 @@ def _run_loop(gan: GanDir, cfg: GanConfig, info: dict[str, Any], real: DecodedIm
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     models = _build_models(cfg, len(info["classes"]), device)
+    real = DecodedImages(real.pixels.to(device), real.labels.to(device), real.paths)  # a few hundred images: all on the device
     start = 0
     if gan.last.with_suffix(".safetensors").is_file():
         start = _load_state(models, gan)

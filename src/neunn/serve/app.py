@@ -90,7 +90,9 @@ class _Station:
         self._cam_lock = threading.Lock()
 
     def backend(self) -> str:
-        return "onnx" if type(self.predictor.engine).__name__ == "OnnxEngine" else "torch"
+        from neunn.onnx_backend import OnnxEngine  # cheap: ONNX Runtime itself loads only when a session opens
+
+        return "onnx" if isinstance(self.predictor.engine, OnnxEngine) else "torch"
 
     def expand(self, uploads: list[Upload]) -> list[tuple[Upload, int, bool]]:
         """Every cell of the request, zips expanded in place: (cell, index of its file part, whether from a zip)."""
@@ -168,14 +170,16 @@ class _Station:
     def model_card(self, extra: dict[str, Any]) -> dict[str, Any]:
         """What ``GET /api/v1/model`` tells: classes, architecture, calibration, thresholds, metrics and limits."""
         p, meta = self.predictor, self.predictor.meta
-        order = [c for c in NEUTROPHIL_CLASSES if c in p.classes] + [c for c in p.classes if c not in NEUTROPHIL_CLASSES]
+        order = [c for c in NEUTROPHIL_CLASSES if c in p.classes]
+        order += [c for c in p.classes if c not in NEUTROPHIL_CLASSES]
         return {
             "arch": meta.get("arch"), "img_size": p.img_size, "classes": p.classes, "display_order": order,
             "class_names": {c: CLASS_NAMES.get(c, c) for c in p.classes}, "backend": self.backend(),
             "critical_classes": sorted(p.critical_classes), "review_threshold": p.review_threshold,
             "normal_class": NORMAL_CLASS if NORMAL_CLASS in p.classes else None,
             "calibration": {"temperature": p.temperature, **meta.get("calibration", {})},
-            "checkpoint": {"kind": meta.get("kind"), "epoch": meta.get("epoch"), "neunn_version": meta.get("neunn_version")},
+            "checkpoint": {"kind": meta.get("kind"), "epoch": meta.get("epoch"),
+                           "neunn_version": meta.get("neunn_version")},
             "validation": meta.get("val", {}), **extra, "limits": self.limits.as_dict(), "server_version": __version__,
         }
 

@@ -30,6 +30,7 @@ class ServeLimits:
     max_files: int = 500  # cells per request, counting every image inside uploaded zips
     max_unzipped_bytes: int = 200 * _MB  # all zip entries of one request, decompressed
     max_concurrent_requests: int = 4  # uploads read and scored at once; later ones wait
+    max_upload_seconds: int = 120  # a client this slow to send its files (or a stalled one) frees its place
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

@@ -60,7 +60,7 @@ def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
 
 
 def critical_message(counts: dict[str, int]) -> str:
-    """One sentence for the alert, e.g. "Critical finding: 2 cells GBI (Green–blue inclusions of death); report…"."""
+    """The alert's sentence, e.g. "Critical finding: 2 cells GBI (Green–blue inclusions of death); confirm…"."""
     parts = [f"{n} cell{'s' if n != 1 else ''} {c}" + (f" ({CLASS_NAMES[c]})" if c in CLASS_NAMES else "")
              for c, n in counts.items()]
     return f"Critical finding: {', '.join(parts)}; confirm and report at once."

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from neunn.errors import NeunnError
 from neunn.predictor import Predictor
@@ -28,6 +31,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Fail early, in one sentence, when the address cannot be bound (before loading a model for nothing)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise NeunnError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
+                             "or --host.") from None
 
 
 def run_model_info(run_dir: str | Path) -> dict[str, Any]:
@@ -61,6 +76,11 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                          "or the NEUNN_TOKEN environment variable.")
     if not 0 < port < 65536:
         raise NeunnError(f"Port must be between 1 and 65535, got {port}.")
+    _require_free_port(host, port)
+    if backend == "onnx":
+        # ONNX Runtime runs the network on its own threads; PyTorch only reshapes a few images per request, and waking
+        # its thread pool for that costs milliseconds on a busy CPU. (Grad-CAM heatmaps then run on one thread.)
+        torch.set_num_threads(1)
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device)
     app = create_app(predictor, token=token, limits=limits, model_info=run_model_info(run_dir))
     shown = f"[{host}]" if ":" in host else host

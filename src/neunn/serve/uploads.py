@@ -16,6 +16,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -148,16 +149,20 @@ async def read_uploads(request: Request, limits: ServeLimits) -> list[Upload]:
     parser = MultipartParser(boundary, collector.callbacks())
     received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limits.max_request_bytes:
-                raise UploadRefused(413, f"The request is larger than the {megabytes(limits.max_request_bytes)} limit.")
-            parser.write(chunk)
+        with anyio.fail_after(limits.max_upload_seconds):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limits.max_request_bytes:
+                    raise UploadRefused(413, f"The request is larger than the {megabytes(limits.max_request_bytes)} "
+                                             "limit.")
+                parser.write(chunk)
         parser.finalize()
     except FormParserError:
         raise UploadRefused(400, "The request body is not valid multipart/form-data.") from None
     except ClientDisconnect:
         raise UploadRefused(400, "The upload was cut off before it ended.") from None
+    except TimeoutError:
+        raise UploadRefused(408, f"The upload took longer than {limits.max_upload_seconds} s.") from None
     if not collector.finished:
         raise UploadRefused(400, "The upload was cut off before the end of the multipart body.")
     if not collector.uploads:

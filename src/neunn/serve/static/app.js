@@ -1,43 +1,11 @@
 // NeuNN review page: upload a sample's cells, see the model's calls, correct them, export the reviewed sample.
 // Plain JavaScript modules, no build step; the only network traffic is this server's /api/v1 (no CDN, works offline).
 // Images stay in the browser's memory; the server keeps nothing; exports are downloads made here.
-import {
-  UNIDENTIFIED, UNIDENTIFIED_TEXT, exportName, exportRows, isClassified, isCorrected, isCritical, modelCall,
-  needsReview, standing, summarize, toCsv, toJson,
-} from "./review.js";
-
-const state = { model: null, cells: [], filter: "all", token: null, nextId: 1, dirty: false, heatmaps: true };
-const $ = (selector) => document.querySelector(selector);
-const percent = (p) => `${Math.round(p * 100)}%`;
-const FILTERS = {
-  all: () => true, review: needsReview, critical: (c) => isCritical(c, state.model), corrected: isCorrected,
-  error: (c) => !isClassified(c),
-};
-
-// ---- server access -------------------------------------------------------------------------------------------------
-function readToken() {
-  const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    sessionStorage.setItem("neunn-token", decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname); // keep the token out of the address bar and history
-  }
-  state.token = sessionStorage.getItem("neunn-token");
-}
-
-async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}), ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}) };
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) {
-    $("#token-form").hidden = false;
-    $("#token-input").focus();
-    throw new Error("This server needs an access token: enter it above.");
-  }
-  return response;
-}
-
-async function errorOf(response) {
-  try { return (await response.json()).error || `HTTP ${response.status}`; } catch { return `HTTP ${response.status}`; }
-}
+// Modules: state.js (shared state), api.js (token, requests), tiles.js (one tile per cell), review.js (pure logic).
+import { api, errorOf, readToken } from "./api.js";
+import { exportName, exportRows, isClassified, modelCall, summarize, toCsv, toJson } from "./review.js";
+import { $, FILTERS, percent, state } from "./state.js";
+import { buildTile, onCellChange, updateTile } from "./tiles.js";
 
 async function loadModel() {
   const response = await api("/api/v1/model");
@@ -121,155 +89,6 @@ async function addFiles(fileList) {
     progress.classList.add("error");
   }
   render();
-}
-
-// ---- tiles ---------------------------------------------------------------------------------------------------------
-function classOptions(select) {
-  const model = state.model;
-  for (const c of model.display_order) select.append(new Option(`${c} · ${model.class_names[c]}`, c));
-  select.append(new Option("Unidentified", UNIDENTIFIED));
-}
-
-function buildTile(cell) {
-  const tile = $("#tile-template").content.firstElementChild.cloneNode(true);
-  tile.dataset.id = cell.id;
-  tile.querySelector(".name").textContent = cell.name;
-  tile.querySelector(".name").title = cell.name;
-  const img = tile.querySelector("img.cell");
-  if (cell.url) {
-    img.src = cell.url;
-    img.alt = cell.name;
-    img.addEventListener("error", () => { img.hidden = true; tile.querySelector(".placeholder").hidden = false; });
-  } else {
-    img.hidden = true;
-    tile.querySelector(".placeholder").hidden = false;
-  }
-  if (!isClassified(cell)) {
-    tile.querySelector(".prediction").innerHTML = '<span class="error-text"></span>';
-    tile.querySelector(".error-text").textContent = cell.error;
-    tile.querySelector(".controls").remove();
-    tile.querySelector(".bar").remove();
-  } else {
-    const r = cell.result;
-    tile.querySelector(".label").textContent = `Model: ${r.label}`;
-    tile.querySelector(".prob").textContent = percent(r.probability);
-    tile.querySelector(".bar span").style.width = percent(r.probability);
-    for (const t of r.top) {
-      const li = document.createElement("li");
-      li.title = state.model.class_names[t.label] ?? t.label;
-      li.append(Object.assign(document.createElement("span"), { textContent: t.label }),
-                Object.assign(document.createElement("span"), { textContent: percent(t.probability) }));
-      tile.querySelector(".top3").append(li);
-    }
-    const select = tile.querySelector(".reclassify");
-    classOptions(select);
-    select.addEventListener("change", () => decide(cell, select.value));
-    tile.querySelector(".confirm").addEventListener("click", () => toggleConfirm(cell));
-    const heat = tile.querySelector(".heat");
-    heat.addEventListener("click", () => toggleHeatmap(cell));
-    if (!cell.blob || !state.heatmaps) heat.disabled = true;
-  }
-  tile.addEventListener("keydown", (event) => onTileKey(event, cell));
-  updateTile(cell, tile);
-  return tile;
-}
-
-function tileOf(cell) { return document.querySelector(`.tile[data-id="${cell.id}"]`); }
-
-function updateTile(cell, tile = tileOf(cell)) {
-  if (!tile) return;
-  const critical = isCritical(cell, state.model);
-  const { label, unidentified } = isClassified(cell) ? standing(cell) : {};
-  tile.classList.toggle("error", !isClassified(cell));
-  tile.classList.toggle("critical", critical);
-  tile.classList.toggle("review", needsReview(cell));
-  tile.classList.toggle("reviewed", cell.reviewed);
-  const badge = tile.querySelector(".badge");
-  if (!isClassified(cell)) badge.textContent = "Unreadable";
-  else if (cell.reviewed) badge.textContent = `${unidentified ? "Unidentified" : label} ✓${isCorrected(cell) ? " corrected" : ""}`;
-  else badge.textContent = (critical ? "⚠ " : "") + (unidentified ? UNIDENTIFIED_TEXT : label);
-  const select = tile.querySelector(".reclassify");
-  if (select) select.value = cell.reviewed ? cell.final : modelCall(cell);
-  const confirm = tile.querySelector(".confirm");
-  if (confirm) {
-    confirm.title = cell.reviewed ? "Reviewed (click to undo)" : "Confirm the model's call (Enter)";
-    confirm.textContent = cell.reviewed ? "✓ Reviewed" : "Confirm";
-  }
-  tile.hidden = !FILTERS[state.filter](cell);
-}
-
-function decide(cell, label) {
-  cell.final = label;
-  cell.reviewed = true;
-  changed(cell);
-}
-
-function toggleConfirm(cell) {
-  cell.reviewed = !cell.reviewed;
-  cell.final = cell.reviewed ? modelCall(cell) : null;
-  changed(cell);
-}
-
-function changed(cell) {
-  state.dirty = true;
-  if (cell.heatOn) showHeatmap(cell, false).then(() => showHeatmap(cell, true)); // the explained class may change
-  updateTile(cell);
-  render();
-}
-
-async function showHeatmap(cell, on) {
-  const tile = tileOf(cell);
-  const overlay = tile.querySelector(".overlay");
-  const button = tile.querySelector(".heat");
-  cell.heatOn = on;
-  button.setAttribute("aria-pressed", String(on));
-  if (!on) { overlay.hidden = true; return; }
-  const { label } = standing(cell);
-  const target = label ?? cell.result.label;
-  if (!cell.heat[target]) {
-    button.textContent = "…";
-    const form = new FormData();
-    form.append("file", cell.blob, cell.name);
-    try {
-      const response = await api(`/api/v1/heatmap?target=${encodeURIComponent(target)}`, { method: "POST", body: form });
-      if (response.status === 501) { state.heatmaps = false; button.disabled = true; }
-      if (!response.ok) throw new Error(await errorOf(response));
-      cell.heat[target] = URL.createObjectURL(await response.blob());
-    } catch (error) {
-      button.title = error.message;
-      cell.heatOn = false;
-      button.setAttribute("aria-pressed", "false");
-      return;
-    } finally {
-      button.textContent = "Heatmap";
-    }
-  }
-  overlay.src = cell.heat[target];
-  overlay.alt = `Grad-CAM heatmap for ${target}`;
-  overlay.hidden = !cell.heatOn;
-}
-
-function toggleHeatmap(cell) { if (cell.blob) showHeatmap(cell, !cell.heatOn); }
-
-function onTileKey(event, cell) {
-  if (event.target.tagName === "SELECT") return;
-  const order = state.model.display_order;
-  if (isClassified(cell) && /^[0-9]$/.test(event.key)) {
-    const n = Number(event.key);
-    if (n === 0) decide(cell, UNIDENTIFIED);
-    else if (n <= order.length) decide(cell, order[n - 1]);
-  } else if (isClassified(cell) && event.key === "Enter" && event.target === event.currentTarget) {
-    toggleConfirm(cell);
-  } else if (isClassified(cell) && (event.key === "h" || event.key === "H")) {
-    toggleHeatmap(cell);
-  } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
-    const tiles = [...document.querySelectorAll(".tile:not([hidden])")];
-    const next = tiles[tiles.indexOf(event.currentTarget) + (event.key === "ArrowRight" ? 1 : -1)];
-    if (next) next.focus();
-  } else {
-    return;
-  }
-  event.preventDefault();
 }
 
 // ---- panels --------------------------------------------------------------------------------------------------------
@@ -401,5 +220,6 @@ async function start() {
 }
 
 readToken();
+onCellChange(() => { state.dirty = true; render(); });
 wireControls();
 start();
