@@ -83,3 +83,11 @@ def test_evaluate_errors_are_one_sentence(gan_dir: Path, trained_run: Path, tmp_
         evaluate_gan(tmp_path, classifier_run=trained_run)
     with pytest.raises(NeunnError, match="at least 2 samples"):
         evaluate_gan(gan_dir, classifier_run=trained_run, n_samples=1)
+
+
+def test_a_classifier_that_misses_real_cells_is_flagged_as_no_judge():
+    from neunn.gan.report import _judge_note
+
+    assert "only 20% of the held-out real GBI" in _judge_note("GBI", {"reference": {"agreement": 0.2}})
+    assert _judge_note("GBI", {"reference": {"agreement": 0.9}}) is None
+    assert _judge_note("GBI", {}) is None

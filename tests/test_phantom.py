@@ -168,6 +168,17 @@ def test_imbalanced_counts_and_rewriting_a_phantom_folder(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["counts"] == counts
 
 
+def test_an_identical_complete_set_is_reused_and_a_missing_image_restored(tmp_path):
+    write_phantom_dataset(tmp_path, per_class=2, size=32)
+    kept, lost = tmp_path / "DB" / "phantom_DB_00000.png", tmp_path / "HYP" / "phantom_HYP_00001.png"
+    stamp = kept.stat().st_mtime_ns
+    write_phantom_dataset(tmp_path, per_class=2, size=32)
+    assert kept.stat().st_mtime_ns == stamp
+    lost.unlink()
+    write_phantom_dataset(tmp_path, per_class=2, size=32)
+    assert np.array_equal(np.asarray(Image.open(lost)), render_cell("HYP", cell_seed("HYP", 1), 32))
+
+
 def test_refuses_a_foreign_non_empty_folder_and_writes_nothing(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(NeunnError, match="not a phantom dataset"):

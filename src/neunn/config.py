@@ -69,17 +69,31 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
-def available_presets() -> list[str]:
-    """Names of the presets shipped with the package."""
-    files = resources.files("neunn") / "presets"
+def list_presets(folder: str = "presets") -> list[str]:
+    """Names of the YAML presets shipped in a package folder (``presets`` for training, ``presets/gan`` for GANs)."""
+    files = resources.files("neunn").joinpath(*folder.split("/"))
     return sorted(p.name[: -len(".yaml")] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(text: str, where: str) -> dict[str, Any]:
+def available_presets() -> list[str]:
+    """Names of the training presets shipped with the package."""
+    return list_presets("presets")
+
+
+def read_preset(folder: str, name: str, what: str = "preset") -> dict[str, Any]:
+    """The mapping stored in a shipped preset, or a one-sentence error naming the available ones."""
+    names = list_presets(folder)
+    if name not in names:
+        raise NeunnError(f"Unknown {what} '{name}'; available: {', '.join(names)}.")
+    text = resources.files("neunn").joinpath(*folder.split("/"), f"{name}.yaml").read_text()
+    return read_yaml(text, f"{what.capitalize()} {name}")
+
+
+def read_yaml(text: str, where: str) -> dict[str, Any]:
+    """Parse a YAML mapping, with a one-sentence error saying ``where`` it came from."""
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -89,11 +103,22 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _coerce(key: str, value: Any) -> Any:
-    """Convert ``value`` to the declared type of ``key``, with a one-sentence error when it does not fit."""
-    if key not in _FIELDS:
-        raise NeunnError(f"Unknown config key '{key}'; valid keys are: {', '.join(sorted(_FIELDS))}.")
-    kind = _TYPES[key]
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["epochs=3", "lr=2e-4"]`` as a mapping of keys to YAML-parsed values."""
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NeunnError(f"Override '{item}' must look like key=value.")
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return values
+
+
+def coerce_value(types: dict[str, Any], key: str, value: Any, *, what: str = "config") -> Any:
+    """Convert ``value`` to the declared type of ``key`` in ``types``, with a one-sentence error when it does not fit."""
+    if key not in types:
+        raise NeunnError(f"Unknown {what} key '{key}'; valid keys are: {', '.join(sorted(types))}.")
+    kind = types[key]
     origin = typing.get_origin(kind)
     try:
         if kind is bool:
@@ -109,17 +134,18 @@ def _coerce(key: str, value: Any) -> Any:
         if origin is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             args = typing.get_args(kind)
-            item_type = args[0]
-            items = [item_type(v.strip() if isinstance(v, str) else v) for v in items if v != ""]
-            if args[-1] is not Ellipsis and len(items) != len(args):
+            if args[-1] is Ellipsis:
+                return tuple(args[0](v.strip() if isinstance(v, str) else v) for v in items if v != "")
+            if len(items) != len(args):
                 raise ValueError
-            return tuple(items)
+            return tuple(t(v.strip() if isinstance(v, str) else v) for t, v in zip(args, items))
         if origin is dict:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
     except (TypeError, ValueError):
-        raise NeunnError(f"Config key '{key}' expects {getattr(kind, '__name__', str(kind))}, got {value!r}.") from None
+        raise NeunnError(f"{what.capitalize()} key '{key}' expects {getattr(kind, '__name__', str(kind))}, "
+                         f"got {value!r}.") from None
     return value
 
 
@@ -143,7 +169,7 @@ def _validate(cfg: TrainConfig) -> None:
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Build a validated config from a mapping of keys to (possibly string) values."""
-    cfg = TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    cfg = TrainConfig(**{k: coerce_value(_TYPES, k, v) for k, v in values.items()})
     _validate(cfg)
     return cfg
 
@@ -152,21 +178,14 @@ def resolve_config(
     *, preset: str | None = None, config_file: str | Path | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
     """Layer the defaults, a preset, a YAML file and ``key=value`` overrides, in that order."""
-    values: dict[str, Any] = {}
     name = preset or DEFAULT_PRESET
-    if name not in available_presets():
-        raise NeunnError(f"Unknown preset '{name}'; available presets: {', '.join(available_presets())}.")
-    values.update(_read_yaml((resources.files("neunn") / "presets" / f"{name}.yaml").read_text(), f"Preset {name}"))
+    values = read_preset("presets", name)
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
             raise NeunnError(f"Config file {path} does not exist.")
-        values.update(_read_yaml(path.read_text(), f"Config file {path}"))
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise NeunnError(f"Override '{item}' must look like key=value.")
-        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        values.update(read_yaml(path.read_text(), f"Config file {path}"))
+    values.update(parse_overrides(overrides))
     values.setdefault("notes", f"preset {name}")
     return config_from_dict(values)
 
@@ -183,4 +202,4 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 
 def load_config(path: Path) -> TrainConfig:
     """Read a config saved by :func:`save_config`."""
-    return config_from_dict(_read_yaml(path.read_text(), f"Config file {path}"))
+    return config_from_dict(read_yaml(path.read_text(), f"Config file {path}"))

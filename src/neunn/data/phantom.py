@@ -406,12 +406,13 @@ def _resolve_counts(per_class: int | Mapping[str, int]) -> dict[str, int]:
     return {label: _check_whole(count, f"The number of {label} phantom images", 0) for label, count in counts.items()}
 
 
-def _is_phantom_folder(root: Path) -> bool:
+def _phantom_manifest(root: Path) -> dict | None:
+    """The manifest of the phantom set in `root`, or None if `root` holds none."""
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR else None
 
 
 def _manifest(counts: dict[str, int], seed: int, size: int, complete: bool) -> dict:
@@ -454,26 +455,32 @@ def _remove_stale(folder: Path, label: str, keep: int) -> None:
 
 def write_phantom_dataset(out: str | os.PathLike, *, per_class: int | Mapping[str, int], seed: int = 0,
                           size: int = 128, progress: bool = False) -> dict[str, int]:
-    """Write a folder-per-class phantom set of lossless PNGs with manifest.json and SYNTHETIC.md; return the counts."""
+    """Write a folder-per-class phantom set of lossless PNGs with manifest.json and SYNTHETIC.md; return the counts.
+
+    A folder that already holds the same complete set (same version, seed, size and counts) is left as it is.
+    """
     counts = _resolve_counts(per_class)
     size = _check_whole(size, "The phantom image size in pixels", MIN_SIZE)
     seed, root = _check_whole(seed, "The phantom base seed", 0), Path(out)
     if root.exists() and not root.is_dir():
         raise NeunnError(f"Cannot write the phantom dataset to {root}: it exists and is not a folder.")
-    if root.is_dir() and any(root.iterdir()) and not _is_phantom_folder(root):
+    existing = _phantom_manifest(root)
+    if root.is_dir() and any(root.iterdir()) and existing is None:
         raise NeunnError(f"Refusing to write the phantom into {root}: it is not empty and not a phantom dataset.")
+    names = {label: [root / label / f"phantom_{label}_{i:05d}.png" for i in range(n)] for label, n in counts.items()}
+    if existing == _manifest(counts, seed, size, True) and all(p.is_file() for paths in names.values() for p in paths):
+        return counts  # the same complete set is already there (renders are deterministic)
     root.mkdir(parents=True, exist_ok=True)
     # The manifest goes first, marked incomplete, so that an interrupted run can be resumed into the same folder.
     (root / "manifest.json").write_text(json.dumps(_manifest(counts, seed, size, False), indent=2) + "\n", "utf-8")
     bar = _progress_bar(sum(counts.values())) if progress else None
-    for label, count in counts.items():
-        folder = root / label
-        _remove_stale(folder, label, count)
-        if count:
-            folder.mkdir(exist_ok=True)
-        for index in range(count):
+    for label, paths in names.items():
+        _remove_stale(root / label, label, len(paths))
+        if paths:
+            (root / label).mkdir(exist_ok=True)
+        for index, path in enumerate(paths):
             pixels = render_cell(label, cell_seed(label, index, seed), size)
-            Image.fromarray(pixels).save(folder / f"phantom_{label}_{index:05d}.png", format="PNG", compress_level=4)
+            Image.fromarray(pixels).save(path, format="PNG", compress_level=4)
             if bar is not None:
                 bar.update(1)
     if bar is not None:

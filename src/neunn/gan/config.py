@@ -1,4 +1,4 @@
-"""GAN training configuration: one typed dataclass, resolved from a preset (``neunn/presets/gan-*.yaml``) and overrides.
+"""GAN training configuration: one typed dataclass, resolved from a preset (``neunn/presets/gan/*.yaml``) and overrides.
 
     cfg = resolve_gan_config(preset="gan-128", overrides=["steps=4000", "resolution=64"])
     save_gan_config(cfg, gan_dir / "gan.yaml");  cfg = load_gan_config(gan_dir / "gan.yaml")
@@ -12,16 +12,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from neunn.config import coerce_value, list_presets, parse_overrides, read_preset, read_yaml
 from neunn.errors import NeunnError
 
 DEFAULT_GAN_PRESET = "gan-128"
-GAN_PRESET_PREFIX = "gan-"
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
 
 
@@ -66,41 +65,13 @@ class GanConfig:
     notes: str = ""
 
 
-_FIELDS = {f.name for f in dataclasses.fields(GanConfig)}
 _TYPES = typing.get_type_hints(GanConfig)
+GAN_PRESETS = "presets/gan"
 
 
 def available_gan_presets() -> list[str]:
     """Names of the GAN presets shipped with the package."""
-    files = resources.files("neunn") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in files.iterdir()
-                  if p.name.startswith(GAN_PRESET_PREFIX) and p.name.endswith(".yaml"))
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Convert ``value`` to the declared type of ``key``, with a one-sentence error when it does not fit."""
-    if key not in _FIELDS:
-        raise NeunnError(f"Unknown GAN config key '{key}'; valid keys are: {', '.join(sorted(_FIELDS))}.")
-    kind = _TYPES[key]
-    try:
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        if kind in (int, float, str):
-            return kind(value)
-        items = value.split(",") if isinstance(value, str) else list(value)
-        args = typing.get_args(kind)
-        if len(items) != len(args):
-            raise ValueError
-        return tuple(t(v) for t, v in zip(args, items))
-    except (TypeError, ValueError):
-        raise NeunnError(f"GAN config key '{key}' expects {getattr(kind, '__name__', str(kind))}, "
-                         f"got {value!r}.") from None
+    return list_presets(GAN_PRESETS)
 
 
 def _validate(cfg: GanConfig) -> None:
@@ -132,39 +103,15 @@ def diffaug_policies(cfg: GanConfig) -> list[str]:
 
 def gan_config_from_dict(values: dict[str, Any]) -> GanConfig:
     """Build a validated GAN config from a mapping of keys to (possibly string) values."""
-    cfg = GanConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    cfg = GanConfig(**{k: coerce_value(_TYPES, k, v, what="GAN config") for k, v in values.items()})
     _validate(cfg)
     return cfg
-
-
-def _read_yaml(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise NeunnError(f"{where} is not valid YAML ({exc.__class__.__name__}).") from None
-    if not isinstance(data, dict):
-        raise NeunnError(f"{where} must hold a mapping of GAN config keys to values.")
-    return data
-
-
-def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
-    """``["steps=100", "diffaug=color"]`` as a mapping of keys to YAML-parsed values."""
-    values: dict[str, Any] = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise NeunnError(f"Override '{item}' must look like key=value.")
-        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return values
 
 
 def resolve_gan_config(*, preset: str | None = None, overrides: list[str] | None = None) -> GanConfig:
     """Layer the defaults, a GAN preset and ``key=value`` overrides, in that order."""
     name = preset or DEFAULT_GAN_PRESET
-    if name not in available_gan_presets():
-        raise NeunnError(f"Unknown GAN preset '{name}'; available GAN presets: {', '.join(available_gan_presets())}.")
-    text = (resources.files("neunn") / "presets" / f"{name}.yaml").read_text()
-    values = {**_read_yaml(text, f"GAN preset {name}"), **parse_overrides(overrides)}
+    values = {**read_preset(GAN_PRESETS, name, "GAN preset"), **parse_overrides(overrides)}
     values.setdefault("notes", f"preset {name}")
     return gan_config_from_dict(values)
 
@@ -185,4 +132,4 @@ def load_gan_config(path: Path) -> GanConfig:
     """Read a GAN config saved by :func:`save_gan_config`."""
     if not Path(path).is_file():
         raise NeunnError(f"GAN config {path} does not exist.")
-    return gan_config_from_dict(_read_yaml(Path(path).read_text(), f"GAN config {path}"))
+    return gan_config_from_dict(read_yaml(Path(path).read_text(), f"GAN config {path}"))

@@ -24,6 +24,7 @@ from neunn.report import figure_to_png
 GRID_SAMPLES = 32
 PAIR_SCALE = 2
 CLOSEST_PAIRS = 8
+JUDGE_MIN_RECALL = 0.5  # below this held-out recall the classifier is no judge of the samples
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>GAN quality: {{ name }}</title>
@@ -39,6 +40,7 @@ it is what a perfect generator would score.{% if not report.same_split %} <b>The
 than the GAN, so held-out images may be in its training set.</b>{% endif %}</p>
 {% for cls in classes %}
 <h2>{{ cls.name }}</h2>
+{% if cls.judge_note %}<p><b>{{ cls.judge_note }}</b></p>{% endif %}
 <table><tr><th>Measure</th><th>Synthetic</th><th>Reference (held-out real)</th></tr>
 {% for row in cls.rows %}<tr><td>{{ row[0] }}</td><td>{{ row[1] }}</td><td>{{ row[2] }}</td></tr>
 {% endfor %}</table>
@@ -47,7 +49,8 @@ training image's distance to its own nearest other training image (pixel space: 
 thumbnails, over the 8 flips/rotations of each training image).</p>
 <h3>Samples (seeds {{ cls.seeds }})</h3><img src="{{ cls.samples_uri }}" alt="samples">
 <h3>Closest pairs in pixel space</h3>
-<p class="note">Top row: the synthetic samples nearest to a training image; bottom row: that training image.
+<p class="note">Top row: the synthetic samples nearest to a training image; bottom row: that training image (in its
+stored orientation; the match may be to a flip or rotation of it).
 Ratios: {{ cls.pair_ratios }}.</p><img src="{{ cls.pairs_uri }}" alt="closest pairs">
 <h3>Distance to the nearest training image, relative to real spacing</h3><img src="{{ cls.hist_uri }}" alt="histogram">
 {% endfor %}
@@ -90,6 +93,15 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _judge_note(name: str, r: dict[str, Any]) -> str | None:
+    """A warning when the classifier does not recognise real held-out cells of the class either."""
+    held = r.get("reference", {}).get("agreement")
+    if held is None or held >= JUDGE_MIN_RECALL:
+        return None
+    return (f"The classifier recognises only {100 * held:.0f}% of the held-out real {name} cells, so its agreement "
+            "on the samples says little; judge them with a classifier trained on all of the class's training images.")
+
+
 def _closest_pairs(r: dict[str, Any], fake_small: torch.Tensor, train_small: torch.Tensor) -> tuple[bytes, list[float]]:
     pixel = r["memorisation"]["synthetic"]["pixel"]
     ratios = np.array([np.inf if v is None else v for v in pixel["ratio"]])
@@ -129,7 +141,7 @@ def write_quality_report(folder: Path, report: dict[str, Any], images: dict[str,
         pairs_png, pair_ratios = _closest_pairs(r, images[name]["fake_small"], images[name]["train_small"])
         for stem, png in ((f"samples_{name}", samples_png), (f"closest_pairs_{name}", pairs_png)):
             write_atomic(folder / f"{stem}.png", lambda tmp, png=png: tmp.write_bytes(png))
-        classes.append({"name": name, "rows": _rows(r), "threshold": r["memorisation"]["near_copy_ratio"],
+        classes.append({"name": name, "rows": _rows(r), "judge_note": _judge_note(name, r), "threshold": r["memorisation"]["near_copy_ratio"],
                         "pixel_size": images[name]["fake_small"].shape[-1],
                         "seeds": f"{r['seeds'][0]}\u2013{min(r['seeds'][1], r['seeds'][0] + GRID_SAMPLES - 1)}",
                         "samples_uri": _uri(samples_png), "pairs_uri": _uri(pairs_png),
