@@ -10,6 +10,7 @@ have done; the best checkpoint is the one with the highest validation macro-F1.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -332,4 +333,5 @@ def _finish_epoch(setup, row, model, ema, optimizer, scaler, state: _State, val_
             "best_val_loss": state.best_loss if math.isfinite(state.best_loss) else 1e30,
             "best_epoch": state.best_epoch}))
     val_text = f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}" if "val_accuracy" in row else ""
-    bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s")
+    bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s",
+              file=sys.stderr)
