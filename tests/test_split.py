@@ -73,7 +73,7 @@ def test_changed_or_missing_files_are_reported_not_resplit():
     train_path = split.splits["train"][0].path
     assert verify_split(split, _scan([r for r in records if r.path != train_path]), names=("test",)) == []
     extra = records + [ImageRecord("A/new.jpg", "A", "new", 10, 10, "RGB", None)]
-    assert "1 image(s) were added" in verify_split(split, _scan(extra))[0]
+    assert "1 image(s) of the dataset are in no split" in verify_split(split, _scan(extra))[0]
 
 
 def test_corrupt_split_file_is_a_clear_error(tmp_path: Path):

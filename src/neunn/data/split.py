@@ -157,4 +157,5 @@ def verify_split(split: DatasetSplit, scan: DatasetScan, *, names: tuple[str, ..
         )
     known = {e.path for entries in split.splits.values() for e in entries}
     new = [p for p in current if p not in known]
-    return [f"{len(new)} image(s) were added to the dataset after the split was made and are not used."] if new else []
+    return [f"{len(new)} image(s) of the dataset are in no split (added after the split was made, or left out of it "
+            "on purpose) and are not used."] if new else []
