@@ -20,7 +20,7 @@ from neunn import __version__
 from neunn.atomic import write_text_atomic
 from neunn.config import TrainConfig, load_config, save_config
 from neunn.data.scan import DatasetScan, ImageRecord, scan_dataset
-from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split, verify_split
+from neunn.data.split import DatasetSplit, open_split, save_split, verify_split
 from neunn.distributed import is_main_process
 from neunn.errors import NeunnError
 from neunn.rundir import RunDir
@@ -107,12 +107,8 @@ def open_training_run(
     report_scan(scan)
     scan.require_usable()
 
-    if resume:
-        split = load_split(run.splits)
-    elif split_file is not None:
-        split = load_split(Path(split_file))
-    else:
-        split = stratified_split(scan.images, fractions=cfg.split, seed=cfg.seed)
+    split = open_split(scan.images, saved=run.splits, resume=resume, split_file=split_file, fractions=cfg.split,
+                       seed=cfg.seed)
     missing_classes = [c for c in split.classes if c not in scan.classes]
     if missing_classes:
         raise NeunnError(f"The split names classes that the dataset does not have: {', '.join(missing_classes)}.")

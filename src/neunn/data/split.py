@@ -133,6 +133,18 @@ def load_split(path: Path) -> DatasetSplit:
     return split
 
 
+def open_split(
+    images: list[ImageRecord], *, saved: Path, resume: bool, split_file: str | Path | None,
+    fractions: tuple[float, float, float], seed: int,
+) -> DatasetSplit:
+    """The split a run uses: its own saved one when resuming, else a given split file, else a new stratified split."""
+    if resume:
+        return load_split(saved)
+    if split_file is not None:
+        return load_split(Path(split_file))
+    return stratified_split(images, fractions=fractions, seed=seed)
+
+
 def verify_split(split: DatasetSplit, scan: DatasetScan, *, names: tuple[str, ...] = SPLIT_NAMES) -> list[str]:
     """Check that every file of the named splits is still in the dataset with the same content.
 

@@ -41,7 +41,7 @@ from neunn.checkpoint import (
 )
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.scan import DatasetScan, scan_dataset
-from neunn.data.split import DatasetSplit, SplitEntry, load_split, save_split, stratified_split, verify_split
+from neunn.data.split import DatasetSplit, SplitEntry, open_split, save_split, verify_split
 from neunn.errors import NeunnError
 from neunn.gan.config import GanConfig, diffaug_policies, gan_config_to_dict, load_gan_config, save_gan_config
 from neunn.gan.diffaug import diff_augment
@@ -111,12 +111,8 @@ def _check_counts(entries: Sequence[Any], class_names: Sequence[str], minimum: i
 
 
 def _open_split(gan: GanDir, scan: DatasetScan, cfg: GanConfig, *, resume: bool, split_file: Path | None) -> DatasetSplit:
-    if resume:
-        split = load_split(gan.splits)
-    elif split_file is not None:
-        split = load_split(Path(split_file))
-    else:
-        split = stratified_split(scan.images, fractions=cfg.split, seed=cfg.split_seed)
+    split = open_split(scan.images, saved=gan.splits, resume=resume, split_file=split_file, fractions=cfg.split,
+                       seed=cfg.split_seed)
     for warning in verify_split(split, scan, names=("train",)):
         say(f"note: {warning}")
     return split
