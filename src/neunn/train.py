@@ -28,7 +28,7 @@ from neunn.augment import augment_batch
 from neunn.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
-from neunn.config import TrainConfig, config_to_dict, load_config
+from neunn.config import TrainConfig, config_to_dict, load_config, resolve_config
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.preprocess import normalize_batch
 from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
@@ -189,6 +189,8 @@ def train(
     """
     if resume and RunDir(Path(out)).config.is_file():
         cfg = load_config(RunDir(Path(out)).config)
+    elif cfg is None and not resume:
+        cfg = resolve_config()  # the default preset
     device_type = resolve_device(cfg.device).type if cfg is not None else "cpu"
     ctx = init_distributed(device_type)
     try:
