@@ -19,9 +19,9 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
-from PIL import Image
 
 from neunn import __version__
+from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.errors import NeunnError
 from neunn.metrics import PAPER_METRICS, roc_curve_points
 
@@ -159,13 +159,12 @@ def roc_curves_figure(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
 def _thumbnail_uri(image_path: Path) -> str | None:
     """Return a ~96 px JPEG thumbnail of the image as a data URI, or None if it is missing or unreadable."""
     try:
-        with Image.open(image_path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=85)
-    except (OSError, ValueError, Image.DecompressionBombError):
+        image = load_rgb(image_path).image  # the one loader: same conversions as the model saw
+    except (UnreadableImage, OSError):
         return None
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
     return _data_uri(buffer.getvalue(), "image/jpeg")
 
 
