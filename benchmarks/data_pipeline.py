@@ -27,7 +27,7 @@ def measure(root: Path, records, size: int, count: int, workers: int) -> dict:
     entries = [records[i % len(records)] for i in range(count)]
     classes = sorted({r.label for r in records})
     start = time.perf_counter()
-    images = decode_images(root, entries, classes, size=size, workers=workers)
+    images = decode_images(root, entries, classes, size=size, jpeg_draft=True, workers=workers)
     decode_s = time.perf_counter() - start
     batch = images.pixels[:64]
     gen = torch.Generator().manual_seed(0)

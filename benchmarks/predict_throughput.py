@@ -16,8 +16,6 @@ from pathlib import Path
 
 import torch
 
-from neunn.data.image_io import load_rgb
-from neunn.data.preprocess import image_to_uint8
 from neunn.predict import iter_input_files
 from neunn.predictor import Predictor
 
@@ -32,7 +30,7 @@ def predict_rate(run: Path, files: list[Path], backend: str, batch_size: int, wo
 
 def raw_session_rate(run: Path, files: list[Path], batch_size: int) -> float:
     predictor = Predictor.from_run(run, backend="onnx")
-    pixels = torch.stack([image_to_uint8(load_rgb(f).image, predictor.img_size) for f in files])
+    pixels = torch.stack([predictor.load_pixels(f) for f in files])
     predictor.engine.logits(pixels[:batch_size])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(pixels), batch_size):

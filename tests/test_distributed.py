@@ -41,3 +41,25 @@ def test_two_process_training_on_cpu(phantom_dir: Path, tmp_path: Path):
     assert meta["classes"] == ["BAC", "CRY", "DB", "GBI", "HJBLI", "HYP", "NEU"]
     metrics = evaluate_run(run, split="test")
     assert metrics["n"] == len(json.loads((run / "splits.json").read_text())["splits"]["test"])
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun is not installed beside this Python")
+def test_a_process_that_dies_stops_the_run_clearly_and_resume_finishes_it(phantom_dir: Path, tmp_path: Path):
+    run = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{tests.parent / 'src'}{os.pathsep}{tests}", "OMP_NUM_THREADS": "1",
+           "DYING_RANK_STEPS": "3"}  # 58 training images, 8 per process: 3 steps an epoch
+    args = [str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=3"]
+    died = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "dying_rank", "1", "2", "train",
+                           *args], env=env, capture_output=True, text=True, timeout=300)
+    assert died.returncode != 0
+    assert "Another training process stopped" in died.stderr and "with --resume" in died.stderr, died.stderr[-3000:]
+    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [1]
+    resumed = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neunn", "train",
+                              str(phantom_dir), "--out", str(run), "--resume"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert read_checkpoint_meta(run / "checkpoints" / "last")["epoch"] == 3

@@ -6,9 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from broken_images import write_broken_corpus
 from neunn.cli import main
+from neunn.data.image_io import load_rgb
+from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.errors import NeunnError
 from neunn.evaluate import evaluate_run
 from neunn.metrics import metrics_from_predictions_csv
@@ -56,6 +60,22 @@ def test_predictor_results_are_consistent(trained_run: Path, phantom_dir: Path):
     # Bytes and paths go through the same preprocessing.
     from_bytes = predictor.predict_sources([("x", files[0].read_bytes())])[0]
     assert from_bytes.probs == pytest.approx(results[0].probs, abs=1e-6)
+
+
+def test_prediction_prepares_jpegs_as_the_run_was_trained(trained_run: Path, phantom_dir: Path, tmp_path: Path):
+    predictor = Predictor.from_run(trained_run)
+    assert predictor.jpeg_draft is True  # recorded in the checkpoint by training
+    big = Image.open(sorted((phantom_dir / "GBI").glob("*.png"))[0]).resize((4 * predictor.img_size,) * 2)
+    jpg = tmp_path / "cell.jpg"
+    big.save(jpg, quality=95)
+    draft = load_pixels(jpg, predictor.img_size, jpeg_draft=True)
+    full = image_to_uint8(load_rgb(jpg).image, predictor.img_size)
+    assert torch.equal(predictor.load_pixels(jpg), draft) and not torch.equal(draft, full)
+    got = next(predictor.predict_files([jpg])).probs
+    assert got == pytest.approx(predictor.probabilities(draft[None])[0].tolist(), abs=1e-6)
+    # A run trained before draft decoding existed has no such key, and keeps decoding in full.
+    legacy = Predictor(predictor.engine, {k: v for k, v in predictor.meta.items() if k != "jpeg_draft"})
+    assert legacy.jpeg_draft is False and torch.equal(legacy.load_pixels(jpg), full)
 
 
 def test_predict_cli_keeps_going_past_bad_files(trained_run: Path, phantom_dir: Path, tmp_path: Path, capsys):

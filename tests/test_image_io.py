@@ -41,9 +41,10 @@ def test_every_broken_file_is_refused_with_its_reason_from_path_and_from_bytes(b
     assert len(reasons) == 6
     for name, expected in reasons.items():
         for source in (directory / name, str(directory / name), (directory / name).read_bytes()):
-            with pytest.raises(UnreadableImage) as caught:
-                load_rgb(source)
-            assert expected in str(caught.value), name
+            for draft_size in (None, 16):  # a draft (reduced-scale) decode still reads every byte
+                with pytest.raises(UnreadableImage) as caught:
+                    load_rgb(source, draft_size=draft_size)
+                assert expected in str(caught.value), name
             assert isinstance(caught.value, NeunnError)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
@@ -57,6 +58,20 @@ def test_rgb_jpeg_is_returned_unchanged_without_note(tmp_path):
     assert loaded.image.mode == "RGB" and loaded.image.size == (36, 30)
     with Image.open(path) as reference:
         assert np.array_equal(np.asarray(loaded.image), np.asarray(reference.convert("RGB")))
+
+
+def test_draft_decodes_a_jpeg_at_reduced_scale_never_below_the_size_asked(tmp_path):
+    path = tmp_path / "cell.jpg"
+    path.write_bytes(jpeg_bytes(360, 363, seed=2))
+    assert load_rgb(path, draft_size=128).image.size == (180, 182)  # 1/2 scale: 1/4 would fall under 128
+    assert load_rgb(path, draft_size=40).image.size == (45, 46)  # 1/8 scale, rounded up
+    assert load_rgb(path, draft_size=200).image.size == (360, 363)
+    full = np.asarray(load_rgb(path).image.resize((90, 90)), dtype=float)
+    draft = np.asarray(load_rgb(path, draft_size=90).image.resize((90, 90)), dtype=float)
+    assert np.abs(full - draft).mean() < 8  # the same picture, only decoded smaller
+    png = tmp_path / "cell.png"
+    png.write_bytes(encode(noise_rgb(64, 64, seed=3), "PNG"))
+    assert load_rgb(png, draft_size=16).image.size == (64, 64)  # only JPEG has a draft mode
 
 
 def test_content_decides_the_format_not_the_extension(tmp_path):

@@ -17,6 +17,7 @@ from neunn.cli import main
 from neunn.errors import NeunnError
 from neunn.onnx_backend import OnnxEngine, export_onnx, onnx_path_for
 from neunn.predictor import Predictor
+from neunn.quantize import int8_path_for, write_int8_model
 from neunn.rundir import RunDir
 from neunn.serve import create_app
 
@@ -122,3 +123,31 @@ def test_serving_with_onnx_backend_keeps_heatmaps(onnx_run, test_images):
     assert client.post("/api/v1/predict", files=[("files", image)]).json()["results"][0]["status"] == 200
     heatmap = client.post("/api/v1/heatmap", files={"file": image})
     assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"
+
+
+def test_int8_model_is_calibrated_checked_and_used_by_the_onnx_int8_backend(onnx_run, test_images, tmp_path):
+    run = RunDir(onnx_run)
+    with pytest.raises(NeunnError, match=r"changes the class of .*% of \d+ val-split image\(s\).*use --backend onnx"):
+        write_int8_model(run, min_agreement=1.01)  # an impossible bar: refused, and nothing is left behind
+    assert not int8_path_for(run).exists()
+    report = write_int8_model(run, min_agreement=0.0)  # the tiny test model's margins are too thin for the real bar
+    assert report["calibrated_on"].endswith("training-split image(s)") and 0.0 <= report["same_top_class"] <= 1.0
+    assert sorted(p.name for p in int8_path_for(run).parent.iterdir()) == ["best.int8.onnx", "best.onnx"]
+    ops = {n.op_type for n in onnx.load(str(int8_path_for(run))).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    int8 = Predictor.from_run(onnx_run, backend="onnx-int8")
+    assert int8.engine.int8 and int8.meta == Predictor.from_run(onnx_run).meta
+    results = list(int8.predict_files(test_images))
+    assert all(r.error is None and abs(sum(r.probs) - 1) < 1e-5 for r in results)
+
+
+def test_int8_needs_the_training_images_to_calibrate(onnx_run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(onnx_run, copy)
+    info = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**info, "data_dir": str(tmp_path / "gone")}))
+    (copy / "export" / "best.int8.onnx").unlink(missing_ok=True)
+    assert main(["export", str(copy), "--int8"]) != 0
+    err = capsys.readouterr().err
+    assert "calibrates on the run's training images, and the dataset" in err and "gone is not available" in err
+    assert not (copy / "export" / "best.int8.onnx").exists()

@@ -1,10 +1,12 @@
 """Batch augmentation for cell images, run on whatever device holds the batch (GPU when training there).
 
-    x = augment_batch(pixels_uint8, generator, flip=True, rot90=True, affine=0.1, color=0.1)   # N×3×H×W float in [0, 1]
+    x = augment_batch(pixels_uint8, generator, flip=True, rot90=True, affine=0.1, color=0.1, stain=0.2)
+    # N×3×H×W float in [0, 1]
 
 A single cell has no canonical orientation, so the 8 flips/90° rotations are exact and free; a small affine adds
 scale/rotation/shift variety; colour jitter (brightness, contrast, saturation, hue and per-channel stain gain) stands in
-for differences between stains, smears and scanners. Random numbers come from a CPU generator, so a seeded run draws the
+for differences between smears and scanners; stain jitter scales each image's optical density (overall and per channel), as
+a stronger, weaker or differently balanced May-Grünwald-Giemsa stain would. Random numbers come from a CPU generator, so a seeded run draws the
 same augmentation on any device and after a resume.
 """
 
@@ -75,6 +77,15 @@ def _color(x: torch.Tensor, strength: float, generator: torch.Generator) -> torc
     return x.clamp_(0.0, 1.0)
 
 
+def _stain(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    overall = _uniform(n, 1 - strength, 1 + strength, generator, x.device).view(n, 1, 1, 1)
+    channel = _uniform(3 * n, 1 - strength / 3, 1 + strength / 3, generator, x.device).view(n, 3, 1, 1)
+    # Optical density is -log(intensity); scaling it is a power law on intensity (the same model as perturb's "stain").
+    od = -torch.log((x * 255.0 + 1.0) / 256.0)
+    return (256.0 * torch.exp(-od * overall * channel) - 1.0).div_(255.0).clamp_(0.0, 1.0)
+
+
 def augment_batch(
     pixels: torch.Tensor,
     generator: torch.Generator,
@@ -83,12 +94,15 @@ def augment_batch(
     rot90: bool = True,
     affine: float = 0.0,
     color: float = 0.0,
+    stain: float = 0.0,
 ) -> torch.Tensor:
     """Randomly augment an N×3×H×W uint8 batch of square images; returns float32 in [0, 1] on the batch's device."""
     x = pixels.float() / 255.0
     x = _dihedral(x, generator, flip, rot90)
     if affine > 0:
         x = _affine(x, affine, generator)
+    if stain > 0:
+        x = _stain(x, stain, generator)
     if color > 0:
         x = _color(x, color, generator)
     return x

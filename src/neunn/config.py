@@ -42,7 +42,8 @@ class TrainConfig:
     aug_flip: bool = True
     aug_rot90: bool = True
     aug_affine: float = 0.1  # strength of the small random affine (scale/translate/rotate); 0 disables
-    aug_color: float = 0.1  # strength of stain/colour jitter (hue, saturation, brightness, contrast); 0 disables
+    aug_color: float = 0.1  # strength of colour jitter (hue, saturation, brightness, contrast, channel gain); 0 disables
+    aug_stain: float = 0.0  # strength of stain jitter (optical density scaled by 1 ± s, per channel 1 ± s/3); 0 disables
     # optimisation
     epochs: int = 10
     batch_size: int = 32
@@ -59,7 +60,8 @@ class TrainConfig:
     channels_last: bool = True  # used on CUDA only
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     compile: bool = False  # torch.compile the model (minutes of compilation, then faster steps on a GPU)
-    workers: int = 2  # image-decoding threads for the in-memory cache
+    workers: int = 2  # image-decoding threads for the in-memory set (worker processes when streaming)
+    data_cache: str = "auto"  # memory: decode once into RAM | stream: decode batches from disk | auto: by size
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 leaves PyTorch's default
     eval_every: int = 1  # validate every N epochs (the last epoch always)
@@ -154,6 +156,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise NeunnError(f"split must be three non-negative fractions (train, val, test) summing to 1, got {cfg.split}.")
     if cfg.balance not in ("none", "sampler", "loss"):
         raise NeunnError(f"balance must be one of none, sampler, loss, got '{cfg.balance}'.")
+    if cfg.data_cache not in ("auto", "memory", "stream"):
+        raise NeunnError(f"data_cache must be one of auto, memory, stream, got '{cfg.data_cache}'.")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise NeunnError(f"precision must be one of auto, fp32, bf16, fp16, got '{cfg.precision}'.")
     for key in ("epochs", "batch_size", "img_size", "eval_every"):

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from neunn.atomic import write_atomic
-from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.preprocess import image_to_uint8, normalize_batch
+from neunn.data.image_io import UnreadableImage
+from neunn.data.preprocess import load_pixels, normalize_batch
 from neunn.data.split import load_split
 from neunn.errors import NeunnError
 from neunn.predictor import Predictor, create_engine
@@ -34,8 +34,8 @@ from neunn.rundir import RunDir
 
 # Probabilities of ONNX Runtime and PyTorch agree to ~1e-6 in float32; anything near this bound is a broken export.
 MAX_PROB_DIFF = 1e-3
-_META_KEY = "neunn"
-_WEIGHTS_SHA_KEY = "neunn_weights_sha256"
+META_KEY = "neunn"
+WEIGHTS_SHA_KEY = "neunn_weights_sha256"
 _BATCH = 64
 
 
@@ -68,7 +68,8 @@ class OnnxEngine:
         # gradients, so heatmaps rebuild the PyTorch model from there.
         self.run: RunDir | None = None
         self.checkpoint: str | None = None
-        self._input = session.get_inputs()[0].name
+        self.int8 = False  # whether the graph is the quantized one
+        self.input_name: str = session.get_inputs()[0].name
 
     @classmethod
     def from_file(cls, path: str | Path, *, threads: int = 0) -> OnnxEngine:
@@ -86,26 +87,35 @@ class OnnxEngine:
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types for missing, corrupt or foreign files
             raise NeunnError(f"ONNX model {path} cannot be opened ({exc.__class__.__name__}).") from None
         custom = session.get_modelmeta().custom_metadata_map
-        if _META_KEY not in custom:
+        if META_KEY not in custom:
             raise NeunnError(f"ONNX model {path} was not exported by NeuNN (it has no NeuNN metadata).")
-        return cls(session, json.loads(custom[_META_KEY]), weights_sha256=custom.get(_WEIGHTS_SHA_KEY))
+        return cls(session, json.loads(custom[META_KEY]), weights_sha256=custom.get(WEIGHTS_SHA_KEY))
 
     @classmethod
-    def from_run(cls, run: RunDir, *, checkpoint: str = "best", threads: int = 0) -> tuple[OnnxEngine, dict[str, Any]]:
-        """The engine of a run's checkpoint, exporting RUN_DIR/export/<checkpoint>.onnx first when missing or stale."""
-        path, weights = onnx_path_for(run, checkpoint), _weights_path(run, checkpoint)
+    def from_run(cls, run: RunDir, *, checkpoint: str = "best", threads: int = 0,
+                 int8: bool = False) -> tuple[OnnxEngine, dict[str, Any]]:
+        """The engine of a run's checkpoint, exporting RUN_DIR/export/<checkpoint>.onnx first when missing or stale.
+
+        ``int8`` uses the quantized RUN_DIR/export/<checkpoint>.int8.onnx instead (see ``neunn.quantize``).
+        """
+        from neunn.quantize import int8_path_for, write_int8_model
+
+        path, weights = (int8_path_for if int8 else onnx_path_for)(run, checkpoint), _weights_path(run, checkpoint)
         engine = cls.from_file(path, threads=threads) if path.is_file() else None
         if engine is None or engine.weights_sha256 != _sha256(weights):
             reason = "missing" if engine is None else "older than the checkpoint"
-            say(f"ONNX model {path} is {reason}; exporting it now")
-            write_onnx_model(run, path, checkpoint=checkpoint)
+            say(f"ONNX model {path} is {reason}; {'quantizing' if int8 else 'exporting'} it now")
+            if int8:
+                write_int8_model(run, checkpoint)
+            else:
+                write_onnx_model(run, path, checkpoint=checkpoint)
             engine = cls.from_file(path, threads=threads)
-        engine.run, engine.checkpoint = run, checkpoint
+        engine.run, engine.checkpoint, engine.int8 = run, checkpoint, int8
         return engine, engine.meta
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Float32 logits (N×C) for an N×3×S×S uint8 batch, run in chunks to bound memory."""
-        out = [self.session.run(None, {self._input: normalize_batch(pixels[i : i + _BATCH], self.mean,
+        out = [self.session.run(None, {self.input_name: normalize_batch(pixels[i : i + _BATCH], self.mean,
                                                                     self.std).numpy()})[0]
                for i in range(0, len(pixels), _BATCH)]
         if not out:
@@ -135,8 +145,8 @@ def _export(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, weights_
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; say which model and why
         raise NeunnError(f"Exporting '{meta['arch']}' to ONNX failed ({exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'no message'}).") from None
-    program.model.metadata_props[_META_KEY] = json.dumps(meta, allow_nan=False)
-    program.model.metadata_props[_WEIGHTS_SHA_KEY] = weights_sha256
+    program.model.metadata_props[META_KEY] = json.dumps(meta, allow_nan=False)
+    program.model.metadata_props[WEIGHTS_SHA_KEY] = weights_sha256
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_atomic(out, lambda tmp: program.save(str(tmp)))
@@ -144,13 +154,14 @@ def _export(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, weights_
         raise NeunnError(f"Cannot write the ONNX model to {out} ({exc.strerror or exc}).") from None
 
 
-def _check_images(run: RunDir, img_size: int, n: int) -> tuple[torch.Tensor, str]:
-    """Up to ``n`` decoded test-split images (classes taken in turn), or random pixels when the data is gone."""
+def split_images(run: RunDir, split: str, n: int, size: int, *,
+                 jpeg_draft: bool) -> tuple[torch.Tensor | None, str]:
+    """Up to ``n`` decoded images of one of the run's splits (classes taken in turn), or None when the data is gone."""
     data_dir = run.read_info().get("data_dir")
     entries = []
     if data_dir and run.splits.is_file() and Path(data_dir).is_dir():
         by_class: dict[str, list] = {}
-        for entry in load_split(run.splits).splits.get("test", []):
+        for entry in load_split(run.splits).splits.get(split, []):
             by_class.setdefault(entry.label, []).append(entry)
         queues = list(by_class.values())
         entries = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
@@ -159,11 +170,19 @@ def _check_images(run: RunDir, img_size: int, n: int) -> tuple[torch.Tensor, str
         if len(pixels) == n:
             break
         try:
-            pixels.append(image_to_uint8(load_rgb(Path(data_dir) / entry.path).image, img_size))
+            pixels.append(load_pixels(Path(data_dir) / entry.path, size, jpeg_draft=jpeg_draft))
         except UnreadableImage:
             continue
-    if pixels:
-        return torch.stack(pixels), f"{len(pixels)} test-split image(s) of {data_dir}"
+    if not pixels:
+        return None, f"no {split}-split image"
+    return torch.stack(pixels), f"{len(pixels)} {split}-split image(s) of {data_dir}"
+
+
+def _check_images(run: RunDir, img_size: int, n: int, *, jpeg_draft: bool) -> tuple[torch.Tensor, str]:
+    """Up to ``n`` decoded test-split images, or random pixels when the data is gone."""
+    pixels, source = split_images(run, "test", n, img_size, jpeg_draft=jpeg_draft)
+    if pixels is not None:
+        return pixels, source
     generator = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (n, 3, img_size, img_size), dtype=torch.uint8, generator=generator)
     return noise, f"{n} random image(s) (the run's dataset is not available)"
@@ -180,7 +199,7 @@ def export_onnx(run_dir: str | Path, out_path: str | Path | None = None, *, chec
     _export(reference_engine.model, meta, out, weights_sha256=_sha256(_weights_path(run, checkpoint)))
     export_seconds = time.time() - started
 
-    pixels, source = _check_images(run, int(meta["img_size"]), n_check)
+    pixels, source = _check_images(run, int(meta["img_size"]), n_check, jpeg_draft=bool(meta.get("jpeg_draft")))
     reference = Predictor(reference_engine, meta).probabilities(pixels)
     exported = Predictor(OnnxEngine.from_file(out), meta).probabilities(pixels)
     max_diff = float(np.abs(reference - exported).max())

@@ -3,26 +3,44 @@
     summary = predict_to_file("runs/b7", ["cells/"], out=Path("preds.csv"), fmt="csv")
     summary.counts, summary.critical, summary.failed
 
+    torchrun --nproc_per_node=4 -m neunn predict runs/b7 cells/ --out preds.csv --device cuda   # 4 GPUs share the files
+
 Folders are walked recursively in sorted order; an unreadable file becomes a row with an error and the rest still run.
 Rows are written as they are produced, so memory stays flat for any number of files.
+
+Under torchrun, file i goes to rank i % world_size; each rank streams its rows to ``<out>.part-<rank>-of-<world>``,
+and after a barrier rank 0 merges the parts round-robin into ``out`` (atomically, in the one-process file order and
+byte for byte the one-process output), removes them and returns the summary of all ranks; the other ranks return an
+empty summary. ``--out`` is required there, on a filesystem every rank can reach; ``cuda`` and ``auto`` mean
+``cuda:<local rank>`` on a GPU machine. A failed run leaves its part files; a rerun overwrites them.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
+import torch
+
+from neunn.atomic import write_atomic
+from neunn.distributed import Distributed, init_distributed, shutdown
 from neunn.errors import NeunnError
 from neunn.predictor import Prediction, Predictor
 
 FORMATS = ("csv", "json")
+CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "error"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +78,26 @@ def iter_input_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
             raise NeunnError(f"Input {path} does not exist.")
 
 
+def shard(items: Iterable[T], rank: int, world_size: int) -> Iterator[T]:
+    """This rank's share of ``items``, lazily: item i goes to rank i % world_size."""
+    return islice(items, rank, None, world_size)
+
+
+def part_path(out: Path, rank: int, world_size: int) -> Path:
+    """Where a rank streams its rows before rank 0 merges them: beside ``out``."""
+    return out.with_name(f"{out.name}.part-{rank}-of-{world_size}")
+
+
+def rank_device(device: str, ctx: Distributed) -> str:
+    """Under torchrun, ``cuda`` (or ``auto`` on a GPU machine) becomes this rank's own GPU; other devices stay as given."""
+    if not (ctx.enabled and device in ("cuda", "auto") and torch.cuda.is_available()):
+        return device
+    if ctx.local_rank >= torch.cuda.device_count():
+        raise NeunnError(f"torchrun started process {ctx.local_rank} on a node with {torch.cuda.device_count()} "
+                         f"GPU(s); use --nproc_per_node={torch.cuda.device_count()} or fewer, or --device cpu.")
+    return f"cuda:{ctx.local_rank}"
+
+
 @contextmanager
 def _output(out: Path | None) -> Iterator[IO[str]]:
     if out is None:
@@ -77,28 +115,121 @@ def _csv_row(p: Prediction) -> list[str]:
             p.error or ""]
 
 
+def _csv_line(fields: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(fields)
+    return buffer.getvalue()
+
+
+def format_record(p: Prediction, fmt: str) -> str:
+    """One prediction as its text in the output: a CSV line (with its line end) or a JSON object."""
+    return _csv_line(_csv_row(p)) if fmt == "csv" else json.dumps(p.as_dict())
+
+
+class RecordWriter:
+    """Writes formatted records as a CSV file with its header, or as one JSON array."""
+
+    def __init__(self, fh: IO[str], fmt: str) -> None:
+        self.fh, self.fmt, self.n = fh, fmt, 0
+        fh.write(_csv_line(CSV_HEADER) if fmt == "csv" else "[\n")
+
+    def write(self, record: str) -> None:
+        self.fh.write(record if self.fmt == "csv" or self.n == 0 else ",\n" + record)
+        self.n += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.fh.write("\n]\n")
+
+
 def predict_to_file(
     run_dir: str | Path, inputs: list[str | Path], *, out: Path | None = None, fmt: str = "csv",
     device: str = "cpu", batch_size: int = 64, workers: int = 2, backend: str = "torch",
 ) -> PredictSummary:
-    """Predict every input file into ``out`` (stdout when None) and summarise what was found."""
+    """Predict every input file into ``out`` (stdout when None) and summarise what was found.
+
+    Launched by torchrun (WORLD_SIZE > 1), the ranks share the files and rank 0 merges them; see the module docstring.
+    """
     if fmt not in FORMATS:
         raise NeunnError(f"Unknown format '{fmt}'; use csv or json.")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if out is None:
+            raise NeunnError("neunn predict needs --out when launched with torchrun, since each process writes "
+                             "its share to a part file beside it before they are merged.")
+        return _predict_sharded(run_dir, inputs, out=Path(out), fmt=fmt, device=device, batch_size=batch_size,
+                                workers=workers, backend=backend)
     predictor = Predictor.from_run(run_dir, device=device, backend=backend)
-    files = iter_input_files(inputs)
     summary = PredictSummary()
     with _output(out) as fh:
-        writer = csv.writer(fh) if fmt == "csv" else None
-        if writer:
-            writer.writerow(["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "error"])
-        else:
-            fh.write("[\n")
-        for p in predictor.predict_files(files, batch_size=batch_size, workers=workers):
-            if writer:
-                writer.writerow(_csv_row(p))
-            else:
-                fh.write(("" if summary.n_ok + len(summary.failed) == 0 else ",\n") + json.dumps(p.as_dict()))
+        writer = RecordWriter(fh, fmt)
+        for p in predictor.predict_files(iter_input_files(inputs), batch_size=batch_size, workers=workers):
+            writer.write(format_record(p, fmt))
             summary.add(p)
-        if not writer:
-            fh.write("\n]\n")
+        writer.close()
+    return summary
+
+
+def _predict_sharded(
+    run_dir: str | Path, inputs: list[str | Path], *, out: Path, fmt: str, device: str, batch_size: int,
+    workers: int, backend: str,
+) -> PredictSummary:
+    """This rank predicts its share into its part file; after a barrier rank 0 merges all parts into ``out``."""
+    ctx = init_distributed("cpu")  # Gloo: the barrier is the only collective, and it needs no GPU
+    try:
+        predictor = Predictor.from_run(run_dir, device=rank_device(device, ctx), backend=backend)
+        files = shard(iter_input_files(inputs), ctx.rank, ctx.world_size)
+        write_part(predictor.predict_files(files, batch_size=batch_size, workers=workers),
+                   part_path(out, ctx.rank, ctx.world_size), fmt)
+        ctx.barrier()
+    finally:
+        shutdown(ctx)
+    if not ctx.is_main:
+        return PredictSummary()
+    return merge_parts([part_path(out, rank, ctx.world_size) for rank in range(ctx.world_size)], out, fmt)
+
+
+def write_part(predictions: Iterable[Prediction], part: Path, fmt: str) -> None:
+    """Stream one rank's predictions to its part file: a JSON line per file with its output text and summary fields."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with part.open("w", encoding="utf-8") as fh:
+        for p in predictions:
+            fh.write(json.dumps({"record": format_record(p, fmt), "path": p.path, "label": p.label,
+                                 "critical": p.critical, "error": p.error}) + "\n")
+
+
+def _interleave_lines(parts: list[IO[str]]) -> Iterator[str]:
+    """Lines taken round-robin from the parts, which hold items i % len(parts) of one sequence."""
+    while True:
+        for fh in parts:
+            line = fh.readline()
+            if not line:  # the first exhausted part ends the sequence: every part must be exhausted now
+                if any(other.readline() for other in parts):
+                    raise NeunnError("The prediction part files beside the output hold uneven shares; "
+                                     "run the prediction again.")
+                return
+            yield line
+
+
+def merge_parts(parts: list[Path], out: Path, fmt: str) -> PredictSummary:
+    """Merge the ranks' part files round-robin into ``out`` (atomically), remove them, and summarise all rows."""
+    summary = PredictSummary()
+
+    def write(tmp: Path) -> None:
+        handles = [part.open(encoding="utf-8") for part in parts]
+        try:
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                writer = RecordWriter(fh, fmt)
+                for line in _interleave_lines(handles):
+                    row = json.loads(line)
+                    writer.write(row["record"])
+                    summary.add(Prediction(path=row["path"], label=row["label"], critical=row["critical"],
+                                           error=row["error"]))
+                writer.close()
+        finally:
+            for handle in handles:
+                handle.close()
+
+    write_atomic(out, write)
+    for part in parts:
+        part.unlink()
     return summary

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from neunn import BACKENDS
 from neunn.checkpoint import read_checkpoint, unprefixed
 from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.preprocess import image_to_uint8
+from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.errors import NeunnError
 from neunn.inference import batched_logits
 from neunn.model import classifier_from_checkpoint
@@ -70,12 +71,14 @@ class TorchEngine:
 
 def create_engine(run: RunDir, *, checkpoint: str, backend: str, device: str) -> tuple[LogitsEngine, dict[str, Any]]:
     """Build the scoring engine for a run's checkpoint, and return it with the checkpoint's metadata."""
-    if backend == "onnx":
-        from neunn.onnx_backend import OnnxEngine  # optional dependency, imported only when asked for
+    if backend in ("onnx", "onnx-int8"):
+        from neunn.onnx_backend import (
+            OnnxEngine,  # optional dependency, imported only when asked for
+        )
 
-        return OnnxEngine.from_run(run, checkpoint=checkpoint)
+        return OnnxEngine.from_run(run, checkpoint=checkpoint, int8=backend == "onnx-int8")
     if backend != "torch":
-        raise NeunnError(f"Unknown backend '{backend}'; use torch or onnx.")
+        raise NeunnError(f"Unknown backend '{backend}'; use {', '.join(BACKENDS)}.")
     tensors, meta = read_checkpoint(run.checkpoint(checkpoint))
     if checkpoint == "last":
         tensors = unprefixed("ema" if meta["config"].get("ema_decay") else "model", tensors)
@@ -96,6 +99,7 @@ class Predictor:
         self.critical_classes = set(config.get("critical_classes", [])) & set(self.classes)
         self.review_threshold = float(config.get("review_threshold", 0.0))
         self.temperature = float(meta.get("temperature", 1.0))
+        self.jpeg_draft = bool(meta.get("jpeg_draft", False))  # decode as the run's training images were
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch",
@@ -135,11 +139,17 @@ class Predictor:
                 results[i] = self._result(decoded[i][0], pr)
         return results
 
+    def load_pixels(self, source: str | Path | bytes) -> torch.Tensor:
+        """One image file (or its bytes) as model input: 3×S×S uint8, prepared as at training; raises UnreadableImage."""
+        return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft)
+
     def _decode(self, name: str, source: str | Path | bytes,
                 transform: Callable[[Image.Image], Image.Image] | None = None) -> tuple[str, torch.Tensor | str]:
         try:
-            image = load_rgb(source).image
-            return name, image_to_uint8(transform(image) if transform else image, self.img_size)
+            if transform is None:
+                return name, self.load_pixels(source)
+            # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels).
+            return name, image_to_uint8(transform(load_rgb(source).image), self.img_size)
         except (UnreadableImage, OSError) as exc:
             return name, str(exc)
 

@@ -37,3 +37,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and precision == "fp16":
         raise NeunnError("precision=fp16 needs a GPU; use bf16 or fp32 on the CPU.")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give this process (Linux MemAvailable), or None where that is unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -10,7 +10,9 @@ have done; the best checkpoint is the one with the highest validation macro-F1.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, pref
                               save_checkpoint, unprefixed)
 from neunn.config import TrainConfig, config_to_dict, load_config, resolve_config
 from neunn.data.decoded import DecodedImages, decode_images
+from neunn.data.streamed import StreamedImages, streamed_images
 from neunn.data.preprocess import normalize_batch
 from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
 from neunn.errors import NeunnError
@@ -38,8 +41,14 @@ from neunn.metrics import compute_metrics, expected_calibration_error
 from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
-from neunn.runtime import autocast_dtype, resolve_device
+from neunn.runtime import autocast_dtype, available_memory_bytes, resolve_device
 from neunn.schedule import lr_at
+
+# Decode JPEGs at reduced DCT scale (never below the model's size) before resizing: about twice as fast, and recorded in
+# the checkpoint so prediction prepares images the same way (runs trained before it existed decode in full).
+JPEG_DRAFT = True
+
+TrainingImages = DecodedImages | StreamedImages  # both give labels, len, concat and batches
 
 
 @dataclass
@@ -81,6 +90,7 @@ def _checkpoint_meta(setup: TrainingRun, *, epoch: int, step: int, kind: str, ex
         "img_size": cfg.img_size,
         "mean": list(cfg.mean),
         "std": list(cfg.std),
+        "jpeg_draft": JPEG_DRAFT,
         "config": config_to_dict(cfg),
         "split_digest": setup.split.digest(),
         "neunn_version": __version__,
@@ -157,21 +167,67 @@ def _create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.O
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def _decode_training_images(setup: TrainingRun, progress: bool) -> tuple[DecodedImages, DecodedImages]:
+# With data_cache=auto, stream from disk when the decoded training set would take more than this share of free memory.
+MEMORY_SHARE = 0.5
+
+
+def _training_images(setup: TrainingRun, device: torch.device, progress: bool) -> tuple[TrainingImages, DecodedImages]:
+    """The training set (decoded into memory, or streamed from disk when it would not fit) and the validation set."""
     cfg, classes = setup.cfg, setup.split.classes
+    sources = [(setup.data_dir, setup.split.splits["train"])] + [(s.root, s.images) for s in setup.synthetic]
+    needed = sum(len(entries) for _, entries in sources) * 3 * cfg.img_size**2
+    available = available_memory_bytes()
+    stream = cfg.data_cache == "stream" or (cfg.data_cache == "auto" and available is not None
+                                            and needed > MEMORY_SHARE * available)
 
     def decode(root: Path, entries, desc: str) -> DecodedImages:
-        images = decode_images(root, entries, classes, size=cfg.img_size, workers=cfg.workers, progress=progress,
-                               desc=desc)
+        images = decode_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, workers=cfg.workers,
+                               progress=progress, desc=desc)
         for path, reason in images.skipped:
             say(f"  skipped {path}: {reason}")
         return images
 
-    train_set = decode(setup.data_dir, setup.split.splits["train"], "decode train")
+    def load(root: Path, entries, desc: str) -> TrainingImages:
+        if stream:
+            return streamed_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT,
+                                   workers=cfg.workers)
+        return decode(root, entries, desc)
+
+    train_set = load(*sources[0], "decode train")
+    for root, entries in sources[1:]:
+        train_set = train_set.concat(load(root, entries, "decode synthetic"))
     val_set = decode(setup.data_dir, setup.split.splits["val"], "decode val")
-    for source in setup.synthetic:
-        train_set = train_set.concat(decode(source.root, source.images, "decode synthetic"))
+    if stream:
+        say(f"training images stream from disk ({cfg.workers} decoding processes): decoded they would take "
+            f"{needed / 2**30:.1f} GiB" + (f" of {available / 2**30:.1f} GiB available" if available else ""))
+    else:
+        say(f"training images decoded once into {train_set.place(device)} ({needed / 2**30:.2f} GiB)")
     return train_set, val_set
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+# torchrun stops every process when one of them ends; checkpoints are written atomically, so nothing half-written stays.
+_PEER_STOPPED = ("Another training process stopped, so torchrun stopped this one; the run folder keeps every finished "
+                 "epoch: run the same torchrun command with --resume.")
+
+
+def _lost_a_peer(exc: RuntimeError) -> bool:
+    return isinstance(exc, dist.DistBackendError) or any(
+        word in str(exc) for word in ("Connection reset", "Connection closed", "NCCL communicator was aborted"))
+
+
+def _peer_stopped(signum: int, frame: Any) -> None:
+    raise NeunnError(_PEER_STOPPED)
+
+
+def _out_of_memory_message(cfg: TrainConfig, ctx: Distributed) -> str:
+    per_process = f" ({cfg.batch_size // ctx.world_size} per process)" if ctx.enabled else ""
+    smaller = max(ctx.world_size, cfg.batch_size // 2 // ctx.world_size * ctx.world_size)
+    return (f"Out of memory training {cfg.model} at batch_size {cfg.batch_size}{per_process} and img_size "
+            f"{cfg.img_size}; train again into a new --out with batch_size={smaller} (and lr={cfg.lr / 2:g} to keep "
+            f"the step per image), precision=bf16, or a smaller img_size (finished epochs stay in this run folder).")
 
 
 def train(
@@ -193,14 +249,25 @@ def train(
         cfg = resolve_config()  # the default preset
     device_type = resolve_device(cfg.device).type if cfg is not None else "cpu"
     ctx = init_distributed(device_type)
+    stop_on_sigterm = ctx.enabled and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _peer_stopped) if stop_on_sigterm else None
     try:
         if ctx.is_main:
             setup = open_training_run(data_dir, out, cfg, resume=resume, split_file=split_file, progress=progress)
         ctx.barrier()
         if not ctx.is_main:  # the others read what rank 0 decided
             setup = open_training_run(data_dir, out, None, resume=True, split_file=None, progress=False)
-        return _train_loop(setup, ctx, resume=resume, progress=progress and ctx.is_main)
+        try:
+            return _train_loop(setup, ctx, resume=resume, progress=progress and ctx.is_main)
+        except _OUT_OF_MEMORY:
+            raise NeunnError(_out_of_memory_message(setup.cfg, ctx)) from None
+        except RuntimeError as exc:  # a peer process died: its connection closed mid-collective
+            if ctx.enabled and _lost_a_peer(exc):
+                raise NeunnError(_PEER_STOPPED) from None
+            raise
     finally:
+        if stop_on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
         shutdown(ctx)
 
 
@@ -214,7 +281,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     amp_dtype = autocast_dtype(cfg.precision, device)
     channels_last = cfg.channels_last and device.type == "cuda"
 
-    train_set, val_set = _decode_training_images(setup, progress)
+    train_set, val_set = _training_images(setup, device, progress)
     synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
     say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}"
         f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
@@ -230,7 +297,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = _create_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    class_weights = _class_weights(train_set.labels, len(classes)).to(device) if cfg.balance == "loss" else None
+    class_weights = _class_weights(train_set.labels.cpu(), len(classes)).to(device) if cfg.balance == "loss" else None
     state = _restore(run, model, ema, optimizer, scaler, ctx) if resume else _State()
     net = model
     if ctx.enabled:
@@ -252,20 +319,22 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         net.train()
         torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * ctx.rank)  # dropout / stochastic depth draws
         aug_gen = _epoch_generator(cfg.seed, epoch, 1 + 10 * ctx.rank)
-        order = _epoch_order(train_set.labels, cfg, epoch)[ctx.rank :: ctx.world_size]
+        order = _epoch_order(train_set.labels.cpu(), cfg, epoch)[ctx.rank :: ctx.world_size]
+        batches = train_set.batches(order, per_batch=per_rank, steps=steps_per_epoch, pin_memory=device.type == "cuda",
+                                    on_skip=lambda path, reason: say(f"  skipped {path}: {reason}"))
         t0, totals = time.time(), torch.zeros(3, dtype=torch.float64)  # images, loss sum, correct
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
-        for i in range(steps_per_epoch):
+        for i, (pixels, labels) in enumerate(batches):
+            if not len(labels):  # every file of a streamed batch became unreadable (each was named)
+                continue
             step = (epoch - 1) * steps_per_epoch + i
             lr = lr_at(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=cfg.lr,
                        min_lr_ratio=cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = order[i * per_rank : (i + 1) * per_rank]
-            pixels = train_set.pixels[idx].to(device, non_blocking=True)
-            labels = train_set.labels[idx].to(device, non_blocking=True)
+            pixels, labels = pixels.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             x = augment_batch(pixels, aug_gen, flip=cfg.aug_flip, rot90=cfg.aug_rot90, affine=cfg.aug_affine,
-                              color=cfg.aug_color)
+                              color=cfg.aug_color, stain=cfg.aug_stain)
             x = normalize_batch(x, cfg.mean, cfg.std)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -285,7 +354,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
             scaler.update()
             if ema is not None:
                 ema.update(model, step=step)
-            totals += torch.tensor([len(idx), loss.item() * len(idx), (logits.argmax(1) == labels).sum().item()],
+            totals += torch.tensor([len(labels), loss.item() * len(labels), (logits.argmax(1) == labels).sum().item()],
                                    dtype=torch.float64)
             bar.update(1)
             bar.set_postfix(loss=f"{totals[1] / totals[0]:.3f}",

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from neunn.errors import NeunnError
+from neunn import BACKENDS
 from neunn.cli.common import add_command
+from neunn.errors import NeunnError
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -67,10 +68,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from neunn.distributed import is_main_process
     from neunn.predict import predict_to_file
 
     summary = predict_to_file(args.run_dir, args.inputs, out=args.out, fmt=args.format, device=args.device,
                               batch_size=args.batch_size, backend=args.backend)
+    if not is_main_process():  # under torchrun, rank 0 merged every rank's rows and reports
+        return 0
     counts = ", ".join(f"{c} {n}" for c, n in sorted(summary.counts.items()))
     print(f"predicted {summary.n_ok} file(s) ({counts}); {len(summary.failed)} could not be read"
           + (f"; output in {args.out}" if args.out else ""), file=sys.stderr)
@@ -135,12 +139,15 @@ def add_parsers(sub) -> None:
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
     p.add_argument("run_dir", type=Path)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
-    p.add_argument("--out", type=Path, help="output file (default: standard output)")
+    p.add_argument("--out", type=Path, help="output file (default: standard output; required under torchrun)")
     p.add_argument("--format", default="csv", choices=("csv", "json"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto; under torchrun cuda and auto "
+                                                    "give each process its own GPU")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                   help="onnx: ONNX Runtime on the CPU, using RUN_DIR/export/best.onnx (exported on first use)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="onnx: ONNX Runtime on the CPU, using RUN_DIR/export/best.onnx (exported on first use); "
+                        "onnx-int8: its int8 model RUN_DIR/export/best.int8.onnx (quantized on first use, checked "
+                        "against float32), the fastest on a CPU")
 
     p = add_command("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
                 "neunn demo --out neunn-demo", _cmd_demo)

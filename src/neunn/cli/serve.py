@@ -6,7 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from neunn import BACKENDS
 from neunn.cli.common import add_command
+from neunn.errors import NeunnError
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -21,11 +23,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from neunn.onnx_backend import export_onnx
 
+    if args.int8:
+        return _export_int8(args)
     report = export_onnx(args.run_dir, args.onnx, checkpoint=args.checkpoint)
     print(f"exported {report['arch']} ({report['img_size']} px) to {report['path']} "
           f"({report['size_bytes'] / 1e6:.1f} MB) in {report['export_seconds']:.1f} s")
     print(f"ONNX Runtime vs PyTorch on {report['checked_on']}: largest probability difference "
           f"{report['max_abs_diff']:.2e}, same top class for {100 * report['same_top_class']:.0f}%")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from neunn.quantize import write_int8_model
+    from neunn.rundir import RunDir
+
+    if args.onnx is not None:
+        raise NeunnError("--int8 writes RUN_DIR/export/<checkpoint>.int8.onnx, the file --backend onnx-int8 uses; "
+                         "drop --onnx.")
+    run = RunDir(args.run_dir)
+    run.require_trained()
+    report = write_int8_model(run, args.checkpoint)
+    print(f"quantized {report['arch']} ({report['img_size']} px) to {report['path']} "
+          f"({report['size_bytes'] / 1e6:.1f} MB) in {report['seconds']:.1f} s, calibrated on {report['calibrated_on']}")
+    print(f"int8 vs float32 on {report['checked_on']}: same top class for {100 * report['same_top_class']:.1f}%")
     return 0
 
 
@@ -36,7 +56,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs a token")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $NEUNN_TOKEN)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu", help="torch backend only: cpu, cuda, mps, auto")
@@ -47,3 +67,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--onnx", type=Path, help="output file (default: RUN_DIR/export/<checkpoint>.onnx, "
                                               "the one --backend onnx uses)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--int8", action="store_true", help="quantize to int8 instead (calibrated on the run's training "
+                                                       "images, checked against float32): the --backend onnx-int8 model")

@@ -1,19 +1,25 @@
 """The one preprocessing path from a decoded RGB image to model input, shared by training, evaluation and prediction.
 
-    pixels = image_to_uint8(loaded.image, size)              # 3×size×size uint8 tensor (what the cache keeps)
+    pixels = load_pixels("cell.jpg", size, jpeg_draft=True)   # 3×size×size uint8 tensor (what the cache keeps)
+    pixels = image_to_uint8(loaded.image, size)              # the same from an image already decoded
     x = normalize_batch(pixels_batch, mean, std)             # float tensor for the model, on any device
 
 Cells are centred in near-square CellaVision crops (360×363), so the whole crop is resized to a square: nothing is cut off,
-and the tiny change of aspect ratio is the same at training and at prediction time.
+and the tiny change of aspect ratio is the same at training and at prediction time. Runs record in their checkpoint
+whether their JPEGs were decoded in draft mode (DCT scaling to at least the model's size, then the same resize), so a
+model always sees its input prepared the way it was trained.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+
+from neunn.data.image_io import load_rgb
 
 
 def image_to_uint8(image: Image.Image, size: int) -> torch.Tensor:
@@ -22,6 +28,11 @@ def image_to_uint8(image: Image.Image, size: int) -> torch.Tensor:
         image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_pixels(source: str | os.PathLike | bytes, size: int, *, jpeg_draft: bool) -> torch.Tensor:
+    """Decode an image file (or its bytes) straight to a 3×size×size uint8 tensor; raises UnreadableImage."""
+    return image_to_uint8(load_rgb(source, draft_size=size if jpeg_draft else None).image, size)
 
 
 def normalize_batch(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

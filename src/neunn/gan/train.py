@@ -272,8 +272,8 @@ def train_gan(
     split = _open_split(gan, scan, cfg, resume=resume, split_file=split_file)
     entries = class_training_entries(split, names)
     _check_counts(entries, names, cfg.min_images, "training-split images")
-    real = decode_images(Path(data_dir), entries, names, size=cfg.resolution, workers=cfg.workers, progress=progress,
-                         desc="decode GAN training images")
+    real = decode_images(Path(data_dir), entries, names, size=cfg.resolution, jpeg_draft=True, workers=cfg.workers,
+                         progress=progress, desc="decode GAN training images")
     for path, reason in real.skipped:
         say(f"  skipped {path}: {reason}")
     readable = set(real.paths)

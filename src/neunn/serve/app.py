@@ -32,7 +32,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neunn import NEUTROPHIL_CLASSES, __version__
 from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.preprocess import image_to_uint8
 from neunn.errors import NeunnError
 from neunn.predictor import Predictor
 from neunn.serve.archive import ZipRefused, expand_zip, is_zip
@@ -92,7 +91,10 @@ class _Station:
     def backend(self) -> str:
         from neunn.onnx_backend import OnnxEngine  # cheap: ONNX Runtime itself loads only when a session opens
 
-        return "onnx" if isinstance(self.predictor.engine, OnnxEngine) else "torch"
+        engine = self.predictor.engine
+        if isinstance(engine, OnnxEngine):
+            return "onnx-int8" if engine.int8 else "onnx"
+        return "torch"
 
     def expand(self, uploads: list[Upload]) -> list[tuple[Upload, int, bool]]:
         """Every cell of the request, zips expanded in place: (cell, index of its file part, whether from a zip)."""
@@ -157,7 +159,7 @@ class _Station:
             image = load_rgb(upload.data).image
         except UnreadableImage as exc:
             raise ApiError(error_status(str(exc)), str(exc), name=upload.name) from None
-        pixels = image_to_uint8(image, self.predictor.img_size)
+        pixels = self.predictor.load_pixels(upload.data)
         if target is None:
             target = self.predictor.classes[int(self.predictor.probabilities(pixels.unsqueeze(0))[0].argmax())]
         try:

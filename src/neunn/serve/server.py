@@ -77,7 +77,7 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     if not 0 < port < 65536:
         raise NeunnError(f"Port must be between 1 and 65535, got {port}.")
     _require_free_port(host, port)
-    if backend == "onnx":
+    if backend.startswith("onnx"):
         # ONNX Runtime runs the network on its own threads; PyTorch only reshapes a few images per request, and waking
         # its thread pool for that costs milliseconds on a busy CPU. (Grad-CAM heatmaps then run on one thread.)
         torch.set_num_threads(1)
