@@ -32,8 +32,8 @@ from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, pref
                               save_checkpoint, unprefixed)
 from neunn.config import TrainConfig, config_to_dict, load_config, resolve_config
 from neunn.data.decoded import DecodedImages, decode_images
-from neunn.data.streamed import StreamedImages, streamed_images
 from neunn.data.preprocess import normalize_batch
+from neunn.data.streamed import StreamedImages, streamed_images
 from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
 from neunn.errors import NeunnError
 from neunn.inference import batched_logits
@@ -201,7 +201,7 @@ def _training_images(setup: TrainingRun, device: torch.device, progress: bool) -
         say(f"training images stream from disk ({cfg.workers} decoding processes): decoded they would take "
             f"{needed / 2**30:.1f} GiB" + (f" of {available / 2**30:.1f} GiB available" if available else ""))
     else:
-        say(f"training images decoded once into {train_set.place(device)} ({needed / 2**30:.2f} GiB)")
+        say(f"training images decoded once into {train_set.place(device)} ({needed / 2**20:,.0f} MiB)")
     return train_set, val_set
 
 
