@@ -26,8 +26,8 @@ from neunn.evaluate import evaluate_run
 from neunn.rundir import RunDir
 from neunn.train import train
 
-TEXTBOOK = ["aug_rot90=false", "aug_affine=0", "aug_color=0", "aug_stain=0", "label_smoothing=0", "drop_path_rate=0", "drop_rate=0",
-            "ema_decay=0", "balance=none"]
+TEXTBOOK = ["aug_rot90=false", "aug_affine=0", "aug_color=0", "aug_stain=0", "label_smoothing=0", "drop_path_rate=0",
+            "drop_rate=0", "ema_decay=0", "balance=none"]
 
 
 def _device_name(device: str) -> str:
