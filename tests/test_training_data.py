@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from broken_images import write_broken_corpus
 from conftest import TINY_OVERRIDES
 from neunn import train as train_module
+from neunn import training_set
 from neunn.config import resolve_config
 from neunn.data.scan import ImageRecord
 from neunn.data.streamed import streamed_images
@@ -34,7 +35,7 @@ def test_streaming_from_disk_trains_exactly_like_the_in_memory_set(phantom_dir: 
 
 
 def test_auto_streams_when_the_decoded_set_would_not_fit(phantom_dir: Path, tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "available_memory_bytes", lambda: 100_000)  # 100 kB free
+    monkeypatch.setattr(training_set, "available_memory_bytes", lambda: 100_000)  # 100 kB free
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1"])
     train(phantom_dir, tmp_path / "auto", cfg=cfg, progress=False)
     assert "stream from disk" in capsys.readouterr().err

@@ -72,9 +72,7 @@ class TorchEngine:
 def create_engine(run: RunDir, *, checkpoint: str, backend: str, device: str) -> tuple[LogitsEngine, dict[str, Any]]:
     """Build the scoring engine for a run's checkpoint, and return it with the checkpoint's metadata."""
     if backend in ("onnx", "onnx-int8"):
-        from neunn.onnx_backend import (
-            OnnxEngine,  # optional dependency, imported only when asked for
-        )
+        from neunn.onnx_backend import OnnxEngine  # optional dependency, imported only when asked for
 
         return OnnxEngine.from_run(run, checkpoint=checkpoint, int8=backend == "onnx-int8")
     if backend != "torch":

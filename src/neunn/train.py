@@ -31,9 +31,8 @@ from neunn.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
 from neunn.config import TrainConfig, config_to_dict, load_config, resolve_config
-from neunn.data.decoded import DecodedImages, decode_images
+from neunn.data.decoded import DecodedImages
 from neunn.data.preprocess import normalize_batch
-from neunn.data.streamed import StreamedImages, streamed_images
 from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
 from neunn.errors import NeunnError
 from neunn.inference import batched_logits
@@ -41,14 +40,9 @@ from neunn.metrics import compute_metrics, expected_calibration_error
 from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
-from neunn.runtime import autocast_dtype, available_memory_bytes, resolve_device
+from neunn.runtime import autocast_dtype, resolve_device
 from neunn.schedule import lr_at
-
-# Decode JPEGs at reduced DCT scale (never below the model's size) before resizing: about twice as fast, and recorded in
-# the checkpoint so prediction prepares images the same way (runs trained before it existed decode in full).
-JPEG_DRAFT = True
-
-TrainingImages = DecodedImages | StreamedImages  # both give labels, len, concat and batches
+from neunn.training_set import JPEG_DRAFT, training_images
 
 
 @dataclass
@@ -167,44 +161,6 @@ def _create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.O
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-# With data_cache=auto, stream from disk when the decoded training set would take more than this share of free memory.
-MEMORY_SHARE = 0.5
-
-
-def _training_images(setup: TrainingRun, device: torch.device, progress: bool) -> tuple[TrainingImages, DecodedImages]:
-    """The training set (decoded into memory, or streamed from disk when it would not fit) and the validation set."""
-    cfg, classes = setup.cfg, setup.split.classes
-    sources = [(setup.data_dir, setup.split.splits["train"])] + [(s.root, s.images) for s in setup.synthetic]
-    needed = sum(len(entries) for _, entries in sources) * 3 * cfg.img_size**2
-    available = available_memory_bytes()
-    stream = cfg.data_cache == "stream" or (cfg.data_cache == "auto" and available is not None
-                                            and needed > MEMORY_SHARE * available)
-
-    def decode(root: Path, entries, desc: str) -> DecodedImages:
-        images = decode_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, workers=cfg.workers,
-                               progress=progress, desc=desc)
-        for path, reason in images.skipped:
-            say(f"  skipped {path}: {reason}")
-        return images
-
-    def load(root: Path, entries, desc: str) -> TrainingImages:
-        if stream:
-            return streamed_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT,
-                                   workers=cfg.workers)
-        return decode(root, entries, desc)
-
-    train_set = load(*sources[0], "decode train")
-    for root, entries in sources[1:]:
-        train_set = train_set.concat(load(root, entries, "decode synthetic"))
-    val_set = decode(setup.data_dir, setup.split.splits["val"], "decode val")
-    if stream:
-        say(f"training images stream from disk ({cfg.workers} decoding processes): decoded they would take "
-            f"{needed / 2**30:.1f} GiB" + (f" of {available / 2**30:.1f} GiB available" if available else ""))
-    else:
-        say(f"training images decoded once into {train_set.place(device)} ({needed / 2**20:,.0f} MiB)")
-    return train_set, val_set
-
-
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
@@ -281,7 +237,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     amp_dtype = autocast_dtype(cfg.precision, device)
     channels_last = cfg.channels_last and device.type == "cuda"
 
-    train_set, val_set = _training_images(setup, device, progress)
+    train_set, val_set = training_images(setup, device, progress)
     synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
     say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}"
         f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
