@@ -139,6 +139,11 @@ def test_int8_model_is_calibrated_checked_and_used_by_the_onnx_int8_backend(onnx
     assert int8.engine.int8 and int8.meta == Predictor.from_run(onnx_run).meta
     results = list(int8.predict_files(test_images))
     assert all(r.error is None and abs(sum(r.probs) - 1) < 1e-5 for r in results)
+    # Its accuracy on the test split, beside PyTorch's (which it does not overwrite).
+    assert main(["evaluate", str(onnx_run), "--backend", "onnx-int8"]) == 0
+    metrics = json.loads((onnx_run / "eval" / "test-onnx-int8" / "metrics.json").read_text())
+    assert metrics["backend"] == "onnx-int8" and metrics["n"] == len(json.loads(
+        (onnx_run / "splits.json").read_text())["splits"]["test"])
 
 
 def test_int8_needs_the_training_images_to_calibrate(onnx_run, tmp_path, capsys):

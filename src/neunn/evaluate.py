@@ -112,11 +112,12 @@ def format_robustness_table(robustness: dict[str, Any]) -> str:
 
 def evaluate_run(
     run_dir: str | Path, *, data_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best",
-    device: str = "cpu", tta: bool = False, perturb: list[str] | None = None,
+    device: str = "cpu", tta: bool = False, perturb: list[str] | None = None, backend: str = "torch",
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
 
-    ``tta`` averages the 8 flips/rotations of each cell; ``perturb`` (e.g. ``["standard"]``) adds a robustness table
+    ``backend`` (torch, onnx, onnx-int8) scores with that engine; other backends than torch write to
+    ``eval/<split>-<backend>/``, so the accuracy of an exported or quantized model sits beside PyTorch's. ``tta`` averages the 8 flips/rotations of each cell; ``perturb`` (e.g. ``["standard"]``) adds a robustness table
     (robustness.json) of the same images under stain, colour, blur, JPEG and resolution changes.
     """
     perturbations = parse_perturbations(perturb or [])
@@ -129,7 +130,7 @@ def evaluate_run(
         if data_dir is None:
             raise NeunnError(f"{run.root} does not record its dataset folder; pass it with --data.")
     data_dir = Path(data_dir)
-    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta)
+    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta, backend=backend)
     classes = predictor.classes
     entries = _entries_to_score(run, data_dir, split, classes)
     if not entries:
@@ -148,9 +149,10 @@ def evaluate_run(
     metrics["selective"] = selective_report(np.asarray([r["probs"] for r in rows]), [index[r["true"]] for r in rows],
                                             threshold=predictor.review_threshold, temperature=predictor.temperature)
     metrics["split"], metrics["checkpoint"], metrics["tta"], metrics["skipped"] = split, checkpoint, tta, failed
+    metrics["backend"] = backend
     metrics["synthetic_data"] = _is_synthetic(data_dir)
 
-    out = run.eval_dir(split)
+    out = run.eval_dir(split, backend)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
     _write_predictions_csv(out / "predictions.csv", rows, classes)
@@ -159,6 +161,7 @@ def evaluate_run(
         metrics["robustness"] = _robustness(predictor, data_dir, entries, metrics, perturbations)
         write_text_atomic(out / "robustness.json", json.dumps(metrics["robustness"], indent=1))
     write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=data_dir,
-                 training_log=run.read_log(), title=f"NeuNN evaluation: {run.root.name} ({split} split)",
+                 training_log=run.read_log(), title=f"NeuNN evaluation: {run.root.name} ({split} split"
+                 + ("" if backend == "torch" else f", {backend}") + ")",
                  synthetic_note=note)
     return metrics

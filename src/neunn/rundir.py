@@ -45,8 +45,9 @@ class RunDir:
         """Stem of a checkpoint (``best`` or ``last``); add .safetensors/.json for the files."""
         return self.checkpoints / which
 
-    def eval_dir(self, split: str) -> Path:
-        return self.root / "eval" / split
+    def eval_dir(self, split: str, backend: str = "torch") -> Path:
+        """Where evaluation of a split writes: eval/<split>, or eval/<split>-<backend> for a non-PyTorch backend."""
+        return self.root / "eval" / (split if backend == "torch" else f"{split}-{backend}")
 
     def require_trained(self) -> None:
         """Raise a clear error unless this folder holds a finished or running NeuNN run with a best checkpoint."""

@@ -54,7 +54,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neunn.rundir import RunDir
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
-                           device=args.device, tta=args.tta, perturb=args.perturb)
+                           device=args.device, tta=args.tta, perturb=args.perturb, backend=args.backend)
     print(format_metrics_table(metrics))
     kept, calib = metrics["selective"]["at_threshold"], metrics["selective"]["calibration"]
     print(f"review threshold {kept['threshold']:.2f}: {kept['coverage']:.1%} of cells classified, at accuracy "
@@ -62,7 +62,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           + f"; ECE {calib['ece_before']:.3f} before calibration, {calib['ece_after']:.3f} after")
     if "robustness" in metrics:
         print(format_robustness_table(metrics["robustness"]))
-    out = RunDir(Path(args.run_dir)).eval_dir(args.split)
+    out = RunDir(Path(args.run_dir)).eval_dir(args.split, args.backend)
     print(f"report: {out / 'report.html'}  (metrics.json and predictions.csv beside it)")
     return 0
 
@@ -134,6 +134,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--perturb", action="append", metavar="NAME=VALUE",
                    help="also score under a perturbation (hue, saturation, brightness, stain, blur, jpeg, scale), "
                         "e.g. --perturb blur=1.5; 'standard' runs a suite; repeatable")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
