@@ -1,3 +1,4 @@
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -5,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from neunn.data.scan import DatasetScan, ImageRecord
-from neunn.data.split import load_split, save_split, stratified_split, verify_split
+from neunn.data.split import load_split, save_split, stratified_split, verify_split, verify_split_files
 from neunn.errors import NeunnError
 
 
@@ -74,6 +75,25 @@ def test_changed_or_missing_files_are_reported_not_resplit():
     assert verify_split(split, _scan([r for r in records if r.path != train_path]), names=("test",)) == []
     extra = records + [ImageRecord("A/new.jpg", "A", "new", 10, 10, "RGB", None)]
     assert "1 image(s) of the dataset are in no split" in verify_split(split, _scan(extra))[0]
+
+
+def test_one_split_is_verified_on_disk_by_hash_alone(tmp_path: Path):
+    records = []
+    for c in ("A", "B"):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            data = f"{c}{i}".encode()  # content, not an image: only hashes are compared, nothing is decoded
+            (tmp_path / c / f"{i}.jpg").write_bytes(data)
+            records.append(ImageRecord(f"{c}/{i}.jpg", c, hashlib.sha256(data).hexdigest(), 1, 1, "RGB", None))
+    split = stratified_split(records, seed=0)
+    verify_split_files(split, tmp_path, names=("test",))  # unchanged: no error
+    (tmp_path / split.splits["train"][0].path).unlink()  # another split's file: not checked
+    verify_split_files(split, tmp_path, names=("test",))
+    test_a, test_b = (e.path for e in split.splits["test"][:2])
+    (tmp_path / test_a).write_bytes(b"edited")
+    (tmp_path / test_b).unlink()
+    with pytest.raises(NeunnError, match=r"1 file\(s\) missing and 1 changed"):
+        verify_split_files(split, tmp_path, names=("test",))
 
 
 def test_corrupt_split_file_is_a_clear_error(tmp_path: Path):

@@ -20,7 +20,7 @@ import numpy as np
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.data.phantom import GENERATOR as PHANTOM_GENERATOR
 from neunn.data.scan import scan_dataset
-from neunn.data.split import SPLIT_NAMES, load_split, verify_split
+from neunn.data.split import SPLIT_NAMES, load_split, verify_split_files
 from neunn.errors import NeunnError
 from neunn.metrics import compute_metrics
 from neunn.perturb import Perturbation, parse_perturbations
@@ -35,16 +35,15 @@ EVAL_SPLITS = (*SPLIT_NAMES, "all")
 
 def _entries_to_score(run: RunDir, data_dir: Path, split: str, classes: list[str]) -> list[tuple[str, str]]:
     """(relative path, true class) pairs to evaluate, after checking the dataset against the run's split."""
-    scan = scan_dataset(data_dir, progress=True)
     if split == "all":
+        scan = scan_dataset(data_dir, progress=True)
         report_scan(scan)
         unknown = [c for c in scan.classes if c not in classes]
         if unknown:
             say(f"note: classes unknown to the model are left out: {', '.join(unknown)}")
         return [(r.path, r.label) for r in scan.images if r.label in classes]
     dataset_split = load_split(run.splits)
-    for warning in verify_split(dataset_split, scan, names=(split,)):
-        say(f"note: {warning}")
+    verify_split_files(dataset_split, data_dir, names=(split,))  # hashes only this split's files
     return [(e.path, e.label) for e in dataset_split.splits[split]]
 
 

@@ -161,13 +161,33 @@ def verify_split(split: DatasetSplit, scan: DatasetScan, *, names: tuple[str, ..
                 missing.append(e.path + (" (now unreadable)" if e.path in bad_paths else ""))
             elif rec.sha256 != e.sha256 or rec.label != e.label:
                 changed.append(e.path)
+    _refuse_changes(missing, changed)
+    known = {e.path for entries in split.splits.values() for e in entries}
+    new = [p for p in current if p not in known]
+    return [f"{len(new)} image(s) of the dataset are in no split (added after the split was made, or left out of it "
+            "on purpose) and are not used."] if new else []
+
+
+def verify_split_files(split: DatasetSplit, root: Path, *, names: tuple[str, ...]) -> None:
+    """Check, by content hash alone (no decoding, no scan of the rest), that every file of the named splits is still
+    under ``root`` unchanged; raises NeunnError like :func:`verify_split`. What evaluation of one split needs."""
+    missing, changed = [], []
+    for name in names:
+        for e in split.splits.get(name, []):
+            try:
+                digest = hashlib.sha256((Path(root) / e.path).read_bytes()).hexdigest()
+            except OSError:
+                missing.append(e.path)
+                continue
+            if digest != e.sha256:
+                changed.append(e.path)
+    _refuse_changes(missing, changed)
+
+
+def _refuse_changes(missing: list[str], changed: list[str]) -> None:
     if missing or changed:
         examples = ", ".join((missing + changed)[:3])
         raise NeunnError(
             f"The dataset changed since the split was made: {len(missing)} file(s) missing and {len(changed)} "
             f"changed (e.g. {examples}); restore the files or start a new run with a new --out."
         )
-    known = {e.path for entries in split.splits.values() for e in entries}
-    new = [p for p in current if p not in known]
-    return [f"{len(new)} image(s) of the dataset are in no split (added after the split was made, or left out of it "
-            "on purpose) and are not used."] if new else []
