@@ -42,7 +42,7 @@ from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
 from neunn.runtime import autocast_dtype, resolve_device
 from neunn.schedule import lr_at
-from neunn.training_set import JPEG_DRAFT, training_images
+from neunn.training_set import JPEG_DRAFT, say_skipped, training_images
 
 
 @dataclass
@@ -277,7 +277,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         aug_gen = _epoch_generator(cfg.seed, epoch, 1 + 10 * ctx.rank)
         order = _epoch_order(train_set.labels.cpu(), cfg, epoch)[ctx.rank :: ctx.world_size]
         batches = train_set.batches(order, per_batch=per_rank, steps=steps_per_epoch, pin_memory=device.type == "cuda",
-                                    on_skip=lambda path, reason: say(f"  skipped {path}: {reason}"))
+                                    on_skip=say_skipped)
         t0, totals = time.time(), torch.zeros(3, dtype=torch.float64)  # images, loss sum, correct
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         for i, (pixels, labels) in enumerate(batches):

@@ -29,6 +29,11 @@ TrainingImages = DecodedImages | StreamedImages  # both give labels, len, concat
 MEMORY_SHARE = 0.5
 
 
+def say_skipped(path: str, reason: str) -> None:
+    """Name a training image that could not be decoded (and is left out)."""
+    say(f"  skipped {path}: {reason}")
+
+
 def training_images(setup: TrainingRun, device: torch.device, progress: bool) -> tuple[TrainingImages, DecodedImages]:
     """The training set (decoded into memory, or streamed from disk when it would not fit) and the validation set."""
     cfg, classes = setup.cfg, setup.split.classes
@@ -42,7 +47,7 @@ def training_images(setup: TrainingRun, device: torch.device, progress: bool) ->
         images = decode_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, workers=cfg.workers,
                                progress=progress, desc=desc)
         for path, reason in images.skipped:
-            say(f"  skipped {path}: {reason}")
+            say_skipped(path, reason)
         return images
 
     def load(root: Path, entries, desc: str) -> TrainingImages:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import io
 import logging
 import threading
 from dataclasses import replace
@@ -28,10 +29,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neunn import NEUTROPHIL_CLASSES, __version__
-from neunn.data.image_io import UnreadableImage, load_rgb
+from neunn.data.image_io import UnreadableImage
 from neunn.errors import NeunnError
 from neunn.predictor import Predictor
 from neunn.serve.archive import ZipRefused, expand_zip, is_zip
@@ -156,18 +158,19 @@ class _Station:
         if cam is None:
             raise ApiError(501, "Heatmaps are not available: this backend has no PyTorch weights to explain.")
         try:
-            image = load_rgb(upload.data).image
+            pixels = self.predictor.load_pixels(upload.data)  # the one decode, prepared as the model was trained
         except UnreadableImage as exc:
             raise ApiError(error_status(str(exc)), str(exc), name=upload.name) from None
-        pixels = self.predictor.load_pixels(upload.data)
+        with Image.open(io.BytesIO(upload.data)) as header:  # the overlay keeps the upload's shape: size, no decode
+            width, height = header.size
         if target is None:
             target = self.predictor.classes[int(self.predictor.probabilities(pixels.unsqueeze(0))[0].argmax())]
         try:
             heat = cam.heat(pixels, target=target)
         except NeunnError as exc:
             raise ApiError(422, str(exc)) from None
-        scale = min(1.0, _OVERLAY_MAX_SIDE / max(image.size))
-        return overlay_png(heat, size=(max(1, round(image.width * scale)), max(1, round(image.height * scale)))), target
+        scale = min(1.0, _OVERLAY_MAX_SIDE / max(width, height))
+        return overlay_png(heat, size=(max(1, round(width * scale)), max(1, round(height * scale)))), target
 
     def model_card(self, extra: dict[str, Any]) -> dict[str, Any]:
         """What ``GET /api/v1/model`` tells: classes, architecture, calibration, thresholds, metrics and limits."""
