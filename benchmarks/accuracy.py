@@ -21,7 +21,7 @@ import torch
 
 from neunn.config import resolve_config
 from neunn.data.scan import scan_dataset
-from neunn.data.split import save_split, stratified_split
+from neunn.data.split import load_split, save_split, stratified_split
 from neunn.evaluate import evaluate_run
 from neunn.rundir import RunDir
 from neunn.train import train
@@ -81,13 +81,19 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["cpu-small"])
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="overrides for every arm")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared split")
+    parser.add_argument("--split-file", type=Path, help="use this splits.json of DATA instead of making one")
     parser.add_argument("--tta", action="store_true", help="also evaluate each NeuNN preset with test-time augmentation")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
     split_file = args.out / "splits.json"
-    if not split_file.is_file():
+    if args.split_file is not None:
+        given = load_split(args.split_file)
+        if split_file.is_file() and load_split(split_file).digest() != given.digest():
+            parser.error(f"{args.out} was made with another split; use a new --out.")
+        save_split(given, split_file)
+    elif not split_file.is_file():
         save_split(stratified_split(scan_dataset(args.data, progress=True).images, seed=args.seed), split_file)
     results = []
     for preset in args.presets:
@@ -100,6 +106,7 @@ def main() -> None:
     device = resolve_config(overrides=args.set).device
     command = "python benchmarks/accuracy.py " + " ".join(
         [str(args.data), "--out", str(args.out), "--presets", *args.presets] + (["--set", *args.set] if args.set else [])
+        + (["--split-file", str(args.split_file)] if args.split_file else ["--seed", str(args.seed)])
         + (["--tta"] if args.tta else []) + (["--no-baseline"] if args.no_baseline else []))
     write_table(results, args.out, _device_name(device), command)
 

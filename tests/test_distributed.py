@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY_OVERRIDES
 from neunn.checkpoint import read_checkpoint_meta
-from neunn.distributed import Distributed, per_rank_batch
+from neunn.distributed import Distributed, init_distributed, per_rank_batch
 from neunn.errors import NeunnError
 from neunn.evaluate import evaluate_run
 
@@ -23,14 +23,24 @@ def test_world_size_must_divide_the_batch():
         per_rank_batch(32, Distributed(0, 3, 0))
 
 
+def test_more_processes_than_gpus_is_refused_with_what_to_change(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    with pytest.raises(NeunnError, match=r"torchrun started process 1 on a node with 1 GPU\(s\); use "
+                                         r"--nproc_per_node=1 or fewer, or run on the CPU"):
+        init_distributed("cuda")
+
+
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun is not installed beside this Python")
 def test_two_process_training_on_cpu(phantom_dir: Path, tmp_path: Path):
     run = tmp_path / "ddp"
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neunn", "train",
-                             str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=2"],
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neunn", "train",  # Gloo, even
+                             str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=2", "device=cpu"],  # on GPUs
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("trained 2 epochs") == 1  # rank 0 alone reports
@@ -51,7 +61,7 @@ def test_a_process_that_dies_stops_the_run_clearly_and_resume_finishes_it(phanto
     tests = Path(__file__).resolve().parent
     env = {**os.environ, "PYTHONPATH": f"{tests.parent / 'src'}{os.pathsep}{tests}", "OMP_NUM_THREADS": "1",
            "DYING_RANK_STEPS": "3"}  # 58 training images, 8 per process: 3 steps an epoch
-    args = [str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=3"]
+    args = [str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=3", "device=cpu"]
     died = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "dying_rank", "1", "2", "train",
                            *args], env=env, capture_output=True, text=True, timeout=300)
     assert died.returncode != 0

@@ -39,12 +39,19 @@ def test_shard_deals_files_round_robin_and_lazily():
     assert part_path(Path("out/p.csv"), 1, 4) == Path("out/p.csv.part-1-of-4")
 
 
-def test_each_rank_gets_its_own_gpu_only_when_asked_for_one():
+def test_each_rank_gets_its_own_gpu_only_when_asked_for_one(monkeypatch):
     ctx = Distributed(rank=3, world_size=4, local_rank=1)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert rank_device("auto", ctx) == "auto"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
     assert rank_device("cpu", ctx) == "cpu"
     assert rank_device("cuda:0", ctx) == "cuda:0"  # an explicit GPU stays as given
     assert rank_device("cuda", Distributed()) == "cuda"
-    assert rank_device("auto", ctx) == ("cuda:1" if torch.cuda.is_available() else "auto")
+    assert rank_device("auto", ctx) == "cuda:1"
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    with pytest.raises(NeunnError, match="torchrun started process 1 on a node with 1 GPU"):
+        rank_device("cuda", ctx)
 
 
 def test_standard_output_is_refused_under_torchrun(monkeypatch, tmp_path: Path, capsys):
@@ -92,7 +99,8 @@ def test_two_process_prediction_on_cpu(trained_run: Path, inputs: Path, tmp_path
     part_path(out, 1, 2).write_text("left by a failed run\n")  # a rerun overwrites it, and the merge removes it
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "neunn", "predict",
-                             str(trained_run), str(inputs), "--out", str(out), "--batch-size", "8"],
+                             str(trained_run), str(inputs), "--out", str(out), "--batch-size", "8",
+                             "--device", "cpu"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.read_bytes() == (tmp_path / "single.csv").read_bytes()

@@ -87,6 +87,12 @@ def test_resume_without_a_run_is_a_clear_error(phantom_dir: Path, tmp_path: Path
         train(phantom_dir, tmp_path / "none", resume=True, progress=False)
 
 
+def test_a_diverging_loss_stops_the_run_with_what_to_change(phantom_dir: Path, tmp_path: Path):
+    cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "lr=1e30", "warmup_epochs=0", "grad_clip=0"])
+    with pytest.raises(NeunnError, match=r"The training loss became (nan|inf) by epoch 1, step \d+; lower lr"):
+        train(phantom_dir, tmp_path / "diverged", cfg=cfg, progress=False)
+
+
 def test_split_file_reuses_another_runs_test_set(trained_run: Path, phantom_dir: Path, tmp_path: Path):
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "seed=9"])
     train(phantom_dir, tmp_path / "other", cfg=cfg, split_file=trained_run / "splits.json", progress=False)

@@ -52,9 +52,17 @@ def init_distributed(device_type: str) -> Distributed:
     ctx = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         if device_type == "cuda":
-            torch.cuda.set_device(ctx.local_rank)
+            torch.cuda.set_device(local_gpu(ctx))
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return ctx
+
+
+def local_gpu(ctx: Distributed) -> int:
+    """This process's GPU on its node (its local rank); a clear error when torchrun started more processes than GPUs."""
+    if ctx.local_rank >= torch.cuda.device_count():
+        raise NeunnError(f"torchrun started process {ctx.local_rank} on a node with {torch.cuda.device_count()} "
+                         f"GPU(s); use --nproc_per_node={torch.cuda.device_count()} or fewer, or run on the CPU.")
+    return ctx.local_rank
 
 
 def per_rank_batch(batch_size: int, ctx: Distributed) -> int:

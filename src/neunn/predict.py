@@ -33,7 +33,7 @@ from typing import IO, TypeVar
 import torch
 
 from neunn.atomic import write_atomic
-from neunn.distributed import Distributed, init_distributed, shutdown
+from neunn.distributed import Distributed, init_distributed, local_gpu, shutdown
 from neunn.errors import NeunnError
 from neunn.predictor import Prediction, Predictor
 
@@ -92,10 +92,7 @@ def rank_device(device: str, ctx: Distributed) -> str:
     """Under torchrun, ``cuda`` (or ``auto`` on a GPU machine) becomes this rank's own GPU; other devices stay as given."""
     if not (ctx.enabled and device in ("cuda", "auto") and torch.cuda.is_available()):
         return device
-    if ctx.local_rank >= torch.cuda.device_count():
-        raise NeunnError(f"torchrun started process {ctx.local_rank} on a node with {torch.cuda.device_count()} "
-                         f"GPU(s); use --nproc_per_node={torch.cuda.device_count()} or fewer, or --device cpu.")
-    return f"cuda:{ctx.local_rank}"
+    return f"cuda:{local_gpu(ctx)}"
 
 
 @contextmanager

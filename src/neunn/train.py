@@ -161,6 +161,7 @@ def _create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.O
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
+SYNC_EVERY = 20  # training steps between host reads of the running loss: no per-step GPU sync
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
@@ -278,8 +279,22 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         order = _epoch_order(train_set.labels.cpu(), cfg, epoch)[ctx.rank :: ctx.world_size]
         batches = train_set.batches(order, per_batch=per_rank, steps=steps_per_epoch, pin_memory=device.type == "cuda",
                                     on_skip=say_skipped)
-        t0, totals = time.time(), torch.zeros(3, dtype=torch.float64)  # images, loss sum, correct
+        # images, loss sum, correct: kept on the device, read by the host only every SYNC_EVERY steps (a GPU sync)
+        t0 = time.time()
+        totals = torch.zeros(3, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+
+        def read_totals(step: int) -> list[float]:
+            """Sync with the device: stop on a non-finite loss, show progress; returns images, loss sum, correct."""
+            seen, loss_sum, correct = totals.tolist()
+            if not math.isfinite(loss_sum):
+                raise NeunnError(f"The training loss became {loss_sum} by epoch {epoch}, step {step}; "
+                                 "lower lr or use precision=fp32.")
+            if seen:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.2e}",
+                                img_s=f"{seen * ctx.world_size / (time.time() - t0):.0f}")
+            return [seen, loss_sum, correct]
+
         for i, (pixels, labels) in enumerate(batches):
             if not len(labels):  # every file of a streamed batch became unreadable (each was named)
                 continue
@@ -298,9 +313,6 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
                                        label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise NeunnError(f"The training loss became {loss.item()} at epoch {epoch}, step {step}; "
-                                 "lower lr or use precision=fp32.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -310,17 +322,20 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
             scaler.update()
             if ema is not None:
                 ema.update(model, step=step)
-            totals += torch.tensor([len(labels), loss.item() * len(labels), (logits.argmax(1) == labels).sum().item()],
-                                   dtype=torch.float64)
+            totals[0] += len(labels)
+            totals[1] += loss.detach() * len(labels)
+            totals[2] += (logits.argmax(1) == labels).sum()
             bar.update(1)
-            bar.set_postfix(loss=f"{totals[1] / totals[0]:.3f}",
-                            img_s=f"{totals[0] * ctx.world_size / (time.time() - t0):.0f}", lr=f"{lr:.2e}")
+            if (i + 1) % SYNC_EVERY == 0:
+                read_totals(step)
+        read_totals(epoch * steps_per_epoch - 1)
         if ctx.enabled:
             dist.all_reduce(totals)
+        seen, loss_sum, correct = totals.tolist()
+        seen = max(seen, 1)
         row: dict[str, Any] = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": lr,
-                               "train_loss": float(totals[1] / totals[0]),
-                               "train_accuracy": float(totals[2] / totals[0]),
-                               "images_per_s": float(totals[0]) / (time.time() - t0)}
+                               "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                               "images_per_s": seen / (time.time() - t0)}
         if ctx.is_main:
             _finish_epoch(setup, row, model, ema, optimizer, scaler, state, val_set, device, amp_dtype, t0, bar)
         ctx.barrier()
