@@ -104,15 +104,21 @@ def test_predict_fails_only_when_nothing_could_be_read(trained_run: Path, tmp_pa
 
 
 def test_tta_and_robustness_table(trained_run: Path):
+    plain = evaluate_run(trained_run, split="val")
     metrics = evaluate_run(trained_run, split="val", tta=True, perturb=["blur=1.0", "hue=0.05"])
     rows = metrics["robustness"]["rows"]
     assert [r["perturbation"] for r in rows] == ["none", "blur=1", "hue=0.05"]
     assert rows[0]["accuracy"] == metrics["overall"]["accuracy"]
     for r in rows:
         assert r["accuracy_drop"] == pytest.approx(rows[0]["accuracy"] - r["accuracy"])
-    saved = json.loads((trained_run / "eval" / "val" / "robustness.json").read_text())
+    saved = json.loads((trained_run / "eval" / "val-tta" / "robustness.json").read_text())
     assert saved == json.loads(json.dumps(metrics["robustness"]))
     assert metrics["tta"] is True
+    # each variant keeps its own folder: TTA never overwrites the plain evaluation
+    kept = json.loads((trained_run / "eval" / "val" / "metrics.json").read_text())
+    assert kept["tta"] is False and kept["overall"] == json.loads(json.dumps(plain["overall"]))
+    evaluate_run(trained_run, split="val", checkpoint="last", backend="torch", tta=True)
+    assert json.loads((trained_run / "eval" / "val-last-tta" / "metrics.json").read_text())["checkpoint"] == "last"
 
 
 def test_evaluation_reports_the_review_bin_and_calibration(trained_run: Path):

@@ -115,9 +115,11 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
 
-    ``backend`` (torch, onnx, onnx-int8) scores with that engine; other backends than torch write to
-    ``eval/<split>-<backend>/``, so the accuracy of an exported or quantized model sits beside PyTorch's. ``tta`` averages the 8 flips/rotations of each cell; ``perturb`` (e.g. ``["standard"]``) adds a robustness table
-    (robustness.json) of the same images under stain, colour, blur, JPEG and resolution changes.
+    ``backend`` (torch, onnx, onnx-int8) scores with that engine; ``tta`` averages the 8 flips/rotations of each
+    cell. Each variant writes to its own folder (``RunDir.eval_dir``: eval/test, eval/test-tta, eval/test-onnx-int8,
+    ...), so the accuracy of an exported or quantized model, or with TTA, sits beside the plain one. ``perturb`` (e.g.
+    ``["standard"]``) adds a robustness table (robustness.json) of the same images under stain, colour, blur, JPEG and
+    resolution changes.
     """
     perturbations = parse_perturbations(perturb or [])
     if split not in EVAL_SPLITS:
@@ -151,7 +153,7 @@ def evaluate_run(
     metrics["backend"] = backend
     metrics["synthetic_data"] = _is_synthetic(data_dir)
 
-    out = run.eval_dir(split, backend)
+    out = run.eval_dir(split, backend, checkpoint=checkpoint, tta=tta)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
     _write_predictions_csv(out / "predictions.csv", rows, classes)

@@ -222,12 +222,9 @@ def format_metrics_table(metrics: dict, *, with_paper: bool = True) -> str:
     return "\n".join(lines)
 
 
-def metrics_from_predictions_csv(path: str | Path) -> dict:
-    """Recompute compute_metrics from a predictions.csv (columns path, true, pred, prob_<CLASS>...).
-
-    The class order is the order of the prob_ columns; predictions are re-derived as argmax of the probabilities, so
-    the pred column is not trusted.
-    """
+def read_predictions_csv(path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Read a predictions.csv (columns path, true, pred, prob_<CLASS>...): paths, classes (the order of the prob_
+    columns), true class indices and the N×C probabilities. The pred column is not trusted."""
     path = Path(path)
     if not path.is_file():
         raise NeunnError(f"Predictions file {path} does not exist.")
@@ -239,15 +236,22 @@ def metrics_from_predictions_csv(path: str | Path) -> dict:
             raise NeunnError(f"{path} needs a 'true' column and one 'prob_<CLASS>' column per class.")
         classes = [c[len("prob_"):] for c in prob_columns]
         index_of = {name: k for k, name in enumerate(classes)}
-        labels, rows = [], []
+        paths, labels, rows = [], [], []
         for line_number, record in enumerate(reader, start=2):
             if record["true"] not in index_of:
                 raise NeunnError(f"{path} line {line_number}: true class {record['true']!r} has no prob_ column.")
             labels.append(index_of[record["true"]])
+            paths.append(record.get("path", str(line_number)))
             try:
                 rows.append([float(record[c]) for c in prob_columns])
             except (TypeError, ValueError):
                 raise NeunnError(f"{path} line {line_number}: a probability is missing or not a number.") from None
     if not rows:
         raise NeunnError(f"{path} has no prediction rows.")
-    return compute_metrics(np.asarray(labels, dtype=np.int64), np.asarray(rows), classes)
+    return paths, classes, np.asarray(labels, dtype=np.int64), np.asarray(rows)
+
+
+def metrics_from_predictions_csv(path: str | Path) -> dict:
+    """Recompute compute_metrics from a predictions.csv; predictions are re-derived as argmax of the probabilities."""
+    _, classes, labels, probs = read_predictions_csv(path)
+    return compute_metrics(labels, probs, classes)

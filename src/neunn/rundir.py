@@ -1,7 +1,7 @@
 """The run folder, the unit users keep: every downstream command (evaluate, predict, export, serve) needs only it.
 
     RUN_DIR/config.yaml   RUN_DIR/splits.json   RUN_DIR/run.json   RUN_DIR/log.jsonl
-    RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>/{metrics.json,predictions.csv,report.html}
+    RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>[-variant]/{metrics.json,...}
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ class RunDir:
         """Stem of a checkpoint (``best`` or ``last``); add .safetensors/.json for the files."""
         return self.checkpoints / which
 
-    def eval_dir(self, split: str, backend: str = "torch") -> Path:
-        """Where evaluation of a split writes: eval/<split>, or eval/<split>-<backend> for a non-PyTorch backend."""
-        return self.root / "eval" / (split if backend == "torch" else f"{split}-{backend}")
+    def eval_dir(self, split: str, backend: str = "torch", *, checkpoint: str = "best", tta: bool = False) -> Path:
+        """Where evaluation of a split writes: eval/<split> for the best checkpoint through PyTorch, with -last,
+        -<backend> and -tta appended for the last checkpoint, another engine and test-time augmentation, so that no
+        evaluation overwrites another (eval/test, eval/test-tta, eval/test-onnx-int8, eval/test-last-onnx-tta...)."""
+        variant = ["last"] * (checkpoint == "last") + [backend] * (backend != "torch") + ["tta"] * tta
+        return self.root / "eval" / "-".join([split, *variant])
 
     def require_trained(self) -> None:
         """Raise a clear error unless this folder holds a finished or running NeuNN run with a best checkpoint."""

@@ -62,7 +62,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           + f"; ECE {calib['ece_before']:.3f} before calibration, {calib['ece_after']:.3f} after")
     if "robustness" in metrics:
         print(format_robustness_table(metrics["robustness"]))
-    out = RunDir(Path(args.run_dir)).eval_dir(args.split, args.backend)
+    out = RunDir(Path(args.run_dir)).eval_dir(args.split, args.backend, checkpoint=args.checkpoint, tta=args.tta)
     print(f"report: {out / 'report.html'}  (metrics.json and predictions.csv beside it)")
     return 0
 
@@ -135,7 +135,7 @@ def add_parsers(sub) -> None:
                    help="also score under a perturbation (hue, saturation, brightness, stain, blur, jpeg, scale), "
                         "e.g. --perturb blur=1.5; 'standard' runs a suite; repeatable")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
+                   help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/ (and -tta with --tta)")
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)

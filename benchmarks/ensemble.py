@@ -1,0 +1,65 @@
+"""Accuracy of a small ensemble: the calibrated probabilities of several runs' evaluations, averaged cell by cell.
+
+    neunn evaluate RUN_A --tta && neunn evaluate RUN_B --tta
+    python benchmarks/ensemble.py RUN_A RUN_B --tta [--split test] [--json OUT.json]
+
+Reads each run's RUN/eval/<split>[-tta]/predictions.csv (the runs must have scored the same images with the same
+classes), averages the probabilities and prints the metrics of each member and of the ensemble. It measures what an
+ensemble would score; NeuNN's predictor, server and exports serve one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neunn.errors import NeunnError
+from neunn.metrics import compute_metrics, read_predictions_csv
+from neunn.rundir import RunDir
+
+
+def ensemble_metrics(prediction_files: list[Path]) -> dict:
+    """Metrics of each member and of the averaged probabilities; the files must list the same cells and classes."""
+    members = [read_predictions_csv(f) for f in prediction_files]
+    paths, classes, labels, _ = members[0]
+    order = np.argsort(paths)
+    probs = []
+    for f, (p, c, y, pr) in zip(prediction_files, members, strict=True):
+        mine = np.argsort(p)
+        if c != classes or sorted(p) != sorted(paths) or not np.array_equal(y[mine], labels[order]):
+            raise NeunnError(f"{f} does not score the same cells and classes as {prediction_files[0]}.")
+        probs.append(pr[mine])
+    result = {"members": {str(f): compute_metrics(labels[order], pr, classes)["overall"]
+                          for f, pr in zip(prediction_files, probs, strict=True)},
+              "ensemble": compute_metrics(labels[order], np.mean(probs, axis=0), classes)}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--tta", action="store_true", help="use each run's evaluation with test-time augmentation")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    files = [RunDir(run).eval_dir(args.split, tta=args.tta) / "predictions.csv" for run in args.runs]
+    for run, f in zip(args.runs, files, strict=True):
+        if not f.is_file():
+            parser.error(f"{f} does not exist; run `neunn evaluate {run} --split {args.split}"
+                         + (" --tta`" if args.tta else "`") + " first.")
+    result = ensemble_metrics(files)
+    for f, overall in result["members"].items():
+        print(f"{f}: accuracy {100 * overall['accuracy']:.1f} %, macro-F1 {100 * overall['macro']['f1']:.1f} %, "
+              f"MCC {100 * overall['mcc']:.1f} %")
+    overall = result["ensemble"]["overall"]
+    print(f"ensemble of {len(files)}: accuracy {100 * overall['accuracy']:.1f} %, macro-F1 "
+          f"{100 * overall['macro']['f1']:.1f} %, MCC {100 * overall['mcc']:.1f} %")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
