@@ -2,7 +2,8 @@
 
     python benchmarks/train_throughput.py DATA_DIR --preset neunn-b7 --batch-size 64 --epochs 3 [--compile]
 
-Model-only: eager, and compiled too with --compile; random tensors already on the device, bf16 autocast and channels_last on CUDA, AdamW steps, no data loading.
+Model-only: eager, and compiled too with --compile; random tensors already on the device, bf16 autocast and
+channels_last on CUDA, steps of the AdamW that neunn train uses; no data loading, EMA or gradient clipping.
 End-to-end: a real ``neunn train`` run on DATA_DIR (decoded set in memory, augmentation on the device); its images/s is
 read from log.jsonl, skipping the first epoch (warm-up, compilation). The ratio says whether data handling is the limit.
 """
@@ -21,19 +22,20 @@ import torch.nn.functional as F
 
 from neunn.config import resolve_config
 from neunn.model import create_classifier
-from neunn.runtime import autocast_dtype, resolve_device
-from neunn.train import train
+from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
+from neunn.train import create_optimizer, train
 
 
 def model_only(cfg, steps: int, n_classes: int, *, compiled: bool) -> float:
     device = resolve_device(cfg.device)
+    use_fast_gpu_kernels(device)  # as neunn train does
     dtype = autocast_dtype(cfg.precision, device)
     model = create_classifier(cfg.model, n_classes, drop_path_rate=cfg.drop_path_rate).to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compiled else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = create_optimizer(model, cfg)  # the optimizer neunn train uses
     x = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -39,6 +39,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def use_fast_gpu_kernels(device: torch.device) -> None:
+    """On a GPU: TF32 for float32 matrix products and convolutions, and cuDNN's search for the fastest convolution
+    algorithm for each input shape (fixed in training). Results then vary in the last bits from run to run on a GPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
 def available_memory_bytes() -> int | None:
     """Memory the system can still give this process (Linux MemAvailable), or None where that is unknown."""
     try:

@@ -40,7 +40,7 @@ from neunn.metrics import compute_metrics, expected_calibration_error
 from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
-from neunn.runtime import autocast_dtype, resolve_device
+from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
 from neunn.schedule import lr_at
 from neunn.training_set import JPEG_DRAFT, say_skipped, training_images
 
@@ -153,12 +153,14 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
     return _State(meta["epoch"] + 1, meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"])
 
 
-def _create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW without weight decay on norms and biases; on a GPU its fused kernel (one launch for every tensor)."""
     decay, no_decay = [], []
     for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    on_gpu = next(model.parameters()).is_cuda
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=True if on_gpu else None)
 
 
 SYNC_EVERY = 20  # training steps between host reads of the running loss: no per-step GPU sync
@@ -237,6 +239,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         device = torch.device("cuda", ctx.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
     channels_last = cfg.channels_last and device.type == "cuda"
+    use_fast_gpu_kernels(device)
 
     train_set, val_set = training_images(setup, device, progress)
     synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
@@ -252,7 +255,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    optimizer = _create_optimizer(model, cfg)
+    optimizer = create_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     class_weights = _class_weights(train_set.labels.cpu(), len(classes)).to(device) if cfg.balance == "loss" else None
     state = _restore(run, model, ema, optimizer, scaler, ctx) if resume else _State()

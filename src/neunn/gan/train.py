@@ -49,7 +49,7 @@ from neunn.gan.folder import GanDir
 from neunn.gan.networks import Discriminator, Generator, create_discriminator, create_generator
 from neunn.gan.sample import GENERATOR_KIND, generate_images, image_grid
 from neunn.run_setup import say
-from neunn.runtime import resolve_device
+from neunn.runtime import resolve_device, use_fast_gpu_kernels
 
 GRID_SEEDS = 16  # samples per class in each periodic grid: seeds 0..15, the first images of `neunn gan sample`
 
@@ -298,8 +298,7 @@ def train_gan(
 
 def _run_loop(gan: GanDir, cfg: GanConfig, info: dict[str, Any], real: DecodedImages, progress: bool) -> GanTrainResult:
     device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    use_fast_gpu_kernels(device)
     models = _build_models(cfg, len(info["classes"]), device)
     real = DecodedImages(real.pixels.to(device), real.labels.to(device), real.paths)  # a few hundred images: all on the device
     start = 0
