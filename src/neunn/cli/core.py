@@ -135,7 +135,7 @@ def add_parsers(sub) -> None:
                    help="also score under a perturbation (hue, saturation, brightness, stain, blur, jpeg, scale), "
                         "e.g. --perturb blur=1.5; 'standard' runs a suite; repeatable")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/ (and -tta with --tta)")
+                   help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
