@@ -43,7 +43,8 @@ stage_check() {  # the software and the GPU code paths: placement, bf16, channel
     $PY -c "import torch, timm, onnxruntime; print('torch', torch.__version__, 'timm', timm.__version__, 'ort', \
 onnxruntime.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
     local pytest_cmd=($PY -m pytest -q -p no:cacheprovider -x tests/test_train.py tests/test_training_data.py
-                      tests/test_evaluate_predict.py tests/test_distributed.py tests/test_predict_distributed.py)
+                      tests/test_evaluate_predict.py tests/test_distributed.py tests/test_predict_distributed.py
+                      tests/test_gan_train.py tests/test_ensemble.py)
     [[ $SMOKE == 1 ]] || "${pytest_cmd[@]}"  # device=auto: on the GPU machine these tests run on its GPU
     local run=$RUNS/check
     rm -rf "$run"

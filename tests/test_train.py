@@ -18,7 +18,7 @@ from neunn.errors import NeunnError
 from neunn.train import train
 
 EPOCHS = 6
-OVERRIDES = [*TINY_OVERRIDES, f"epochs={EPOCHS}", "eval_every=1", "ema_decay=0.9"]
+OVERRIDES = [*TINY_OVERRIDES, f"epochs={EPOCHS}", "eval_every=1", "ema_decay=0.9", "device=cpu"]
 
 
 def _model_tensors(run: Path) -> dict:
@@ -42,7 +42,7 @@ def test_run_folder_follows_the_contract(trained_run: Path):
 
 
 def test_same_seed_same_weights_on_cpu(phantom_dir: Path, tmp_path: Path):
-    cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1"])
+    cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "device=cpu"])  # GPU kernels are autotuned: not exact
     train(phantom_dir, tmp_path / "a", cfg=cfg, progress=False)
     train(phantom_dir, tmp_path / "b", cfg=cfg, progress=False)
     a, b = _model_tensors(tmp_path / "a"), _model_tensors(tmp_path / "b")
@@ -50,7 +50,7 @@ def test_same_seed_same_weights_on_cpu(phantom_dir: Path, tmp_path: Path):
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(phantom_dir: Path, tmp_path: Path):
-    cfg = resolve_config(overrides=OVERRIDES)
+    cfg = resolve_config(overrides=OVERRIDES)  # OVERRIDES pin the CPU, where runs are bit-reproducible
     train(phantom_dir, tmp_path / "whole", cfg=cfg, progress=False)
 
     killed = tmp_path / "killed"

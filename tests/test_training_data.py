@@ -26,7 +26,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_streaming_from_disk_trains_exactly_like_the_in_memory_set(phantom_dir: Path, tmp_path: Path, capsys):
     for cache in ("memory", "stream"):
-        cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", f"data_cache={cache}"])
+        cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", f"data_cache={cache}", "device=cpu"])
         train(phantom_dir, tmp_path / cache, cfg=cfg, progress=False)
     out = capsys.readouterr().err
     assert "decoded once into host memory" in out and "stream from disk (1 decoding processes)" in out
