@@ -77,7 +77,10 @@ def main() -> None:
     cfg = resolve_config(preset=args.preset, overrides=overrides)
     n_classes = sum(1 for p in args.data.iterdir() if p.is_dir() and not p.name.startswith("."))
     eager_ips = model_only(cfg, args.steps, n_classes, compiled=False)
+    print(f"model-only, eager: {eager_ips:.1f} images/s", flush=True)  # printed as measured: a cut-off run keeps them
     model_ips = model_only(cfg, args.steps, n_classes, compiled=True) if cfg.compile else eager_ips
+    if cfg.compile:
+        print(f"model-only, compiled: {model_ips:.1f} images/s", flush=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
