@@ -7,10 +7,13 @@ from neunn.errors import NeunnError
 
 
 def test_shipped_presets_resolve_to_their_declared_models():
-    assert {"cpu-small", "cpu-robust", "neunn-b7"} <= set(available_presets())
+    assert {"cpu-small", "cpu-robust", "cpu-robust-160", "neunn-b7"} <= set(available_presets())
     robust = resolve_config(preset="cpu-robust")  # the documented pbc-dev recipe: cpu-small, longer, colour-robust
     assert (robust.model, robust.img_size, robust.epochs, robust.aug_color, robust.aug_stain) == \
         ("resnet10t", 128, 30, 0.3, 0.3)
+    at_160 = resolve_config(preset="cpu-robust-160")  # the pbc-dev accuracy recipe: cpu-robust at 160 px, nothing else
+    assert {k: v for k, v in vars(at_160).items() if v != vars(robust)[k]} == {"img_size": 160,
+                                                                               "notes": "preset cpu-robust-160"}
     b7 = resolve_config(preset="neunn-b7")
     assert (b7.model, b7.img_size, b7.pretrained) == ("efficientnet_b7", 360, False)
     assert resolve_config().model == resolve_config(preset="cpu-small").model

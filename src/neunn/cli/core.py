@@ -115,7 +115,7 @@ def add_parsers(sub) -> None:
                 "neunn train data/neutrophils --out runs/b7 --preset neunn-b7 epochs=80", _cmd_train)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")
-    p.add_argument("--preset", help="a shipped preset: cpu-small (default), cpu-robust, neunn-b7, ...")
+    p.add_argument("--preset", help="a shipped preset: cpu-small (default), cpu-robust, cpu-robust-160, neunn-b7, ...")
     p.add_argument("--config", type=Path, help="a YAML file of config keys, applied over the preset")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--split-file", type=Path, help="reuse another run's splits.json so both test on the same images")
