@@ -287,8 +287,8 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         totals = torch.zeros(3, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
 
-        def read_totals(step: int) -> list[float]:
-            """Sync with the device: stop on a non-finite loss, show progress; returns images, loss sum, correct."""
+        def read_totals(step: int) -> None:
+            """Sync with the device: stop on a non-finite loss, and show progress."""
             seen, loss_sum, correct = totals.tolist()
             if not math.isfinite(loss_sum):
                 raise NeunnError(f"The training loss became {loss_sum} by epoch {epoch}, step {step}; "
@@ -296,7 +296,6 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
             if seen:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.2e}",
                                 img_s=f"{seen * ctx.world_size / (time.time() - t0):.0f}")
-            return [seen, loss_sum, correct]
 
         for i, (pixels, labels) in enumerate(batches):
             if not len(labels):  # every file of a streamed batch became unreadable (each was named)
