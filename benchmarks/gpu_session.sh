@@ -4,8 +4,9 @@
 #
 #   python benchmarks/pack_dataset.py ../shared/data/pbc-dev .carry/pbc224 --size 224 \
 #       --split-file runs/accuracy-cpu/splits.json              # once, here: 42 MiB, travels with `carry: [".carry"]`
-#   bash benchmarks/gpu_session.sh check accuracy              # ~8 min on an H200: one call
-#   bash benchmarks/gpu_session.sh throughput                  # ~5 min: a second call, or the next session
+#   bash benchmarks/gpu_session.sh check accuracy              # ~6 min on an H200: one call
+#   bash benchmarks/gpu_session.sh b7                          # ~7 min: a second call, or the next session
+#   bash benchmarks/gpu_session.sh throughput                  # ~5 min: the next session
 #   bash benchmarks/gpu_session.sh gan                         # one seed of the rare-class experiment: its own session
 #
 # Every stage writes its log and a tarball of its results (tables, metrics, logs; no checkpoints) under $OUT (the
@@ -56,12 +57,16 @@ onnxruntime.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_de
     pack_results check check
 }
 
-stage_accuracy() {  # issue 3: cpu-robust and its textbook baseline at GPU size, then the paper's B7 (no baseline arm)
+stage_accuracy() {  # issue 3: cpu-robust and its textbook baseline at GPU size
     $PY benchmarks/accuracy.py "$PACK/data" --out "$RUNS/acc-robust" --split-file "$PACK/splits.json" \
         --presets cpu-robust --tta --set device=$DEVICE "${ACC_SET[@]}"
+    pack_results accuracy acc-robust
+}
+
+stage_b7() {  # issue 3: the paper's B7 from scratch, the neunn-b7 recipe against textbook B7 at the same budget
     $PY benchmarks/accuracy.py "$PACK/data" --out "$RUNS/acc-b7" --split-file "$PACK/splits.json" \
-        --presets neunn-b7 --no-baseline --tta --set device=$DEVICE "${B7_SET[@]}"
-    pack_results accuracy acc-robust acc-b7
+        --presets neunn-b7 --tta --set device=$DEVICE "${B7_SET[@]}"
+    pack_results b7 acc-b7
 }
 
 stage_throughput() {  # issue 6: end-to-end neunn train against model-only, B7 at 360 px (the pack is upsampled: speed only)
@@ -74,10 +79,10 @@ stage_gan() {  # issue 4: the rare-class experiment at 128 px, one seed per call
     pack_results gan exp-basophil100
 }
 
-[[ $# -gt 0 ]] || { echo "usage: $0 check|accuracy|throughput|gan ..." >&2; exit 2; }
+[[ $# -gt 0 ]] || { echo "usage: $0 check|accuracy|b7|throughput|gan ..." >&2; exit 2; }
 [[ -f $PACK/splits.json ]] || { echo "No pack at $PACK: run benchmarks/pack_dataset.py first (see the top of $0)." >&2; exit 2; }
 for stage in "$@"; do
-    declare -F "stage_$stage" >/dev/null || { echo "Unknown stage '$stage'; use check, accuracy, throughput or gan." >&2; exit 2; }
+    declare -F "stage_$stage" >/dev/null || { echo "Unknown stage '$stage'; use check, accuracy, b7, throughput or gan." >&2; exit 2; }
     echo "=== $stage ($(date -u +%H:%M:%S))"
     SECONDS=0
     "stage_$stage" 2>&1 | tee "$OUT/$stage.log"

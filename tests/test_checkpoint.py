@@ -59,3 +59,18 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path: Path):
 def test_unknown_architecture_suggests_names():
     with pytest.raises(NeunnError, match="Unknown model 'efficientnet_b99'.*efficientnet"):
         create_classifier("efficientnet_b99", 7)
+
+
+def test_head_init_scale_zero_starts_from_uniform_predictions():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 64)
+    timm_init = create_classifier("efficientnet_b0", 8).train()  # batch statistics, as in the first training steps
+    zero_head = create_classifier("efficientnet_b0", 8, head_init_scale=0.0).train()
+    with torch.no_grad():
+        assert timm_init(x).std() > 1.0  # timm's ±1/sqrt(8) head: large logits for a few classes
+        assert torch.equal(zero_head(x), torch.zeros(4, 8))  # softmax = 1/8 for every class
+    torch.manual_seed(1)
+    again = create_classifier("efficientnet_b0", 8)
+    torch.manual_seed(1)
+    halved = create_classifier("efficientnet_b0", 8, head_init_scale=0.5)
+    assert torch.equal(halved.get_classifier().weight, 0.5 * again.get_classifier().weight)

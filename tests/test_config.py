@@ -39,6 +39,7 @@ def test_layers_apply_in_order_preset_file_overrides(tmp_path: Path):
     ("aug_flip=maybe", "expects bool"),
     ("split=0.5,0.1,0.1", "summing to 1"),
     ("balance=magic", "balance must be"),
+    ("head_init_scale=-1", "head_init_scale must be 0 or more"),
     ("novalue", "must look like key=value"),
 ])
 def test_bad_overrides_fail_with_one_sentence(override, message):

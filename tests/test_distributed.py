@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from neunn.checkpoint import read_checkpoint_meta
 from neunn.distributed import Distributed, init_distributed, per_rank_batch
 from neunn.errors import NeunnError
 from neunn.evaluate import evaluate_run
+from neunn.predict import predict_to_file
 
 
 def test_world_size_must_divide_the_batch():
@@ -31,6 +33,23 @@ def test_more_processes_than_gpus_is_refused_with_what_to_change(monkeypatch):
     with pytest.raises(NeunnError, match=r"torchrun started process 1 on a node with 1 GPU\(s\); use "
                                          r"--nproc_per_node=1 or fewer, or run on the CPU"):
         init_distributed("cuda")
+
+
+def test_sharded_predict_waits_a_week_for_the_slowest_rank(monkeypatch, tmp_path: Path):
+    """Gloo's default 30-minute timeout would abort a sharded prediction whose ranks finish far apart."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    seen = {}
+
+    def fake_init_process_group(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("torch.distributed.is_initialized", lambda: False)
+    monkeypatch.setattr("torch.distributed.init_process_group", fake_init_process_group)
+    with pytest.raises(RuntimeError, match="stop here"):
+        predict_to_file("unused-run", [tmp_path], out=tmp_path / "out.csv")
+    assert seen == {"backend": "gloo", "timeout": timedelta(days=7)}
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,

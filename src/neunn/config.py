@@ -32,6 +32,7 @@ class TrainConfig:
     img_size: int = 224
     drop_rate: float = 0.2
     drop_path_rate: float = 0.1
+    head_init_scale: float = 1.0  # multiplies the fresh classifier head's initial weights; 0 starts at uniform outputs
     # data
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -169,6 +170,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise NeunnError(f"review_threshold must be in [0, 1], got {cfg.review_threshold}.")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
+    if cfg.head_init_scale < 0.0:
+        raise NeunnError(f"head_init_scale must be 0 or more, got {cfg.head_init_scale}.")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

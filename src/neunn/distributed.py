@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -44,8 +45,9 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def init_distributed(device_type: str) -> Distributed:
-    """Join the process group when launched by torchrun (NCCL on GPUs, Gloo on CPUs)."""
+def init_distributed(device_type: str, timeout: timedelta | None = None) -> Distributed:
+    """Join the process group when launched by torchrun (NCCL on GPUs, Gloo on CPUs); ``timeout`` bounds each
+    collective's wait (PyTorch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
@@ -53,7 +55,7 @@ def init_distributed(device_type: str) -> Distributed:
     if not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(local_gpu(ctx))
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timeout)
     return ctx
 
 

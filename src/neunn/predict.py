@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import IO, TypeVar
@@ -39,6 +40,7 @@ from neunn.predictor import Prediction, Predictor
 
 FORMATS = ("csv", "json")
 CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "error"]
+SHARD_BARRIER_TIMEOUT = timedelta(days=7)  # how long finished ranks wait for the slowest one before giving up
 
 T = TypeVar("T")
 
@@ -171,7 +173,9 @@ def _predict_sharded(
     workers: int, backend: str,
 ) -> PredictSummary:
     """This rank predicts its share into its part file; after a barrier rank 0 merges all parts into ``out``."""
-    ctx = init_distributed("cpu")  # Gloo: the barrier is the only collective, and it needs no GPU
+    # Gloo: the barrier is the only collective, and it needs no GPU. It waits for the slowest rank, for up to a week
+    # (Gloo's default gives up after 30 minutes); a rank that dies makes torchrun stop the others.
+    ctx = init_distributed("cpu", timeout=SHARD_BARRIER_TIMEOUT)
     try:
         predictor = Predictor.from_run(run_dir, device=rank_device(device, ctx), backend=backend)
         files = shard(iter_input_files(inputs), ctx.rank, ctx.world_size)

@@ -41,7 +41,7 @@ from neunn.model import classifier_from_checkpoint, create_classifier
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
 from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
-from neunn.schedule import lr_at
+from neunn.schedule import ema_decay_at, lr_at
 from neunn.training_set import JPEG_DRAFT, say_skipped, training_images
 
 
@@ -248,7 +248,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
 
     torch.manual_seed(cfg.seed)
     model = create_classifier(cfg.model, len(classes), pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
-                              drop_path_rate=cfg.drop_path_rate)
+                              drop_path_rate=cfg.drop_path_rate, head_init_scale=cfg.head_init_scale)
     if ctx.enabled and cfg.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -323,7 +323,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
             scaler.step(optimizer)
             scaler.update()
             if ema is not None:
-                ema.update(model, step=step)
+                ema.apply_update_(model, ema_decay_at(step, cfg.ema_decay))
             totals[0] += len(labels)
             totals[1] += loss.detach() * len(labels)
             totals[2] += (logits.argmax(1) == labels).sum()

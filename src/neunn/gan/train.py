@@ -50,6 +50,7 @@ from neunn.gan.networks import Discriminator, Generator, create_discriminator, c
 from neunn.gan.sample import GENERATOR_KIND, generate_images, image_grid
 from neunn.run_setup import say
 from neunn.runtime import resolve_device, use_fast_gpu_kernels
+from neunn.schedule import ema_decay_at
 
 GRID_SEEDS = 16  # samples per class in each periodic grid: seeds 0..15, the first images of `neunn gan sample`
 
@@ -76,11 +77,6 @@ class _Models:
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The CPU random generator for training step ``step`` (0-based)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
-
-def ema_decay_at(step: int, decay: float) -> float:
-    """EMA decay with the usual warm-up, so the EMA generator is not stuck near its random start."""
-    return min(decay, (1 + step) / (10 + step))
 
 
 def class_training_entries(split: DatasetSplit, class_names: Sequence[str]) -> list[SplitEntry]:
