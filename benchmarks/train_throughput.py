@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from neunn.config import resolve_config
-from neunn.model import create_classifier
+from neunn.model import classifier_for_config
 from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
 from neunn.train import create_optimizer, train
 
@@ -30,7 +30,7 @@ def model_only(cfg, steps: int, n_classes: int, *, compiled: bool) -> float:
     device = resolve_device(cfg.device)
     use_fast_gpu_kernels(device)  # as neunn train does
     dtype = autocast_dtype(cfg.precision, device)
-    model = create_classifier(cfg.model, n_classes, drop_path_rate=cfg.drop_path_rate).to(device)
+    model = classifier_for_config(cfg, n_classes).to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -7,7 +7,8 @@ import torch
 
 from neunn.checkpoint import read_checkpoint, read_checkpoint_meta, save_checkpoint
 from neunn.errors import NeunnError
-from neunn.model import classifier_from_checkpoint, create_classifier
+from neunn.config import resolve_config
+from neunn.model import classifier_for_config, classifier_from_checkpoint, create_classifier
 
 
 def test_round_trip_rebuilds_an_identical_model(tmp_path: Path):
@@ -74,3 +75,13 @@ def test_head_init_scale_zero_starts_from_uniform_predictions():
     torch.manual_seed(1)
     halved = create_classifier("efficientnet_b0", 8, head_init_scale=0.5)
     assert torch.equal(halved.get_classifier().weight, 0.5 * again.get_classifier().weight)
+
+
+def test_classifier_for_config_builds_what_the_config_says():
+    # neunn train and benchmarks/train_throughput.py build their model here, so the benchmark times the trained model
+    cfg = resolve_config(preset="neunn-b7", overrides=["model=efficientnet_b0", "drop_rate=0.3", "drop_path_rate=0.1",
+                                                       "head_init_scale=0"])
+    model = classifier_for_config(cfg, 5)
+    assert model.drop_rate == 0.3 and model.get_classifier().out_features == 5
+    assert any(type(m).__name__ == "DropPath" for m in model.modules())
+    assert not model.get_classifier().weight.any() and not model.get_classifier().bias.any()

@@ -37,7 +37,7 @@ from neunn.distributed import Distributed, init_distributed, per_rank_batch, shu
 from neunn.errors import NeunnError
 from neunn.inference import batched_logits
 from neunn.metrics import compute_metrics, expected_calibration_error
-from neunn.model import classifier_from_checkpoint, create_classifier
+from neunn.model import classifier_for_config, classifier_from_checkpoint
 from neunn.run_setup import TrainingRun, open_training_run, say
 from neunn.rundir import RunDir
 from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
@@ -247,8 +247,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
         f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
 
     torch.manual_seed(cfg.seed)
-    model = create_classifier(cfg.model, len(classes), pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
-                              drop_path_rate=cfg.drop_path_rate, head_init_scale=cfg.head_init_scale)
+    model = classifier_for_config(cfg, len(classes))
     if ctx.enabled and cfg.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
