@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from neunn.checkpoint import read_checkpoint, read_checkpoint_meta, save_checkpoint
-from neunn.errors import NeunnError
 from neunn.config import resolve_config
+from neunn.errors import NeunnError
 from neunn.model import classifier_for_config, classifier_from_checkpoint, create_classifier
 
 

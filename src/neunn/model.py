@@ -1,7 +1,7 @@
 """Classifiers built by name through timm, from scratch unless pretrained weights are explicitly asked for.
 
     model = create_classifier("efficientnet_b7", num_classes=7, drop_rate=0.2)
-    model = classifier_for_config(cfg, num_classes=7)    # the model a training config describes, as neunn train builds it
+    model = classifier_for_config(cfg, num_classes=7)   # the model a TrainConfig describes, as neunn train builds it
     model = classifier_from_checkpoint(tensors, meta)   # rebuild a trained model from a NeuNN checkpoint
 """
 
@@ -53,7 +53,7 @@ def create_classifier(
 
 
 def classifier_for_config(cfg: Any, num_classes: int) -> nn.Module:
-    """The model a training config (``neunn.config.TrainConfig``) describes, as ``neunn train`` and its benchmarks build it."""
+    """The model a ``TrainConfig`` describes, built the one way ``neunn train`` and its benchmarks build it."""
     return create_classifier(cfg.model, num_classes, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
                              drop_path_rate=cfg.drop_path_rate, head_init_scale=cfg.head_init_scale)
 
