@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/neunn demo --out neunn-demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, save_split, stratified_split
-from neunn.evaluate import evaluate_run
+from neunn.evaluation.evaluate import evaluate_run
 from neunn.rundir import RunDir
-from neunn.train import train
+from neunn.training.setup import open_training_run
+from neunn.training.train import train
 
 TEXTBOOK = ["aug_rot90=false", "aug_affine=0", "aug_color=0", "aug_stain=0", "label_smoothing=0", "drop_path_rate=0",
             "drop_rate=0", "ema_decay=0", "balance=none"]
@@ -44,7 +45,7 @@ def run_arm(data: Path, out: Path, name: str, preset: str, overrides: list[str],
     log = run.read_log()
     if not (log and log[-1]["epoch"] == cfg.epochs):
         resume = run.checkpoint("last").with_suffix(".safetensors").is_file()
-        train(data, run.root, cfg=None if resume else cfg, resume=resume, split_file=split_file)
+        train(open_training_run(data, run.root, cfg=None if resume else cfg, resume=resume, split_file=split_file))
         log = run.read_log()
     metrics = evaluate_run(run.root, split="test", device=cfg.device if cfg.device != "auto" else "cpu", tta=tta)
     return {

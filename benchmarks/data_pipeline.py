@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from neunn.augment import augment_batch
+from neunn.training.augment import augment_batch
 from neunn.data.decoded import decode_images
 from neunn.data.scan import scan_dataset
 

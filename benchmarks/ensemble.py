@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from neunn.errors import NeunnError
-from neunn.metrics import compute_metrics, read_predictions_csv
+from neunn.evaluation.metrics import compute_metrics, read_predictions_csv
 from neunn.rundir import RunDir
 
 

@@ -25,12 +25,12 @@ PY=${PYTHON:-python3}
 if [[ $SMOKE == 1 ]]; then  # toy sizes on the CPU: the same code paths, in a couple of minutes
     DEVICE=cpu; COMPILE=false; ACC_SET=(img_size=32 epochs=1 workers=2); B7_SET=(model=resnet10t img_size=32 epochs=1 batch_size=32)
     TP_ARGS=(--preset cpu-small --batch-size 32 --epochs 2 --steps 3 --set img_size=32)
-    GAN_ARGS=(--seeds 0 --preset cpu-small --set img_size=32 --set epochs=1 --gan-preset gan-cpu --gan-set steps=20 --gan-set resolution=32 --no-gan-eval)
+    GAN_ARGS=(--seeds 0 --preset cpu-small img_size=32 epochs=1 --gan-preset gan-cpu gan.steps=20 gan.resolution=32 --no-gan-eval)
 else
     DEVICE=cuda; COMPILE=true; ACC_SET=(img_size=224 epochs=60 workers=8); B7_SET=(img_size=224 epochs=40 batch_size=64)
     TP_ARGS=(--preset neunn-b7 --batch-size 64 --epochs 3 --compile)
-    GAN_ARGS=(--seeds "${GAN_SEED:-0}" --preset cpu-small --set model=efficientnet_b0 --set img_size=224
-              --set epochs=30 --set batch_size=64 --set device=cuda --gan-preset gan-128 --gan-set device=cuda)
+    GAN_ARGS=(--seeds "${GAN_SEED:-0}" --preset cpu-small model=efficientnet_b0 img_size=224
+              epochs=30 batch_size=64 device=cuda --gan-preset gan-128 gan.device=cuda)
 fi
 
 pack_results() {  # pack_results NAME FOLDER...: tables, metrics and logs of the folders' runs, without weights

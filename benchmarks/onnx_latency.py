@@ -26,8 +26,9 @@ import onnxruntime
 import torch
 
 from neunn.data.image_io import load_rgb
-from neunn.onnx_backend import OnnxEngine, torch_engine
-from neunn.predictor import Predictor
+from neunn.inference.engines import load_torch_engine
+from neunn.inference.export import open_onnx_engine
+from neunn.inference.predictor import Predictor
 from neunn.rundir import RunDir
 
 PBC_DEV = Path("/work/shared/data/pbc-dev")
@@ -71,15 +72,15 @@ def main() -> int:
     data = image.read_bytes()
     size = load_rgb(data).image.size
     run = RunDir(args.run_dir)
-    onnx_engine, meta = OnnxEngine.from_run(run, threads=args.threads)
-    engines = {"onnx": onnx_engine, "torch": torch_engine(run)[0]}
+    engines = {"onnx": open_onnx_engine(run, threads=args.threads), "torch": load_torch_engine(run)}
+    meta = engines["torch"].meta
 
     pixels = torch.zeros((1, 3, meta["img_size"], meta["img_size"]), dtype=torch.uint8)
     calls = {}
     for name, engine in engines.items():
         # As `neunn serve` runs them: with ONNX Runtime doing the network, PyTorch only reshapes one image, on 1 thread.
         threads = 1 if name == "onnx" else args.threads
-        predictor = Predictor(engine, meta)
+        predictor = Predictor(engine)
         assert predictor.predict_sources([("cell", data)])[0].error is None
         calls[f"{name} one cell end to end"] = (threads, lambda p=predictor: p.predict_sources([("cell", data)]))
         calls[f"{name} network only"] = (threads, lambda e=engine: e.logits(pixels))

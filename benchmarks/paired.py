@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-from neunn.metrics import read_predictions_csv
+from neunn.evaluation.metrics import read_predictions_csv
 from neunn.rundir import RunDir
 
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from neunn.predict import iter_input_files
+from neunn.inference.predict_files import iter_input_files
 
 
 def _rss_mib(pid: int) -> float | None:

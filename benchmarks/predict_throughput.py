@@ -20,8 +20,8 @@ import onnxruntime
 import torch
 
 from neunn.data.split import load_split
-from neunn.predict import iter_input_files
-from neunn.predictor import Predictor
+from neunn.inference.predict_files import iter_input_files
+from neunn.inference.predictor import Predictor
 from neunn.rundir import RunDir
 
 BACKENDS = ("torch", "onnx", "onnx-int8")

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.model import classifier_for_config
 from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
-from neunn.train import create_optimizer, train
+from neunn.training.train import create_optimizer, train
 
 
 def model_only(cfg, steps: int, n_classes: int, *, compiled: bool) -> float:
@@ -84,7 +84,7 @@ def main() -> None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        train(args.data, Path(tmp) / "run", cfg=cfg, progress=False)
+        train(open_training_run(args.data, Path(tmp) / "run", cfg=cfg, progress=False))
         log = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
     steady = [r["images_per_s"] for r in log[1:]] or [log[0]["images_per_s"]]
     e2e = sum(steady) / len(steady)

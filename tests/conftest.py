@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.data.phantom import write_phantom_dataset
-from neunn.train import train
+from neunn.training.setup import open_training_run
+from neunn.training.train import train
 
 PBC_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc-dev"
 # A model and size small enough that a whole training run takes seconds on 2 cores.
@@ -28,5 +29,5 @@ def phantom_dir(tmp_path_factory) -> Path:
 def trained_run(phantom_dir, tmp_path_factory) -> Path:
     """A run folder trained for two epochs on the phantom set."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(phantom_dir, out, cfg=resolve_config(preset="cpu-small", overrides=TINY_OVERRIDES), progress=False)
+    train(open_training_run(phantom_dir, out, cfg=resolve_config(preset="cpu-small", overrides=TINY_OVERRIDES), progress=False))
     return out

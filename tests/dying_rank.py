@@ -6,7 +6,7 @@ For the test of a training process that dies under torchrun; not part of NeuNN.
 import os
 import sys
 
-from neunn import train as train_module
+from neunn.training import train as train_module
 from neunn.cli import main
 
 rank, epoch = int(sys.argv[1]), int(sys.argv[2])

@@ -1,6 +1,6 @@
 import torch
 
-from neunn.augment import augment_batch
+from neunn.training.augment import augment_batch
 
 
 def _batch(n=6, size=16, seed=0):

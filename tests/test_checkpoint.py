@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neunn.checkpoint import read_checkpoint, read_checkpoint_meta, save_checkpoint
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.errors import NeunnError
 from neunn.model import classifier_for_config, classifier_from_checkpoint, create_classifier
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from neunn.config import TrainConfig, available_presets, load_config, resolve_config, save_config
+from neunn.configfile import save_config
+from neunn.training.config import TrainConfig, available_presets, load_config, resolve_config
 from neunn.errors import NeunnError
 
 

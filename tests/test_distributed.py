@@ -14,8 +14,8 @@ from conftest import TINY_OVERRIDES
 from neunn.checkpoint import read_checkpoint_meta
 from neunn.distributed import Distributed, init_distributed, per_rank_batch
 from neunn.errors import NeunnError
-from neunn.evaluate import evaluate_run
-from neunn.predict import predict_to_file
+from neunn.evaluation.evaluate import evaluate_run
+from neunn.inference.predict_files import predict_to_file
 
 
 def test_world_size_must_divide_the_batch():

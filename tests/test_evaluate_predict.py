@@ -1,5 +1,6 @@
 """Evaluation outputs recompute from predictions.csv; prediction streams rows and survives bad files."""
 
+import copy
 import csv
 import json
 import shutil
@@ -14,9 +15,9 @@ from neunn.cli import main
 from neunn.data.image_io import load_rgb
 from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.errors import NeunnError
-from neunn.evaluate import evaluate_run
-from neunn.metrics import metrics_from_predictions_csv
-from neunn.predictor import Predictor
+from neunn.evaluation.evaluate import evaluate_run
+from neunn.evaluation.metrics import metrics_from_predictions_csv
+from neunn.inference.predictor import Predictor
 
 
 def test_every_metric_recomputes_from_predictions_csv(trained_run: Path):
@@ -74,7 +75,9 @@ def test_prediction_prepares_jpegs_as_the_run_was_trained(trained_run: Path, pha
     got = next(predictor.predict_files([jpg])).probs
     assert got == pytest.approx(predictor.probabilities(draft[None])[0].tolist(), abs=1e-6)
     # A run trained before draft decoding existed has no such key, and keeps decoding in full.
-    legacy = Predictor(predictor.engine, {k: v for k, v in predictor.meta.items() if k != "jpeg_draft"})
+    engine = copy.copy(predictor.engine)
+    engine.meta = {k: v for k, v in predictor.meta.items() if k != "jpeg_draft"}
+    legacy = Predictor(engine)
     assert legacy.jpeg_draft is False and torch.equal(legacy.load_pixels(jpg), full)
 
 

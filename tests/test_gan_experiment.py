@@ -12,8 +12,8 @@ from test_gan_train import TINY_GAN
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, stratified_split
 from neunn.errors import NeunnError
-from neunn.gan.experiment import cut_split, default_synthetic_count, run_rare_class_experiment
-from neunn.gan.experiment_report import mean_sd, results_markdown, summarise_experiment
+from neunn.experiments.rare_class import cut_split, default_synthetic_count, run_rare_class_experiment
+from neunn.experiments.rare_class_report import mean_sd, results_markdown, summarise_experiment
 from neunn.gan.pipeline import augment_rare_class
 
 

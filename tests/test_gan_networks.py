@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from neunn.errors import NeunnError
-from neunn.gan.config import available_gan_presets, resolve_gan_config
+from neunn.configfile import list_presets
+from neunn.gan.config import GAN_PRESETS, resolve_gan_config
 from neunn.gan.diffaug import augment_color, augment_cutout, augment_translation, diff_augment
 from neunn.gan.networks import channels_at, create_discriminator, create_generator
 
@@ -90,7 +91,7 @@ def test_color_changes_each_image_differently():
 
 
 def test_gan_presets_resolve_and_overrides_are_typed():
-    assert {"gan-128", "gan-256", "gan-cpu"} <= set(available_gan_presets())
+    assert {"gan-128", "gan-256", "gan-cpu"} <= set(list_presets(GAN_PRESETS))
     assert resolve_gan_config().resolution == 128
     cfg = resolve_gan_config(preset="gan-cpu", overrides=["steps=10", "betas=0.5,0.9", "diffaug=color"])
     assert cfg.steps == 10 and cfg.betas == (0.5, 0.9) and cfg.diffaug == "color" and cfg.resolution == 64

@@ -135,7 +135,7 @@ def test_cli_gan_train_prints_one_sentence_on_bad_input(phantom_dir: Path, tmp_p
     from neunn.cli import main
 
     code = main(["gan", "train", str(phantom_dir), "--class", "XYZ", "--out", str(tmp_path / "g"), "--preset", "gan-cpu",
-                 "--set", "min_images=5"])
+                 "min_images=5"])
     err = capsys.readouterr().err  # the scan's progress bar comes first
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: Class 'XYZ' is not in dataset")

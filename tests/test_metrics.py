@@ -1,4 +1,4 @@
-"""Checks neunn.metrics against scikit-learn on random data and against hand-computed values on tiny examples."""
+"""Checks neunn.evaluation.metrics against scikit-learn on random data and against hand-computed values on tiny examples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics as skm
 
 from neunn.errors import NeunnError
-from neunn.metrics import (
+from neunn.evaluation.metrics import (
     PAPER_METRICS,
     compute_metrics,
     confusion_matrix,

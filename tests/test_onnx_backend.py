@@ -1,4 +1,4 @@
-"""Tests for neunn.onnx_backend: export with its check, the ONNX Runtime engine, and --backend onnx everywhere."""
+"""Tests for neunn.inference.onnx: export with its check, the ONNX Runtime engine, and --backend onnx everywhere."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 from neunn.checkpoint import read_checkpoint, save_checkpoint
 from neunn.cli import main
 from neunn.errors import NeunnError
-from neunn.onnx_backend import OnnxEngine, export_onnx, onnx_path_for
-from neunn.predictor import Predictor
-from neunn.quantize import int8_path_for, write_int8_model
+from neunn.inference.export import export_onnx, onnx_path_for
+from neunn.inference.onnx_engine import OnnxEngine
+from neunn.inference.predictor import Predictor
+from neunn.inference.int8 import int8_path_for, write_int8_model
 from neunn.rundir import RunDir
 from neunn.serve import create_app
 
@@ -136,7 +137,7 @@ def test_int8_model_is_calibrated_checked_and_used_by_the_onnx_int8_backend(onnx
     ops = {n.op_type for n in onnx.load(str(int8_path_for(run))).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     int8 = Predictor.from_run(onnx_run, backend="onnx-int8")
-    assert int8.engine.int8 and int8.meta == Predictor.from_run(onnx_run).meta
+    assert int8.backend == "onnx-int8" and int8.meta == Predictor.from_run(onnx_run).meta
     results = list(int8.predict_files(test_images))
     assert all(r.error is None and abs(sum(r.probs) - 1) < 1e-5 for r in results)
     # Its accuracy on the test split, beside PyTorch's (which it does not overwrite).

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from neunn.predictor import Predictor
+from neunn.inference.predictor import Predictor
 from neunn.serve import create_app
 from neunn.serve.results import sample_summary
 from neunn.serve.server import run_model_info
@@ -82,7 +82,7 @@ def _page_summary(page) -> dict:
 
 
 def _expected(cells: list[tuple[str, bool]], predictor: Predictor) -> dict:
-    return sample_summary(cells, classes=predictor.classes, critical_classes=predictor.critical_classes)
+    return sample_summary(cells, classes=predictor.classes, critical_classes=predictor.policy.critical_classes)
 
 
 def test_review_page_end_to_end(trained_run, phantom_dir):
@@ -96,9 +96,9 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
     loose = len(cells) - 2  # loose files, then notes.txt, then the zip's two cells
     predictions = predictor.predict_sources(cells)
     if "NEUNN_PAGE_RUN" not in os.environ:  # make the alert certain whatever the tiny model predicts
-        predictor.critical_classes = {predictions[0].label}
-        predictor.review_threshold = 0.0
-    calls = [(p.label, p.probability < predictor.review_threshold) for p in predictions]
+        predictor.policy = predictor.policy.overridden(review_threshold=0.0, critical=[predictions[0].label],
+                                                       classes=predictor.classes)
+    calls = [(p.label, predictor.policy.needs_review(p.probability)) for p in predictions]
     uploads = [{"name": n, "mimeType": "image/png", "buffer": d} for n, d in cells[:loose]]
     uploads += [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a cell"},
                 {"name": "sample.zip", "mimeType": "application/zip", "buffer": archive}]
@@ -131,9 +131,9 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
                 "Critical finding: ")
 
         # Reclassify a critical cell (or the first) into a class that is not critical.
-        index = next((i for i, (label, _) in enumerate(calls) if label in predictor.critical_classes), 0)
+        index = next((i for i, (label, _) in enumerate(calls) if label in predictor.policy.critical_classes), 0)
         target = next(c for c in ["NEU", *predictor.classes] if c in predictor.classes and c != calls[index][0]
-                      and c not in predictor.critical_classes)
+                      and c not in predictor.policy.critical_classes)
         tile = page.locator(".tile:not(.error)").nth(index)
         tile.locator("select.reclassify").select_option(target)
         assert "corrected" in tile.locator(".badge").inner_text()

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from neunn.errors import NeunnError
-from neunn.perturb import STANDARD_SUITE, parse_perturbation, parse_perturbations
+from neunn.evaluation.perturbations import STANDARD_SUITE, parse_perturbation, parse_perturbations
 
 
 def _image() -> Image.Image:

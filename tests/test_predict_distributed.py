@@ -14,9 +14,9 @@ from broken_images import write_broken_corpus
 from neunn.cli import main
 from neunn.distributed import Distributed
 from neunn.errors import NeunnError
-from neunn.predict import (iter_input_files, merge_parts, part_path, predict_to_file, rank_device, shard,
+from neunn.inference.predict_files import (iter_input_files, merge_parts, part_path, predict_to_file, rank_device, shard,
                            write_part)
-from neunn.predictor import Predictor
+from neunn.inference.predictor import Predictor
 
 TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable))
 
@@ -74,7 +74,7 @@ def test_parts_of_uneven_shares_merge_into_the_one_process_output(trained_run: P
     assert n_files % world  # uneven shares: the first parts hold one row more
     for rank in range(world):
         files = shard(iter_input_files([inputs]), rank, world)
-        write_part(predictor.predict_files(files, batch_size=5), part_path(out, rank, world), fmt)
+        write_part(predictor.predict_files(files, batch_size=5), part_path(out, rank, world), fmt, predictor.policy)
     merged = merge_parts([part_path(out, rank, world) for rank in range(world)], out, fmt)
     assert out.read_bytes() == (tmp_path / f"single.{fmt}").read_bytes()
     assert merged == single and len(merged.failed) == 6

@@ -14,8 +14,8 @@ from PIL import Image
 
 from neunn import NEUTROPHIL_CLASSES
 from neunn.errors import NeunnError
-from neunn.metrics import PAPER_METRICS, compute_metrics
-from neunn.report import confusion_matrix_figure, figure_to_png, write_report
+from neunn.evaluation.metrics import PAPER_METRICS, compute_metrics
+from neunn.evaluation.report import confusion_matrix_figure, figure_to_png, write_report
 
 CLASSES = list(NEUTROPHIL_CLASSES)
 TRAINING_LOG = [{"epoch": e, "train_loss": 2.0 / (e + 1), "val_loss": 2.2 / (e + 1), "val_accuracy": 0.5 + 0.04 * e,

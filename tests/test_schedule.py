@@ -1,6 +1,6 @@
 import pytest
 
-from neunn.schedule import ema_decay_at, lr_at
+from neunn.training.schedule import ema_decay_at, lr_at
 
 
 def test_warmup_is_linear_then_cosine_reaches_the_floor():

@@ -1,4 +1,4 @@
-"""Tests for neunn.selective: risk–coverage curve, AURC, coverage and accuracy at the threshold, ECE before/after."""
+"""Tests for neunn.evaluation.selective: risk–coverage curve, AURC, coverage and accuracy at the threshold, ECE before/after."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from neunn.errors import NeunnError
-from neunn.metrics import expected_calibration_error
-from neunn.selective import (
+from neunn.evaluation.metrics import expected_calibration_error
+from neunn.evaluation.selective import (
     calibration_summary,
     confidence_and_correct,
     risk_coverage_curve,

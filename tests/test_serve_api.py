@@ -16,8 +16,8 @@ from PIL import Image
 
 import neunn.serve
 from neunn.errors import NeunnError
-from neunn.heatmap import GradCam, explained_layer, overlay_png
-from neunn.predictor import Predictor
+from neunn.inference.heatmap import GradCam, explained_layer, overlay_png
+from neunn.inference.predictor import Predictor
 from neunn.serve import ServeLimits, create_app
 from neunn.serve.archive import ZipRefused, expand_zip
 from neunn.serve.results import NORMAL_CLASS, sample_summary
@@ -127,8 +127,7 @@ def test_predictions_match_the_shared_predictor(client, predictor, cells):
 
 
 def test_review_threshold_sends_unsure_cells_to_review(trained_run, cells):
-    strict = Predictor.from_run(trained_run)
-    strict.review_threshold = 1.0  # every calibrated probability is under 1
+    strict = Predictor.from_run(trained_run, review_threshold=1.0)  # every calibrated probability is under 1
     body = _post(TestClient(create_app(strict, token=TOKEN)), cells).json()
     assert all(r["display_label"] == "Unidentified — review" for r in body["results"])
     assert body["summary"]["n_unidentified"] == 4 and body["summary"]["n_identified"] == 0
@@ -136,13 +135,12 @@ def test_review_threshold_sends_unsure_cells_to_review(trained_run, cells):
 
 def test_critical_classes_come_from_configuration(trained_run, cells):
     alarmed = Predictor.from_run(trained_run)
-    alarmed.critical_classes = set(alarmed.classes)  # what config critical_classes=[...all...] would give
+    alarmed = Predictor.from_run(trained_run, critical=alarmed.classes)  # every class is critical
     body = _post(TestClient(create_app(alarmed, token=TOKEN)), cells).json()
     alert = body["summary"]["alert"]
     assert alert["critical"] and sum(alert["counts"].values()) == 4
     assert alert["message"].startswith("Critical finding: ") and "report at once" in alert["message"]
-    calm = Predictor.from_run(trained_run)
-    calm.critical_classes = set()
+    calm = Predictor.from_run(trained_run, critical="none")
     assert _post(TestClient(create_app(calm, token=TOKEN)), cells).json()["summary"]["alert"]["critical"] is False
 
 

@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 
 from conftest import TINY_OVERRIDES
 from neunn.checkpoint import read_checkpoint_meta
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.errors import NeunnError
-from neunn.train import train
+from neunn.training.setup import open_training_run
+from neunn.training.train import train
 
 EPOCHS = 6
 OVERRIDES = [*TINY_OVERRIDES, f"epochs={EPOCHS}", "eval_every=1", "ema_decay=0.9", "device=cpu"]
@@ -43,15 +44,15 @@ def test_run_folder_follows_the_contract(trained_run: Path):
 
 def test_same_seed_same_weights_on_cpu(phantom_dir: Path, tmp_path: Path):
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "device=cpu"])  # GPU kernels are autotuned: not exact
-    train(phantom_dir, tmp_path / "a", cfg=cfg, progress=False)
-    train(phantom_dir, tmp_path / "b", cfg=cfg, progress=False)
+    train(open_training_run(phantom_dir, tmp_path / "a", cfg=cfg, progress=False))
+    train(open_training_run(phantom_dir, tmp_path / "b", cfg=cfg, progress=False))
     a, b = _model_tensors(tmp_path / "a"), _model_tensors(tmp_path / "b")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(phantom_dir: Path, tmp_path: Path):
     cfg = resolve_config(overrides=OVERRIDES)  # OVERRIDES pin the CPU, where runs are bit-reproducible
-    train(phantom_dir, tmp_path / "whole", cfg=cfg, progress=False)
+    train(open_training_run(phantom_dir, tmp_path / "whole", cfg=cfg, progress=False))
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
@@ -67,7 +68,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(phantom_dir: Path, tmp
     done = read_checkpoint_meta(killed / "checkpoints" / "last")["epoch"]
     assert 2 <= done < EPOCHS, "the run must be killed part-way for this test to mean anything"
 
-    train(phantom_dir, killed, resume=True, progress=False)
+    train(open_training_run(phantom_dir, killed, resume=True, progress=False))
     whole, resumed = _model_tensors(tmp_path / "whole"), _model_tensors(killed)
     assert whole.keys() == resumed.keys()
     assert all((whole[k] == resumed[k]).all() for k in whole)
@@ -79,23 +80,23 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(phantom_dir: Path, tmp
 
 def test_a_new_run_refuses_a_folder_that_holds_one(trained_run: Path, phantom_dir: Path):
     with pytest.raises(NeunnError, match="already holds a run"):
-        train(phantom_dir, trained_run, cfg=resolve_config(overrides=TINY_OVERRIDES), progress=False)
+        train(open_training_run(phantom_dir, trained_run, cfg=resolve_config(overrides=TINY_OVERRIDES), progress=False))
 
 
 def test_resume_without_a_run_is_a_clear_error(phantom_dir: Path, tmp_path: Path):
     with pytest.raises(NeunnError, match="no run to resume"):
-        train(phantom_dir, tmp_path / "none", resume=True, progress=False)
+        train(open_training_run(phantom_dir, tmp_path / "none", resume=True, progress=False))
 
 
 def test_a_diverging_loss_stops_the_run_with_what_to_change(phantom_dir: Path, tmp_path: Path):
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "lr=1e30", "warmup_epochs=0", "grad_clip=0"])
     with pytest.raises(NeunnError, match=r"The training loss became (nan|inf) by epoch 1, step \d+; lower lr"):
-        train(phantom_dir, tmp_path / "diverged", cfg=cfg, progress=False)
+        train(open_training_run(phantom_dir, tmp_path / "diverged", cfg=cfg, progress=False))
 
 
 def test_split_file_reuses_another_runs_test_set(trained_run: Path, phantom_dir: Path, tmp_path: Path):
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", "seed=9"])
-    train(phantom_dir, tmp_path / "other", cfg=cfg, split_file=trained_run / "splits.json", progress=False)
+    train(open_training_run(phantom_dir, tmp_path / "other", cfg=cfg, split_file=trained_run / "splits.json", progress=False))
     first = json.loads((trained_run / "splits.json").read_text())["splits"]
     second = json.loads((tmp_path / "other" / "splits.json").read_text())["splits"]
     assert first == second
@@ -107,7 +108,7 @@ def test_synthetic_images_join_the_training_split_only(phantom_dir: Path, tmp_pa
     synth = tmp_path / "synth"
     write_phantom_dataset(synth, per_class={"GBI": 5}, seed=99, size=48)
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", f"synthetic=[{synth}:GBI]"])
-    train(phantom_dir, tmp_path / "run", cfg=cfg, progress=False)
+    train(open_training_run(phantom_dir, tmp_path / "run", cfg=cfg, progress=False))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["synthetic"][0]["counts"] == {"GBI": 5}
     split = json.loads((tmp_path / "run" / "splits.json").read_text())

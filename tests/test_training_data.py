@@ -11,13 +11,14 @@ from safetensors.torch import load_file
 
 from broken_images import write_broken_corpus
 from conftest import TINY_OVERRIDES
-from neunn import train as train_module
-from neunn import training_set
-from neunn.config import resolve_config
+from neunn.training import images as training_images_module
+from neunn.training import train as train_module
+from neunn.training.config import resolve_config
 from neunn.data.scan import ImageRecord
 from neunn.data.streamed import streamed_images
 from neunn.errors import NeunnError
-from neunn.train import train
+from neunn.training.setup import open_training_run
+from neunn.training.train import train
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -27,7 +28,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_streaming_from_disk_trains_exactly_like_the_in_memory_set(phantom_dir: Path, tmp_path: Path, capsys):
     for cache in ("memory", "stream"):
         cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1", f"data_cache={cache}", "device=cpu"])
-        train(phantom_dir, tmp_path / cache, cfg=cfg, progress=False)
+        train(open_training_run(phantom_dir, tmp_path / cache, cfg=cfg, progress=False))
     out = capsys.readouterr().err
     assert "decoded once into host memory" in out and "stream from disk (1 decoding processes)" in out
     a, b = _weights(tmp_path / "memory"), _weights(tmp_path / "stream")
@@ -35,9 +36,9 @@ def test_streaming_from_disk_trains_exactly_like_the_in_memory_set(phantom_dir: 
 
 
 def test_auto_streams_when_the_decoded_set_would_not_fit(phantom_dir: Path, tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setattr(training_set, "available_memory_bytes", lambda: 100_000)  # 100 kB free
+    monkeypatch.setattr(training_images_module, "available_memory_bytes", lambda: 100_000)  # 100 kB free
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1"])
-    train(phantom_dir, tmp_path / "auto", cfg=cfg, progress=False)
+    train(open_training_run(phantom_dir, tmp_path / "auto", cfg=cfg, progress=False))
     assert "stream from disk" in capsys.readouterr().err
 
 
@@ -65,4 +66,4 @@ def test_out_of_memory_says_what_to_change(phantom_dir: Path, tmp_path: Path, mo
     monkeypatch.setattr(train_module, "augment_batch", exhausted)
     cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=1"])
     with pytest.raises(NeunnError, match=r"Out of memory .* batch_size 16 .* img_size 48.*batch_size=8"):
-        train(phantom_dir, tmp_path / "oom", cfg=cfg, progress=False)
+        train(open_training_run(phantom_dir, tmp_path / "oom", cfg=cfg, progress=False))

@@ -1,7 +1,10 @@
-"""The run folder, the unit users keep: every downstream command (evaluate, predict, export, serve) needs only it.
+"""Run folders, the unit users keep: a classifier's run (every downstream command needs only it) and, on the same
+base, a GAN's folder (:class:`neunn.gan.folder.GanDir`).
 
     RUN_DIR/config.yaml   RUN_DIR/splits.json   RUN_DIR/run.json   RUN_DIR/log.jsonl
     RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>[-variant]/{metrics.json,...}
+
+    run = RunDir(Path("runs/b7")); run.check_can_open(resume=False)   # a new run refuses a folder holding another
 """
 
 from __future__ import annotations
@@ -16,22 +19,25 @@ from neunn.errors import NeunnError
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """Paths inside one run folder."""
+class RunFolder:
+    """What every NeuNN run folder has: a saved config, a facts file, a JSONL log and checkpoints."""
 
     root: Path
+    kind = "run"  # how errors name the folder
+    config_name = "config.yaml"
+    info_name = "run.json"
 
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / self.config_name
+
+    @property
+    def info(self) -> Path:
+        return self.root / self.info_name
 
     @property
     def splits(self) -> Path:
         return self.root / "splits.json"
-
-    @property
-    def info(self) -> Path:
-        return self.root / "run.json"
 
     @property
     def log(self) -> Path:
@@ -40,6 +46,52 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    def has_run(self) -> bool:
+        """Whether the folder already holds (the start of) a run."""
+        return self.config.is_file() or self.checkpoints.is_dir()
+
+    def check_can_open(self, *, resume: bool) -> None:
+        """Check that the folder can take a new run (empty or absent), or holds one to resume; writes nothing."""
+        if resume and not self.has_run():
+            raise NeunnError(f"There is no {self.kind} to resume in {self.root}; start one without --resume.")
+        if not resume and self.has_run():
+            raise NeunnError(f"{self.root} already holds a {self.kind}; continue it with --resume or choose another "
+                             "--out.")
+        if not resume and self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            raise NeunnError(f"Output folder {self.root} is not empty; choose a new or empty folder for --out.")
+
+    def read_info(self) -> dict[str, Any]:
+        """The run's recorded facts (dataset folder, version, command), or {} when absent."""
+        try:
+            return json.loads(self.info.read_text()) if self.info.is_file() else {}
+        except (OSError, ValueError):
+            raise NeunnError(f"{self.info} is not valid JSON; the {self.kind} folder is damaged.") from None
+
+    def read_log(self) -> list[dict[str, Any]]:
+        """Records from log.jsonl (a torn last line from a killed run is ignored)."""
+        if not self.log.is_file():
+            return []
+        rows = []
+        for line in self.log.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return rows
+
+    def trim_log(self, key: str, last: int) -> None:
+        """On resume: keep only the log records whose ``key`` (epoch, step) is at most ``last``, the checkpoint's."""
+        write_text_atomic(self.log, "".join(json.dumps(r) + "\n" for r in self.read_log() if r.get(key, 0) <= last))
+
+    def append_log(self, row: dict[str, Any]) -> None:
+        with open(self.log, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+@dataclass(frozen=True)
+class RunDir(RunFolder):
+    """Paths inside one classifier run folder."""
 
     def checkpoint(self, which: str = "best") -> Path:
         """Stem of a checkpoint (``best`` or ``last``); add .safetensors/.json for the files."""
@@ -58,28 +110,3 @@ class RunDir:
             raise NeunnError(f"Run folder {self.root} does not exist.")
         if not self.checkpoint("best").with_suffix(".safetensors").is_file():
             raise NeunnError(f"{self.root} is not a trained NeuNN run (no checkpoints/best.safetensors).")
-
-    def read_info(self) -> dict[str, Any]:
-        """The run's recorded facts (dataset folder, version, command), or {} when absent."""
-        return json.loads(self.info.read_text()) if self.info.is_file() else {}
-
-    def read_log(self) -> list[dict[str, Any]]:
-        """Per-epoch records from log.jsonl (a torn last line from a killed run is ignored)."""
-        if not self.log.is_file():
-            return []
-        rows = []
-        for line in self.log.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        return rows
-
-    def rewrite_log(self, rows: list[dict[str, Any]]) -> None:
-        """Replace log.jsonl atomically (used on resume to drop epochs after the last checkpoint)."""
-        write_text_atomic(self.log, "".join(json.dumps(r) + "\n" for r in rows))
-
-    def append_log(self, row: dict[str, Any]) -> None:
-        with open(self.log, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-

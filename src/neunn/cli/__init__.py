@@ -14,7 +14,7 @@ from neunn import __version__
 from neunn.errors import NeunnError
 
 # Each module registers its own subcommands; add a module here to add commands.
-_COMMAND_MODULES = ("core", "serve", "gan")
+_COMMAND_MODULES = ("core", "serve", "gan", "experiments")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``neunn`` console script."""
     parser = build_parser()
-    # key=value overrides may follow options (``train DATA --out RUN epochs=3``), which argparse alone refuses.
+    # key=value overrides may follow options (``train DATA --out RUN epochs=3``), which argparse alone refuses; every
+    # command that takes overrides takes them this one way.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if getattr(args, "command", None) != "train" or any("=" not in e or e.startswith("-") for e in extra):
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:

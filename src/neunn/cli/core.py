@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command
+from neunn.cli.common import add_command, add_overrides, add_policy
 from neunn.errors import NeunnError
 
 
@@ -29,16 +29,17 @@ def _cmd_data_phantom(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from neunn.config import resolve_config
     from neunn.distributed import is_main_process
-    from neunn.train import train
+    from neunn.training.config import resolve_config
+    from neunn.training.setup import open_training_run
+    from neunn.training.train import train
 
     if args.resume and (args.preset or args.config or args.overrides or args.synthetic):
         raise NeunnError("--resume continues with the run's saved config; do not pass --preset, --config or overrides.")
     if args.synthetic:
         args.overrides.append(f"synthetic=[{', '.join(repr(s) for s in args.synthetic)}]")
     cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
-    result = train(args.data_dir, args.out, cfg=cfg, resume=args.resume, split_file=args.split_file)
+    result = train(open_training_run(args.data_dir, args.out, cfg, resume=args.resume, split_file=args.split_file))
     if not is_main_process():  # under torchrun, rank 0 reports
         return 0
     f1 = "n/a" if result.best_val_macro_f1 is None else f"{result.best_val_macro_f1:.3f}"
@@ -49,12 +50,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from neunn.evaluate import evaluate_run, format_robustness_table
-    from neunn.metrics import format_metrics_table
+    from neunn.evaluation.evaluate import evaluate_run, format_robustness_table
+    from neunn.evaluation.metrics import format_metrics_table
     from neunn.rundir import RunDir
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
-                           device=args.device, tta=args.tta, perturb=args.perturb, backend=args.backend)
+                           device=args.device, tta=args.tta, perturb=args.perturb, backend=args.backend,
+                           review_threshold=args.review_threshold, critical=args.critical)
     print(format_metrics_table(metrics))
     kept, calib = metrics["selective"]["at_threshold"], metrics["selective"]["calibration"]
     print(f"review threshold {kept['threshold']:.2f}: {kept['coverage']:.1%} of cells classified, at accuracy "
@@ -69,10 +71,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from neunn.distributed import is_main_process
-    from neunn.predict import predict_to_file
+    from neunn.inference.predict_files import predict_to_file
 
     summary = predict_to_file(args.run_dir, args.inputs, out=args.out, fmt=args.format, device=args.device,
-                              batch_size=args.batch_size, backend=args.backend)
+                              batch_size=args.batch_size, backend=args.backend,
+                              review_threshold=args.review_threshold, critical=args.critical)
     if not is_main_process():  # under torchrun, rank 0 merged every rank's rows and reports
         return 0
     counts = ", ".join(f"{c} {n}" for c, n in sorted(summary.counts.items()))
@@ -87,11 +90,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from neunn.demo import run_demo
-    from neunn.metrics import format_metrics_table
+    from neunn.experiments.demo import run_demo
+    from neunn.evaluation.metrics import format_metrics_table
 
     metrics = run_demo(Path(args.out), per_class=args.per_class, gan=not args.no_gan)
-    print("NeuNN demo on PHANTOM data (synthetic images, not real cells); held-out test split:")
+    print("NeuNN demo on PHANTOM data (synthetic images, not real cells); held-out test split. These figures show that")
+    print("the pipeline learns the phantom classes; they are not the paper's task, whose figures are shown for reference.")
     print(format_metrics_table(metrics))
     print(f"report: {Path(args.out) / 'run' / 'eval' / 'test' / 'report.html'}")
     return 0
@@ -121,7 +125,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--split-file", type=Path, help="reuse another run's splits.json so both test on the same images")
     p.add_argument("--synthetic", action="append", metavar="DIR[:CLASS]",
                    help="synthetic images (DIR/<CLASS>/...) added to the training split only; repeatable")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=30 lr=0.002")
+    add_overrides(p)
 
     p = add_command("evaluate", sub, "score a trained run on a split and write metrics, predictions and a report",
                 "neunn evaluate runs/b7 --split test", _cmd_evaluate)
@@ -136,6 +140,7 @@ def add_parsers(sub) -> None:
                         "e.g. --perturb blur=1.5; 'standard' runs a suite; repeatable")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
+    add_policy(p)
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
@@ -150,6 +155,7 @@ def add_parsers(sub) -> None:
                    help="onnx: ONNX Runtime on the CPU, using RUN_DIR/export/best.onnx (exported on first use); "
                         "onnx-int8: its int8 model RUN_DIR/export/best.int8.onnx (quantized on first use, checked "
                         "against float32), the fastest on a CPU")
+    add_policy(p)
 
     p = add_command("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
                 "neunn demo --out neunn-demo", _cmd_demo)

@@ -1,11 +1,11 @@
-"""GAN subcommands: gan train, gan sample, gan evaluate; and experiment rare-class."""
+"""GAN subcommands: gan train, gan sample, gan evaluate."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from neunn.cli.common import add_command
+from neunn.cli.common import add_command, add_overrides
 from neunn.errors import NeunnError
 
 
@@ -13,11 +13,11 @@ def _cmd_gan_train(args: argparse.Namespace) -> int:
     from neunn.gan.config import resolve_gan_config
     from neunn.gan.train import train_gan
 
-    if args.resume and (args.preset or args.set):
+    if args.resume and (args.preset or args.overrides):
         raise NeunnError("--resume continues with the GAN's saved config; only --steps may change it.")
     if not args.resume and not args.class_names:
         raise NeunnError("Name the class to train the GAN on with --class (repeat it for a class-conditional GAN).")
-    cfg = None if args.resume else resolve_gan_config(preset=args.preset, overrides=args.set)
+    cfg = None if args.resume else resolve_gan_config(preset=args.preset, overrides=args.overrides)
     result = train_gan(args.data_dir, args.out, class_names=args.class_names, cfg=cfg, split_file=args.split_file,
                        resume=args.resume, steps=args.steps)
     counts = ", ".join(f"{c} {n}" for c, n in result.images_per_class.items())
@@ -57,26 +57,8 @@ def _cmd_gan_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
-    from neunn.gan.experiment import run_rare_class_experiment
-    from neunn.gan.experiment_report import results_markdown
-
-    results = run_rare_class_experiment(
-        args.data_dir, args.out, class_name=args.class_name, keep=args.keep, seeds=args.seeds, arms=args.arms,
-        preset=args.preset, overrides=args.set, gan_preset=args.gan_preset, gan_overrides=args.gan_set,
-        n_synthetic=args.n_synthetic, one_gan=args.one_gan, split_file=args.split_file,
-        evaluate_gans=not args.no_gan_eval)
-    print(results_markdown(results))
-    print(f"results: {Path(args.out) / 'results.md'}, results.json and results.png")
-    return 0
-
-
-def _add_set(p: argparse.ArgumentParser, flag: str = "--set", what: str = "GAN config") -> None:
-    p.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=f"{what} override (repeatable)")
-
-
 def add_parsers(sub) -> None:
-    """Register `gan train|sample|evaluate` and `experiment rare-class`."""
+    """Register `gan train|sample|evaluate`."""
     gan = sub.add_parser("gan", help="GAN augmentation of rare classes: train, sample, evaluate")
     gan_sub = gan.add_subparsers(dest="gan_command", required=True, metavar="COMMAND")
 
@@ -87,7 +69,7 @@ def add_parsers(sub) -> None:
                    help="class to synthesise; repeat it for one class-conditional GAN over several classes")
     p.add_argument("--out", type=Path, required=True, help="GAN folder (created; must be new unless --resume)")
     p.add_argument("--preset", help="gan-128 (default, GPU), gan-256 (GPU) or gan-cpu (64 px, for a CPU)")
-    _add_set(p)
+    add_overrides(p, "GAN config", "steps=4000 resolution=64")
     p.add_argument("--split-file", type=Path, help="use this splits.json (e.g. a classifier run's) instead of a new split")
     p.add_argument("--resume", action="store_true", help="continue the GAN in --out from its last checkpoint")
     p.add_argument("--steps", type=int, help="total training steps (with --resume: train on to this many)")
@@ -114,24 +96,3 @@ def add_parsers(sub) -> None:
     p.add_argument("--inception-weights", type=Path, help="local timm inception_v3 .safetensors for an extra FID")
     p.add_argument("--out", type=Path, help="report folder (default GAN_DIR/quality)")
     p.add_argument("--device", default="cpu")
-
-    exp = sub.add_parser("experiment", help="experiments that answer the paper's questions on any dataset")
-    exp_sub = exp.add_subparsers(dest="experiment_command", required=True, metavar="COMMAND")
-    p = add_command("rare-class", exp_sub, "cut a class to N training images and compare no augmentation, "
-                    "oversampling and GAN images over seeds",
-                    "neunn experiment rare-class data/pbc --class basophil --keep 100 --out exp/basophil",
-                    _cmd_experiment_rare_class)
-    p.add_argument("data_dir", type=Path)
-    p.add_argument("--class", dest="class_name", required=True, metavar="NAME")
-    p.add_argument("--keep", type=int, required=True, help="training images of the class to keep (e.g. 60-150)")
-    p.add_argument("--out", type=Path, required=True, help="experiment folder (new, or one to continue)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
-    p.add_argument("--preset", help="classifier preset (default cpu-small)")
-    _add_set(p, what="classifier config")
-    p.add_argument("--gan-preset", help="GAN preset (default gan-128)")
-    _add_set(p, "--gan-set")
-    p.add_argument("--n-synthetic", type=int, help="GAN images added in arm c (default: up to the median class size)")
-    p.add_argument("--one-gan", action="store_true", help="train one GAN for all seeds instead of one per seed")
-    p.add_argument("--split-file", type=Path, help="start from this splits.json instead of a new split")
-    p.add_argument("--no-gan-eval", action="store_true", help="skip scoring the GAN samples with the arm-a classifier")

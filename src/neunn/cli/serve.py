@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command
+from neunn.cli.common import add_command, add_policy
 from neunn.errors import NeunnError
 
 
@@ -16,12 +16,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     token = args.token if args.token is not None else (os.environ.get("NEUNN_TOKEN") or None)
     serve_run(args.run_dir, host=args.host, port=args.port, backend=args.backend, token=token,
-              checkpoint=args.checkpoint, device=args.device)
+              checkpoint=args.checkpoint, device=args.device, review_threshold=args.review_threshold,
+              critical=args.critical)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from neunn.onnx_backend import export_onnx
+    from neunn.inference.export import export_onnx
 
     if args.int8:
         return _export_int8(args)
@@ -34,7 +35,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_int8(args: argparse.Namespace) -> int:
-    from neunn.quantize import write_int8_model
+    from neunn.inference.int8 import write_int8_model
     from neunn.rundir import RunDir
 
     if args.onnx is not None:
@@ -60,6 +61,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $NEUNN_TOKEN)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu", help="torch backend only: cpu, cuda, mps, auto")
+    add_policy(p)
 
     p = add_command("export", sub, "export a run's model to ONNX and check ONNX Runtime against PyTorch",
                     "neunn export runs/b7 --onnx b7.onnx", _cmd_export)

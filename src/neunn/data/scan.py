@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from neunn.data.image_io import UnreadableImage, describe_os_error, load_rgb
 from neunn.errors import NeunnError
+from neunn.log import say
 
 # Operating-system litter; "__MACOSX" is the folder that zip archives made on a Mac unpack into.
 _LITTER_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
@@ -124,6 +125,14 @@ def scan_dataset(root: str | os.PathLike, *, workers: int | None = None, progres
         duplicates=_duplicate_groups(images),
         ignored=sorted(ignored),
     )
+
+
+def report_scan(scan: DatasetScan) -> None:
+    """Say what a scan found, and name every unusable file once, before a run starts."""
+    counts = ", ".join(f"{c} {n}" for c, n in scan.counts().items())
+    say(f"dataset {scan.root}: {len(scan.images)} images in {len(scan.classes)} classes ({counts})")
+    for bad in scan.bad_files:
+        say(f"  skipped {bad.path}: {bad.reason}")
 
 
 def _checked_root(root: Path) -> Path:

@@ -1,7 +1,7 @@
 """GAN training configuration: one typed dataclass, resolved from a preset (``neunn/presets/gan/*.yaml``) and overrides.
 
     cfg = resolve_gan_config(preset="gan-128", overrides=["steps=4000", "resolution=64"])
-    save_gan_config(cfg, gan_dir / "gan.yaml");  cfg = load_gan_config(gan_dir / "gan.yaml")
+    save_config(cfg, gan_dir / "gan.yaml");  cfg = load_gan_config(gan_dir / "gan.yaml")    # neunn.configfile
 
 Presets: ``gan-128`` (the default, made for a GPU), ``gan-256`` (GPU, larger images) and ``gan-cpu`` (64 px, small and
 slow but usable on a laptop). Every key of :class:`GanConfig` can be set by an override.
@@ -9,15 +9,11 @@ slow but usable on a laptop). Every key of :class:`GanConfig` can be set by an o
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from neunn.config import coerce_value, list_presets, parse_overrides, read_preset, read_yaml
+from neunn.configfile import dataclass_from_values, layered_values, read_config_values
 from neunn.errors import NeunnError
 
 DEFAULT_GAN_PRESET = "gan-128"
@@ -65,13 +61,7 @@ class GanConfig:
     notes: str = ""
 
 
-_TYPES = typing.get_type_hints(GanConfig)
 GAN_PRESETS = "presets/gan"
-
-
-def available_gan_presets() -> list[str]:
-    """Names of the GAN presets shipped with the package."""
-    return list_presets(GAN_PRESETS)
 
 
 def _validate(cfg: GanConfig) -> None:
@@ -103,33 +93,17 @@ def diffaug_policies(cfg: GanConfig) -> list[str]:
 
 def gan_config_from_dict(values: dict[str, Any]) -> GanConfig:
     """Build a validated GAN config from a mapping of keys to (possibly string) values."""
-    cfg = GanConfig(**{k: coerce_value(_TYPES, k, v, what="GAN config") for k, v in values.items()})
+    cfg = dataclass_from_values(GanConfig, values, what="GAN config")
     _validate(cfg)
     return cfg
 
 
 def resolve_gan_config(*, preset: str | None = None, overrides: list[str] | None = None) -> GanConfig:
     """Layer the defaults, a GAN preset and ``key=value`` overrides, in that order."""
-    name = preset or DEFAULT_GAN_PRESET
-    values = {**read_preset(GAN_PRESETS, name, "GAN preset"), **parse_overrides(overrides)}
-    values.setdefault("notes", f"preset {name}")
-    return gan_config_from_dict(values)
-
-
-def gan_config_to_dict(cfg: GanConfig) -> dict[str, Any]:
-    """Plain, YAML/JSON-friendly view of a GAN config (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
-def save_gan_config(cfg: GanConfig, path: Path) -> None:
-    """Write the resolved GAN config as YAML."""
-    from neunn.atomic import write_text_atomic
-
-    write_text_atomic(path, yaml.safe_dump(gan_config_to_dict(cfg), sort_keys=False))
+    return gan_config_from_dict(layered_values(GAN_PRESETS, preset or DEFAULT_GAN_PRESET, overrides=overrides,
+                                               what="GAN preset"))
 
 
 def load_gan_config(path: Path) -> GanConfig:
-    """Read a GAN config saved by :func:`save_gan_config`."""
-    if not Path(path).is_file():
-        raise NeunnError(f"GAN config {path} does not exist.")
-    return gan_config_from_dict(read_yaml(Path(path).read_text(), f"GAN config {path}"))
+    """Read a GAN config saved by :func:`neunn.configfile.save_config`."""
+    return gan_config_from_dict(read_config_values(path, what="GAN config"))

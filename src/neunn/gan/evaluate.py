@@ -24,7 +24,6 @@ import torch
 
 from neunn import __version__
 from neunn.atomic import write_text_atomic
-from neunn.checkpoint import read_checkpoint
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8, normalize_batch
 from neunn.data.split import load_split
@@ -39,8 +38,9 @@ from neunn.gan.quality import (
     precision_recall_density_coverage,
 )
 from neunn.gan.sample import generate_images, load_generator, pick_class, to_image
-from neunn.model import classifier_from_checkpoint
-from neunn.run_setup import say
+from neunn.inference.engines import load_torch_engine
+from neunn.inference.tta import dihedral_views
+from neunn.log import say
 from neunn.rundir import RunDir
 from neunn.runtime import resolve_device
 
@@ -64,7 +64,7 @@ def classifier_features(model: torch.nn.Module, pixels: torch.Tensor, *, mean, s
 
 def _dihedral_variants(pixels: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     """The 8 flips/rotations of each image, and the index of the image each variant came from."""
-    variants = [torch.rot90(p, k, dims=(-2, -1)) for p in (pixels, pixels.flip(-1)) for k in range(4)]
+    variants = dihedral_views(pixels)
     owners = np.tile(np.arange(len(pixels)), len(variants))
     return torch.cat(variants), owners
 
@@ -191,8 +191,8 @@ def _evaluate_class(name: str, *, gan: GanDir, generator, gen_meta, model, clf_m
 def _load_classifier(classifier_run: str | Path, device: torch.device):
     run = RunDir(Path(classifier_run))
     run.require_trained()
-    tensors, meta = read_checkpoint(run.checkpoint("best"))
-    return classifier_from_checkpoint(tensors, meta).to(device), meta
+    engine = load_torch_engine(run, "best", device=str(device))
+    return engine.model, engine.meta
 
 
 def evaluate_gan(

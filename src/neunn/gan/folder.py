@@ -9,31 +9,25 @@
     GAN_DIR/samples/step_NNNNNN.png      periodic sample grids (seeds 0..15 of each class)
     GAN_DIR/quality/                     quality.json, quality.html and figures from `neunn gan evaluate`
 
-Log handling is inherited from :class:`neunn.rundir.RunDir`.
+Opening, facts and log handling come from :class:`neunn.rundir.RunFolder`, the base of classifier runs too.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from neunn.errors import NeunnError
-from neunn.rundir import RunDir
+from neunn.rundir import RunFolder
 
 
 @dataclass(frozen=True)
-class GanDir(RunDir):
+class GanDir(RunFolder):
     """Paths inside one GAN folder."""
 
-    @property
-    def config(self) -> Path:
-        return self.root / "gan.yaml"
-
-    @property
-    def info(self) -> Path:
-        return self.root / "gan.json"
+    kind = "GAN run"
+    config_name = "gan.yaml"
+    info_name = "gan.json"
 
     @property
     def generator(self) -> Path:
@@ -53,10 +47,6 @@ class GanDir(RunDir):
     def quality(self) -> Path:
         return self.root / "quality"
 
-    def has_run(self) -> bool:
-        """Whether the folder already holds (the start of) a GAN run."""
-        return self.config.is_file() or self.checkpoints.is_dir()
-
     def require_generator(self) -> Path:
         """The generator's .safetensors path, or a one-sentence error when there is none."""
         if not self.root.is_dir():
@@ -66,10 +56,3 @@ class GanDir(RunDir):
             raise NeunnError(f"{self.root} holds no trained generator (checkpoints/generator.safetensors); "
                              "train one with `neunn gan train`.")
         return path
-
-    def read_info(self) -> dict[str, Any]:
-        """The GAN run's recorded facts, or {} when absent."""
-        try:
-            return json.loads(self.info.read_text()) if self.info.is_file() else {}
-        except (OSError, ValueError):
-            raise NeunnError(f"{self.info} is not valid JSON; the GAN folder is damaged.") from None

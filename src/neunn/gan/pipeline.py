@@ -15,7 +15,7 @@ from neunn.gan.config import resolve_gan_config
 from neunn.gan.folder import GanDir
 from neunn.gan.sample import sample_images
 from neunn.gan.train import train_gan
-from neunn.run_setup import say
+from neunn.log import say
 
 
 def augment_rare_class(

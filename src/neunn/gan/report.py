@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.gan.sample import image_grid
-from neunn.report import figure_to_png
+from neunn.evaluation.report import figure_to_png
 
 GRID_SAMPLES = 32
 PAIR_SCALE = 2

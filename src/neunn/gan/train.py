@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from neunn import __version__
 from neunn.atomic import write_atomic, write_text_atomic
-from neunn.augment import augment_batch
+from neunn.training.augment import augment_batch
 from neunn.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -43,14 +43,15 @@ from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.scan import DatasetScan, scan_dataset
 from neunn.data.split import DatasetSplit, SplitEntry, open_split, save_split, verify_split
 from neunn.errors import NeunnError
-from neunn.gan.config import GanConfig, diffaug_policies, gan_config_to_dict, load_gan_config, save_gan_config
+from neunn.configfile import config_to_dict, save_config
+from neunn.gan.config import GanConfig, diffaug_policies, load_gan_config
 from neunn.gan.diffaug import diff_augment
 from neunn.gan.folder import GanDir
 from neunn.gan.networks import Discriminator, Generator, create_discriminator, create_generator
 from neunn.gan.sample import GENERATOR_KIND, generate_images, image_grid
-from neunn.run_setup import say
+from neunn.log import say
 from neunn.runtime import resolve_device, use_fast_gpu_kernels
-from neunn.schedule import ema_decay_at
+from neunn.training.schedule import ema_decay_at
 
 GRID_SEEDS = 16  # samples per class in each periodic grid: seeds 0..15, the first images of `neunn gan sample`
 
@@ -141,7 +142,7 @@ def _save_state(models: _Models, gan: GanDir, cfg: GanConfig, info: dict[str, An
     d_opt, d_meta = optimizer_to_tensors(models.opt_d)
     tensors = {**prefixed("G", models.generator.state_dict()), **prefixed("D", models.discriminator.state_dict()),
                **prefixed("G_ema", models.ema.state_dict()), **prefixed("opt_g", g_opt), **prefixed("opt_d", d_opt)}
-    common = {"step": step, "config": gan_config_to_dict(cfg), "classes": info["classes"],
+    common = {"step": step, "config": config_to_dict(cfg), "classes": info["classes"],
               "split_digest": info["split_digest"], "neunn_version": __version__}
     # The generator goes first: a run killed between the two files then resumes from an older `last`, which is safe.
     save_checkpoint(gan.generator, models.ema.state_dict(), {
@@ -221,9 +222,8 @@ def _write_grid(models: _Models, gan: GanDir, n_classes: int, step: int, device:
 
 
 def _open_run(gan: GanDir, cfg: GanConfig | None, *, resume: bool, steps: int | None) -> GanConfig:
+    gan.check_can_open(resume=resume)
     if resume:
-        if not gan.has_run():
-            raise NeunnError(f"There is no GAN run to resume in {gan.root}; start one without --resume.")
         cfg = load_gan_config(gan.config)
         if steps is not None:
             done = read_checkpoint_meta(gan.last)["step"] if gan.last.with_suffix(".safetensors").is_file() else 0
@@ -231,10 +231,6 @@ def _open_run(gan: GanDir, cfg: GanConfig | None, *, resume: bool, steps: int | 
                 raise NeunnError(f"The GAN in {gan.root} has already trained {done} steps; ask for at least that many.")
             cfg.steps = steps
         return cfg
-    if gan.has_run():
-        raise NeunnError(f"{gan.root} already holds a GAN run; continue it with --resume or choose another --out.")
-    if gan.root.exists() and (not gan.root.is_dir() or any(gan.root.iterdir())):
-        raise NeunnError(f"Output folder {gan.root} is not empty; choose a new or empty folder for --out.")
     if cfg is None:
         raise NeunnError("A new GAN run needs a config; pass a preset or overrides.")
     if steps is not None:
@@ -286,9 +282,9 @@ def train_gan(
                 "images_per_class": dict(Counter(e.label for e in used)),
                 "training_images": [[e.path, e.label, e.sha256] for e in used]}
         write_text_atomic(gan.info, json.dumps(info, indent=1))
-        save_gan_config(cfg, gan.config)  # last: its presence marks a GAN run that --resume can continue
+        save_config(cfg, gan.config)  # last: its presence marks a GAN run that --resume can continue
     elif steps is not None:
-        save_gan_config(cfg, gan.config)
+        save_config(cfg, gan.config)
     return _run_loop(gan, cfg, info, real, progress)
 
 
@@ -300,7 +296,7 @@ def _run_loop(gan: GanDir, cfg: GanConfig, info: dict[str, Any], real: DecodedIm
     start = 0
     if gan.last.with_suffix(".safetensors").is_file():
         start = _load_state(models, gan)
-        gan.rewrite_log([r for r in gan.read_log() if r.get("step", 0) <= start])
+        gan.trim_log("step", start)
         say(f"resuming the GAN after step {start} of {cfg.steps}")
     say(f"GAN on {', '.join(f'{c} ({n} images)' for c, n in info['images_per_class'].items())} at {cfg.resolution}px, "
         f"device {device}, {cfg.steps} steps")

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from neunn import NEUTROPHIL_CLASSES, __version__
 from neunn.data.image_io import UnreadableImage
 from neunn.errors import NeunnError
-from neunn.predictor import Predictor
+from neunn.inference.predictor import Predictor
 from neunn.serve.archive import ZipRefused, expand_zip, is_zip
 from neunn.serve.limits import ServeLimits
 from neunn.serve.results import CLASS_NAMES, NORMAL_CLASS, cell_result, error_result, error_status, sample_summary
@@ -90,14 +90,6 @@ class _Station:
         self._cam: Any = None
         self._cam_lock = threading.Lock()
 
-    def backend(self) -> str:
-        from neunn.onnx_backend import OnnxEngine  # cheap: ONNX Runtime itself loads only when a session opens
-
-        engine = self.predictor.engine
-        if isinstance(engine, OnnxEngine):
-            return "onnx-int8" if engine.int8 else "onnx"
-        return "torch"
-
     def expand(self, uploads: list[Upload]) -> list[tuple[Upload, int, bool]]:
         """Every cell of the request, zips expanded in place: (cell, index of its file part, whether from a zip)."""
         cells: list[tuple[Upload, int, bool]] = []
@@ -137,7 +129,8 @@ class _Station:
             results.append({**result, "upload": index, "in_zip": in_zip})
         classified = [r for r in results if r["status"] == 200]
         summary = sample_summary([(r["label"], r["needs_review"]) for r in classified],
-                                 classes=self.predictor.classes, critical_classes=self.predictor.critical_classes)
+                                 classes=self.predictor.classes,
+                                 critical_classes=self.predictor.policy.critical_classes)
         body = {"n_files": len(results), "n_failed": len(results) - len(classified), "results": results,
                 "summary": summary}
         return (200 if classified else results[0]["status"]), body
@@ -145,14 +138,14 @@ class _Station:
     def gradcam(self) -> Any:
         with self._cam_lock:
             if self._cam is None:
-                from neunn.heatmap import GradCam  # imported here: Captum loads only when a heatmap is asked for
+                from neunn.inference.heatmap import GradCam  # imported here: Captum loads only when a heatmap is asked for
 
                 self._cam = GradCam.for_predictor(self.predictor) or False
             return self._cam or None
 
     def heatmap(self, upload: Upload, target: str | None) -> tuple[bytes, str]:
         """A PNG Grad-CAM overlay of one image, for ``target`` or else the predicted class, and the class used."""
-        from neunn.heatmap import overlay_png
+        from neunn.inference.heatmap import overlay_png
 
         cam = self.gradcam()
         if cam is None:
@@ -179,8 +172,9 @@ class _Station:
         order += [c for c in p.classes if c not in NEUTROPHIL_CLASSES]
         return {
             "arch": meta.get("arch"), "img_size": p.img_size, "classes": p.classes, "display_order": order,
-            "class_names": {c: CLASS_NAMES.get(c, c) for c in p.classes}, "backend": self.backend(),
-            "critical_classes": sorted(p.critical_classes), "review_threshold": p.review_threshold,
+            "class_names": {c: CLASS_NAMES.get(c, c) for c in p.classes}, "backend": p.backend,
+            "critical_classes": sorted(p.policy.critical_classes), "review_threshold": p.policy.review_threshold,
+            "policy": p.policy.as_dict(),
             "normal_class": NORMAL_CLASS if NORMAL_CLASS in p.classes else None,
             "calibration": {"temperature": p.temperature, **meta.get("calibration", {})},
             "checkpoint": {"kind": meta.get("kind"), "epoch": meta.get("epoch"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from neunn.predictor import Prediction
+from neunn.inference.predictor import Prediction
 
 NORMAL_CLASS = "NEU"
 UNIDENTIFIED = "Unidentified — review"

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from neunn.errors import NeunnError
-from neunn.predictor import Predictor
-from neunn.run_setup import say
+from neunn.inference.predictor import Predictor
+from neunn.log import say
 from neunn.rundir import RunDir
 from neunn.serve.app import create_app
 from neunn.serve.limits import ServeLimits
@@ -65,8 +65,12 @@ def run_model_info(run_dir: str | Path) -> dict[str, Any]:
 
 def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
               token: str | None = None, checkpoint: str = "best", device: str = "cpu",
-              limits: ServeLimits | None = None) -> None:
-    """Load a run's model and serve the review page and API until interrupted."""
+              limits: ServeLimits | None = None, review_threshold: float | None = None,
+              critical: str | None = None) -> None:
+    """Load a run's model and serve the review page and API until interrupted.
+
+    ``review_threshold`` and ``critical`` override the model's decision policy; the page and the API show the one in
+    force."""
     import uvicorn  # imported here: only serving needs it
 
     if token is not None and not token.strip():
@@ -81,11 +85,15 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         # ONNX Runtime runs the network on its own threads; PyTorch only reshapes a few images per request, and waking
         # its thread pool for that costs milliseconds on a busy CPU. (Grad-CAM heatmaps then run on one thread.)
         torch.set_num_threads(1)
-    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device)
+    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device,
+                                   review_threshold=review_threshold, critical=critical)
     app = create_app(predictor, token=token, limits=limits, model_info=run_model_info(run_dir))
     shown = f"[{host}]" if ":" in host else host
+    policy = predictor.policy
     say(f"NeuNN review station for {run_dir} ({predictor.meta.get('arch')}, backend {backend}) on "
         f"http://{shown}:{port}/" + ("#token=<your token>" if token else ""))
+    say(f"review threshold {policy.review_threshold:g}, critical classes "
+        f"{', '.join(policy.critical_classes) or 'none'} ({'set here' if policy.source == 'override' else 'the model default'})")
     say("uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
                 limit_concurrency=64)

@@ -1,7 +1,7 @@
 """Classification metrics of the NeuNN paper, defined exactly and computed with plain numpy.
 
 Use ``compute_metrics(y_true, probs, classes)`` after evaluation: it returns a JSON-ready dict (floats, ints, lists,
-``None`` where a value is undefined, never NaN) that ``format_metrics_table`` prints and ``neunn.report`` renders.
+``None`` where a value is undefined, never NaN) that ``format_metrics_table`` prints and ``neunn.evaluation.report`` renders.
 ``metrics_from_predictions_csv`` recomputes the same dict from a ``predictions.csv`` so anyone can check a
 ``metrics.json`` without the model.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -32,11 +33,34 @@ import numpy as np
 
 from neunn.errors import NeunnError
 
-# Barrera et al., Comput. Biol. Med. 2024, overall figures on the NeuNN test set (fractions, not percent).
-PAPER_METRICS = {"accuracy": 0.943, "sensitivity": 0.940, "specificity": 0.991, "precision": 0.943, "f1": 0.943,
-                 "jaccard": 0.896, "mcc": 0.936}
 
-PER_CLASS_KEYS = ("sensitivity", "specificity", "precision", "f1", "jaccard", "roc_auc")
+
+@dataclass(frozen=True)
+class Metric:
+    """One headline metric: its key in ``metrics.json``, its labels, its kind and the paper's figure."""
+
+    key: str
+    label: str  # short, for tables and column heads
+    title: str  # long, for the report's rows
+    per_class: bool  # True: one-vs-rest per class, with macro and weighted averages; False: one overall number
+    paper: float | None = None  # Barrera et al., Comput. Biol. Med. 2024, on the NeuNN test set (a fraction)
+
+
+# The one metric table: metrics.json, the printed table and the HTML report all read it, in this order.
+METRICS = (
+    Metric("accuracy", "accuracy", "Accuracy", False, 0.943),
+    Metric("sensitivity", "sensitivity", "Sensitivity (recall)", True, 0.940),
+    Metric("specificity", "specificity", "Specificity", True, 0.991),
+    Metric("precision", "precision", "Precision", True, 0.943),
+    Metric("f1", "F1", "F1 score", True, 0.943),
+    Metric("jaccard", "Jaccard", "Jaccard index", True, 0.896),
+    Metric("mcc", "MCC", "MCC", False, 0.936),
+    Metric("roc_auc", "ROC AUC", "ROC AUC (one-vs-rest)", True),
+    Metric("balanced_accuracy", "balanced accuracy", "Balanced accuracy", False),
+    Metric("ece", "ECE", "Expected calibration error", False),
+)
+PAPER_METRICS = {m.key: m.paper for m in METRICS if m.paper is not None}
+PER_CLASS_KEYS = tuple(m.key for m in METRICS if m.per_class)
 # Rows probabilities are rounded when written to CSV, so the sum-to-one check is loose on purpose: it catches logits
 # or unnormalised scores, not rounding.
 PROB_SUM_TOLERANCE = 1e-2
@@ -200,23 +224,22 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def headline_rows(metrics: dict) -> list[tuple[Metric, float | None, float | None]]:
+    """(metric, macro value, weighted value) for every metric of :data:`METRICS`; an overall number (accuracy, MCC,
+    balanced accuracy, ECE) is the macro value, with None as weighted."""
+    overall = metrics["overall"]
+    return [(m, overall["macro"][m.key], overall["weighted"][m.key]) if m.per_class else (m, overall[m.key], None)
+            for m in METRICS]
+
+
 def format_metrics_table(metrics: dict, *, with_paper: bool = True) -> str:
     """Return a plain-text table (percent) of the headline metrics: macro, weighted and, optionally, the paper's."""
-    overall = metrics["overall"]
-    rows = [("accuracy", "accuracy", overall["accuracy"], overall["accuracy"])]
-    for key, label in (("sensitivity", "sensitivity"), ("specificity", "specificity"),
-                       ("precision", "precision"), ("f1", "F1"), ("jaccard", "Jaccard")):
-        rows.append((key, label, overall["macro"][key], overall["weighted"][key]))
-    # MCC, balanced accuracy and ECE are single numbers: shown once, in the macro column.
-    rows.append(("mcc", "MCC", overall["mcc"], None))
-    rows.append(("balanced_accuracy", "balanced accuracy", overall["balanced_accuracy"], None))
-    rows.append(("ece", "ECE", overall["ece"], None))
     header = f"{'metric (%)':<18}{'macro':>8}{'weighted':>10}" + (f"{'paper':>8}" if with_paper else "")
     lines = [header, "-" * len(header)]
-    for key, label, macro, weighted in rows:
-        line = f"{label:<18}{_percent(macro):>8}{'' if weighted is None else _percent(weighted):>10}"
+    for metric, macro, weighted in headline_rows(metrics):
+        line = f"{metric.label:<18}{_percent(macro):>8}{'' if weighted is None else _percent(weighted):>10}"
         if with_paper:
-            line += f"{_percent(PAPER_METRICS[key]) if key in PAPER_METRICS else '':>8}"
+            line += f"{'' if metric.paper is None else _percent(metric.paper):>8}"
         lines.append(line.rstrip())
     lines.append(f"n = {metrics['n']} images, {len(metrics['classes'])} classes")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from neunn.errors import NeunnError
-from neunn.metrics import expected_calibration_error
+from neunn.evaluation.metrics import expected_calibration_error
 
 
 def _checked(probs: np.ndarray, y_true: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

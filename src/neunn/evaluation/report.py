@@ -1,9 +1,9 @@
 """Self-contained HTML evaluation report: metric tables, confusion matrices, curves and the most confident errors.
 
 Call ``write_report(out_html, metrics=..., predictions=..., image_root=..., training_log=..., title=...)`` after
-evaluation, with ``metrics`` from ``neunn.metrics.compute_metrics``. The page opens offline: figures are inline PNGs
+evaluation, with ``metrics`` from ``neunn.evaluation.metrics.compute_metrics``. The page opens offline: figures are inline PNGs
 drawn with matplotlib's Agg renderer, thumbnails inline JPEGs, CSS inline, and the Jinja2 template
-(``neunn/templates/report.html``) is rendered with autoescaping on.
+(``neunn/evaluation/templates/report.html``) is rendered with autoescaping on.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from matplotlib.ticker import PercentFormatter
 from neunn import __version__
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.errors import NeunnError
-from neunn.metrics import PAPER_METRICS, roc_curve_points
+from neunn.evaluation.metrics import METRICS, PER_CLASS_KEYS, headline_rows, roc_curve_points
 
 THUMBNAIL_PX = 96
 PAPER_NOTE = (
@@ -34,12 +34,6 @@ PAPER_NOTE = (
     "accuracy (94.3), so it is a macro average (support-weighted sensitivity always equals accuracy): it is shown "
     "beside the macro column."
 )
-_OVERALL_ROWS = (("accuracy", "Accuracy"), ("sensitivity", "Sensitivity (recall)"), ("specificity", "Specificity"),
-                 ("precision", "Precision"), ("f1", "F1 score"), ("jaccard", "Jaccard index"), ("mcc", "MCC"),
-                 ("roc_auc", "ROC AUC (one-vs-rest)"), ("balanced_accuracy", "Balanced accuracy"),
-                 ("ece", "Expected calibration error"))
-_SINGLE_NUMBER_METRICS = ("accuracy", "mcc", "balanced_accuracy", "ece")
-_PER_CLASS_COLUMNS = ("sensitivity", "specificity", "precision", "f1", "jaccard", "roc_auc")
 
 
 def _percent(value: float | None) -> str:
@@ -202,26 +196,21 @@ def _prediction_arrays(predictions: list[dict], classes: list[str]) -> tuple[np.
 
 def _overall_rows(metrics: dict) -> list[dict]:
     """Return the overall table rows as display strings; single-number metrics have no macro/weighted split."""
-    overall = metrics["overall"]
-    rows = []
-    for key, label in _OVERALL_ROWS:
-        single = key in _SINGLE_NUMBER_METRICS
-        rows.append({"label": label, "single": single,
-                     "macro": _percent(overall[key] if single else overall["macro"][key]),
-                     "weighted": "" if single else _percent(overall["weighted"][key]),
-                     "paper": _percent(PAPER_METRICS[key]) if key in PAPER_METRICS else ""})
-    return rows
+    return [{"label": metric.title, "single": not metric.per_class, "macro": _percent(macro),
+             "weighted": "" if weighted is None else _percent(weighted),
+             "paper": "" if metric.paper is None else _percent(metric.paper)}
+            for metric, macro, weighted in headline_rows(metrics)]
 
 
 def _per_class_rows(metrics: dict) -> list[dict]:
     """Return one display row per class with its support and one-vs-rest metrics in percent."""
-    return [{"name": name, "support": values["support"], "cells": [_percent(values[c]) for c in _PER_CLASS_COLUMNS]}
+    return [{"name": name, "support": values["support"], "cells": [_percent(values[key]) for key in PER_CLASS_KEYS]}
             for name, values in metrics["per_class"].items()]
 
 
 def _load_template() -> jinja2.Template:
     """Load the report template shipped as package data, with autoescaping on."""
-    source = resources.files("neunn").joinpath("templates", "report.html").read_text(encoding="utf-8")
+    source = resources.files("neunn.evaluation").joinpath("templates", "report.html").read_text(encoding="utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                                      lstrip_blocks=True)
     return environment.from_string(source)
@@ -247,7 +236,7 @@ def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], imag
         classes=classes,
         overall_rows=_overall_rows(metrics),
         paper_note=PAPER_NOTE,
-        per_class_columns=["Sensitivity", "Specificity", "Precision", "F1", "Jaccard", "ROC AUC"],
+        per_class_columns=[m.label[0].upper() + m.label[1:] for m in METRICS if m.per_class],
         per_class_rows=_per_class_rows(metrics),
         confusion_uri=_data_uri(figure_to_png(confusion_matrix_figure(metrics["confusion_matrix"], classes)),
                                 "image/png"),

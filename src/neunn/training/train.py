@@ -1,7 +1,7 @@
 """The training loop: decoded images in memory, batch augmentation on the device, AdamW + warmup/cosine, EMA, and a
 checkpoint after every epoch from which ``--resume`` continues to the same result as an uninterrupted run.
 
-    result = train("data/neutrophils", "runs/b7", cfg=resolve_config(preset="neunn-b7"))
+    result = train(open_training_run("data/neutrophils", "runs/b7", resolve_config(preset="neunn-b7")))
 
 Randomness is drawn from generators seeded by (seed, epoch), so a resumed run replays exactly what the killed one would
 have done; the best checkpoint is the one with the highest validation macro-F1.
@@ -26,23 +26,24 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from neunn import __version__
-from neunn.augment import augment_batch
-from neunn.calibration import fit_temperature
+from neunn.training.augment import augment_batch
+from neunn.training.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
-from neunn.config import TrainConfig, config_to_dict, load_config, resolve_config
+from neunn.configfile import config_to_dict
+from neunn.training.config import TrainConfig
 from neunn.data.decoded import DecodedImages
 from neunn.data.preprocess import normalize_batch
-from neunn.distributed import Distributed, init_distributed, per_rank_batch, shutdown
+from neunn.distributed import Distributed, per_rank_batch, shutdown
 from neunn.errors import NeunnError
-from neunn.inference import batched_logits
-from neunn.metrics import compute_metrics, expected_calibration_error
+from neunn.inference.forward import batched_logits
+from neunn.evaluation.metrics import compute_metrics, expected_calibration_error
 from neunn.model import classifier_for_config, classifier_from_checkpoint
-from neunn.run_setup import TrainingRun, open_training_run, say
-from neunn.rundir import RunDir
-from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
-from neunn.schedule import ema_decay_at, lr_at
-from neunn.training_set import JPEG_DRAFT, say_skipped, training_images
+from neunn.log import say
+from neunn.training.setup import TrainingRun
+from neunn.runtime import autocast_dtype, use_fast_gpu_kernels
+from neunn.training.schedule import ema_decay_at, lr_at
+from neunn.training.images import JPEG_DRAFT, say_skipped, training_images
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
     last = run.checkpoint("last")
     if not last.with_suffix(".safetensors").is_file():
         if ctx.is_main:
-            run.rewrite_log([])
+            run.trim_log("epoch", 0)
         say("no checkpoint was written before the run stopped; starting from epoch 1")
         return _State()
     tensors, meta = read_checkpoint(last)
@@ -148,7 +149,7 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
     if ctx.is_main:
-        run.rewrite_log([r for r in run.read_log() if r.get("epoch", 0) <= meta["epoch"]])
+        run.trim_log("epoch", meta["epoch"])
     say(f"resuming after epoch {meta['epoch']}")
     return _State(meta["epoch"] + 1, meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"])
 
@@ -189,54 +190,33 @@ def _out_of_memory_message(cfg: TrainConfig, ctx: Distributed) -> str:
             f"the step per image), precision=bf16, or a smaller img_size (finished epochs stay in this run folder).")
 
 
-def train(
-    data_dir: str | Path,
-    out: str | Path,
-    *,
-    cfg: TrainConfig | None = None,
-    resume: bool = False,
-    split_file: str | Path | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train a classifier on a folder-per-class dataset into the run folder ``out`` (or resume the run there).
+def train(setup: TrainingRun) -> TrainResult:
+    """Train the classifier that ``setup`` (from :func:`neunn.training.setup.open_training_run`) describes.
 
-    Under torchrun every process calls this; rank 0 alone writes the run folder.
+    Under torchrun every process calls this; rank 0 alone writes the run folder. The process group is closed at the end.
     """
-    if resume and RunDir(Path(out)).config.is_file():
-        cfg = load_config(RunDir(Path(out)).config)
-    elif cfg is None and not resume:
-        cfg = resolve_config()  # the default preset
-    device_type = resolve_device(cfg.device).type if cfg is not None else "cpu"
-    ctx = init_distributed(device_type)
+    ctx = setup.ctx
     stop_on_sigterm = ctx.enabled and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _peer_stopped) if stop_on_sigterm else None
     try:
-        if ctx.is_main:
-            setup = open_training_run(data_dir, out, cfg, resume=resume, split_file=split_file, progress=progress)
-        ctx.barrier()
-        if not ctx.is_main:  # the others read what rank 0 decided
-            setup = open_training_run(data_dir, out, None, resume=True, split_file=None, progress=False)
-        try:
-            return _train_loop(setup, ctx, resume=resume, progress=progress and ctx.is_main)
-        except _OUT_OF_MEMORY:
-            raise NeunnError(_out_of_memory_message(setup.cfg, ctx)) from None
-        except RuntimeError as exc:  # a peer process died: its connection closed mid-collective
-            if ctx.enabled and _lost_a_peer(exc):
-                raise NeunnError(_PEER_STOPPED) from None
-            raise
+        return _train_loop(setup)
+    except _OUT_OF_MEMORY:
+        raise NeunnError(_out_of_memory_message(setup.cfg, ctx)) from None
+    except RuntimeError as exc:  # a peer process died: its connection closed mid-collective
+        if ctx.enabled and _lost_a_peer(exc):
+            raise NeunnError(_PEER_STOPPED) from None
+        raise
     finally:
         if stop_on_sigterm:
             signal.signal(signal.SIGTERM, previous)
         shutdown(ctx)
 
 
-def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress: bool) -> TrainResult:
-    cfg, run, classes = setup.cfg, setup.run, setup.split.classes
+def _train_loop(setup: TrainingRun) -> TrainResult:
+    cfg, run, classes, ctx, device, progress = (setup.cfg, setup.run, setup.split.classes, setup.ctx, setup.device,
+                                                setup.progress)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
     channels_last = cfg.channels_last and device.type == "cuda"
     use_fast_gpu_kernels(device)
@@ -257,7 +237,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     optimizer = create_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     class_weights = _class_weights(train_set.labels.cpu(), len(classes)).to(device) if cfg.balance == "loss" else None
-    state = _restore(run, model, ema, optimizer, scaler, ctx) if resume else _State()
+    state = _restore(run, model, ema, optimizer, scaler, ctx) if setup.resume else _State()
     net = model
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
@@ -273,6 +253,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     started = time.time()
     bar = tqdm(total=total_steps, initial=(state.start_epoch - 1) * steps_per_epoch, disable=not progress,
                unit="step", dynamic_ncols=True)
+    loop = _Loop(setup, model, ema, optimizer, scaler, state, val_set, amp_dtype, bar)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     for epoch in range(state.start_epoch, cfg.epochs + 1):
         net.train()
@@ -338,7 +319,7 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
                                "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                                "images_per_s": seen / (time.time() - t0)}
         if ctx.is_main:
-            _finish_epoch(setup, row, model, ema, optimizer, scaler, state, val_set, device, amp_dtype, t0, bar)
+            _finish_epoch(loop, row, t0)
         ctx.barrier()
     bar.close()
     if ctx.is_main and len(val_set) and state.best_epoch:
@@ -347,10 +328,26 @@ def _train_loop(setup: TrainingRun, ctx: Distributed, *, resume: bool, progress:
     return TrainResult(run.root, state.best_epoch, best_f1, cfg.epochs, time.time() - started)
 
 
-def _finish_epoch(setup, row, model, ema, optimizer, scaler, state: _State, val_set, device, amp_dtype, t0,
-                  bar) -> None:
+@dataclass
+class _Loop:
+    """What the end of an epoch works with: the run, the model and its training state, and the validation images."""
+
+    setup: TrainingRun
+    model: torch.nn.Module
+    ema: ModelEmaV3 | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    state: _State
+    val_set: DecodedImages
+    amp_dtype: torch.dtype | None
+    bar: tqdm
+
+
+def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
     """Validate, keep the best checkpoint, log the epoch and write the last checkpoint (rank 0 only)."""
-    cfg, run, epoch = setup.cfg, setup.run, row["epoch"]
+    setup, model, ema, optimizer, scaler, state, val_set = (loop.setup, loop.model, loop.ema, loop.optimizer,
+                                                            loop.scaler, loop.state, loop.val_set)
+    cfg, run, epoch, device, amp_dtype = setup.cfg, setup.run, row["epoch"], setup.device, loop.amp_dtype
     eval_model = ema.module if ema is not None else model
     if len(val_set) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
         row.update(_validate(eval_model, val_set, cfg, device, amp_dtype, setup.split.classes))
@@ -376,5 +373,5 @@ def _finish_epoch(setup, row, model, ema, optimizer, scaler, state: _State, val_
             "best_val_loss": state.best_loss if math.isfinite(state.best_loss) else 1e30,
             "best_epoch": state.best_epoch}))
     val_text = f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}" if "val_accuracy" in row else ""
-    bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s",
+    loop.bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s",
               file=sys.stderr)

@@ -22,12 +22,13 @@ from neunn.data.phantom import GENERATOR as PHANTOM_GENERATOR
 from neunn.data.scan import scan_dataset
 from neunn.data.split import SPLIT_NAMES, load_split, verify_split_files
 from neunn.errors import NeunnError
-from neunn.metrics import compute_metrics
-from neunn.perturb import Perturbation, parse_perturbations
-from neunn.predictor import Predictor
-from neunn.report import write_report
-from neunn.selective import selective_report
-from neunn.run_setup import report_scan, say
+from neunn.evaluation.metrics import compute_metrics
+from neunn.evaluation.perturbations import Perturbation, parse_perturbations
+from neunn.inference.predictor import Predictor
+from neunn.evaluation.report import write_report
+from neunn.evaluation.selective import selective_report
+from neunn.data.scan import report_scan
+from neunn.log import progress, say
 from neunn.rundir import RunDir
 
 EVAL_SPLITS = (*SPLIT_NAMES, "all")
@@ -67,12 +68,13 @@ def _write_predictions_csv(path: Path, rows: list[dict[str, Any]], classes: list
     write_atomic(path, write)
 
 
-def _score(predictor: Predictor, data_dir: Path, entries: list[tuple[str, str]],
-           transform: Callable | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def _score(predictor: Predictor, data_dir: Path, entries: list[tuple[str, str]], transform: Callable | None = None,
+           desc: str = "evaluate") -> tuple[list[dict[str, Any]], list[str]]:
     """Prediction rows for (path, true class) entries, and the files that could not be read."""
     rows, failed = [], []
     paths = (data_dir / p for p, _ in entries)
-    for (path, true), pred in zip(entries, predictor.predict_files(paths, transform=transform)):
+    predictions = progress(predictor.predict_files(paths, transform=transform), total=len(entries), desc=desc)
+    for (path, true), pred in zip(entries, predictions):
         if pred.error:
             failed.append(f"{path}: {pred.error}")
         else:
@@ -93,7 +95,7 @@ def _robustness(predictor: Predictor, data_dir: Path, entries, clean: dict[str, 
               "macro_f1": clean["overall"]["macro"]["f1"], "accuracy_drop": 0.0}]
     for perturbation in perturbations:
         say(f"robustness: {perturbation}")
-        rows, _ = _score(predictor, data_dir, entries, transform=perturbation)
+        rows, _ = _score(predictor, data_dir, entries, transform=perturbation, desc=str(perturbation))
         m = _metrics_of(rows, predictor.classes)["overall"]
         table.append({"perturbation": str(perturbation), "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
                       "accuracy_drop": clean["overall"]["accuracy"] - m["accuracy"]})
@@ -112,6 +114,7 @@ def format_robustness_table(robustness: dict[str, Any]) -> str:
 def evaluate_run(
     run_dir: str | Path, *, data_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best",
     device: str = "cpu", tta: bool = False, perturb: list[str] | None = None, backend: str = "torch",
+    review_threshold: float | None = None, critical: str | None = None,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
 
@@ -119,7 +122,8 @@ def evaluate_run(
     cell. Each variant writes to its own folder (``RunDir.eval_dir``: eval/test, eval/test-tta, eval/test-onnx-int8,
     ...), so the accuracy of an exported or quantized model, or with TTA, sits beside the plain one. ``perturb`` (e.g.
     ``["standard"]``) adds a robustness table (robustness.json) of the same images under stain, colour, blur, JPEG and
-    resolution changes.
+    resolution changes. ``review_threshold`` and ``critical`` override the model's decision policy; the policy in
+    force is recorded in metrics.json.
     """
     perturbations = parse_perturbations(perturb or [])
     if split not in EVAL_SPLITS:
@@ -131,7 +135,8 @@ def evaluate_run(
         if data_dir is None:
             raise NeunnError(f"{run.root} does not record its dataset folder; pass it with --data.")
     data_dir = Path(data_dir)
-    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta, backend=backend)
+    predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta, backend=backend,
+                                   review_threshold=review_threshold, critical=critical)
     classes = predictor.classes
     entries = _entries_to_score(run, data_dir, split, classes)
     if not entries:
@@ -148,9 +153,9 @@ def evaluate_run(
     # What the "Unidentified — review" bin buys at the run's threshold, the risk–coverage curve, and ECE before/after
     # temperature scaling (with --tta the "before" is recovered from averaged probabilities, so it is approximate).
     metrics["selective"] = selective_report(np.asarray([r["probs"] for r in rows]), [index[r["true"]] for r in rows],
-                                            threshold=predictor.review_threshold, temperature=predictor.temperature)
+                                            threshold=predictor.policy.review_threshold, temperature=predictor.temperature)
     metrics["split"], metrics["checkpoint"], metrics["tta"], metrics["skipped"] = split, checkpoint, tta, failed
-    metrics["backend"] = backend
+    metrics["backend"], metrics["policy"] = backend, predictor.policy.as_dict()
     metrics["synthetic_data"] = _is_synthetic(data_dir)
 
     out = run.eval_dir(split, backend, checkpoint=checkpoint, tta=tta)

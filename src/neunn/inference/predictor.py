@@ -1,11 +1,12 @@
 """The one Predictor: a trained run's model plus its own preprocessing, used by evaluate, predict and serving.
 
-    predictor = Predictor.from_run("runs/b7")
+    predictor = Predictor.from_run("runs/b7", backend="onnx", review_threshold=0.7, critical="GBI,BAC")
     for p in predictor.predict_files(paths):           # batched, decoded in a thread pool, memory bounded
-        print(p.path, p.label, p.probability, p.critical, p.error)
+        print(p.path, p.label, p.probability, p.critical, p.needs_review, p.error)
 
-Everything needed to rebuild the model and its input (architecture, class names, size, normalisation, critical classes)
-comes from the checkpoint's metadata, so nothing is repeated here.
+Everything needed to rebuild the model and its input (architecture, class names, size, normalisation) comes from the
+checkpoint's metadata, so nothing is repeated here. The decision policy (review threshold, critical classes) is the
+model's default unless the caller overrides it (:mod:`neunn.inference.policy`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from neunn import BACKENDS
-from neunn.checkpoint import read_checkpoint, unprefixed
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8, load_pixels
-from neunn.errors import NeunnError
-from neunn.inference import batched_logits
-from neunn.model import classifier_from_checkpoint
+from neunn.inference.backends import create_engine
+from neunn.inference.engines import LogitsEngine
+from neunn.inference.policy import DecisionPolicy
+from neunn.inference.tta import dihedral_views
 from neunn.rundir import RunDir
-from neunn.runtime import resolve_device
 
 
 @dataclass
@@ -52,70 +51,43 @@ class Prediction:
                 "needs_review": self.needs_review, "error": self.error}
 
 
-class LogitsEngine(Protocol):
-    """Anything that turns an N×3×S×S uint8 batch into N×C float logits (PyTorch here, ONNX Runtime elsewhere)."""
-
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor: ...
-
-
-class TorchEngine:
-    """The PyTorch model of a checkpoint, in eval mode on one device."""
-
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: torch.device) -> None:
-        self.model = model.to(device).eval()
-        self.mean, self.std, self.device = meta["mean"], meta["std"], device
-
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        return batched_logits(self.model, pixels, mean=self.mean, std=self.std, device=self.device)
-
-
-def create_engine(run: RunDir, *, checkpoint: str, backend: str, device: str) -> tuple[LogitsEngine, dict[str, Any]]:
-    """Build the scoring engine for a run's checkpoint, and return it with the checkpoint's metadata."""
-    if backend in ("onnx", "onnx-int8"):
-        from neunn.onnx_backend import OnnxEngine  # optional dependency, imported only when asked for
-
-        return OnnxEngine.from_run(run, checkpoint=checkpoint, int8=backend == "onnx-int8")
-    if backend != "torch":
-        raise NeunnError(f"Unknown backend '{backend}'; use {', '.join(BACKENDS)}.")
-    tensors, meta = read_checkpoint(run.checkpoint(checkpoint))
-    if checkpoint == "last":
-        tensors = unprefixed("ema" if meta["config"].get("ema_decay") else "model", tensors)
-    return TorchEngine(classifier_from_checkpoint(tensors, meta), meta, resolve_device(device)), meta
-
-
 class Predictor:
     """A trained classifier ready to score images."""
 
-    def __init__(self, engine: LogitsEngine, meta: dict[str, Any], *, tta: bool = False) -> None:
-        self.engine = engine
-        self.meta = meta
-        self.tta = tta
+    def __init__(self, engine: LogitsEngine, *, tta: bool = False, policy: DecisionPolicy | None = None,
+                 run: RunDir | None = None, checkpoint: str = "best") -> None:
+        meta = engine.meta
+        self.engine, self.meta, self.tta = engine, meta, tta
+        self.run, self.checkpoint = run, checkpoint  # where the model came from (heatmaps rebuild PyTorch from it)
         self.classes: list[str] = list(meta["classes"])
         self.img_size: int = int(meta["img_size"])
-        self.mean, self.std = meta["mean"], meta["std"]
-        config = meta.get("config", {})
-        self.critical_classes = set(config.get("critical_classes", [])) & set(self.classes)
-        self.review_threshold = float(config.get("review_threshold", 0.0))
+        self.policy = policy or DecisionPolicy.of_model(meta)
         self.temperature = float(meta.get("temperature", 1.0))
         self.jpeg_draft = bool(meta.get("jpeg_draft", False))  # decode as the run's training images were
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch",
-                 device: str = "cpu", tta: bool = False) -> Predictor:
-        """Load a run's checkpoint (``best`` or ``last``) with a backend (``torch`` or ``onnx``) onto a device.
+    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch", device: str = "cpu",
+                 tta: bool = False, review_threshold: float | None = None,
+                 critical: str | Iterable[str] | None = None) -> Predictor:
+        """Load a run's checkpoint (``best`` or ``last``) with a backend (``neunn.BACKENDS``) onto a device.
 
-        ``tta`` averages the probabilities over the 8 flips and 90° rotations of each cell (8× the compute).
+        ``tta`` averages the probabilities over the 8 flips and 90° rotations of each cell (8× the compute);
+        ``review_threshold`` and ``critical`` (e.g. ``"GBI,BAC"``) override the model's decision policy.
         """
         run = RunDir(Path(run_dir))
         run.require_trained()
-        engine, meta = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
-        return cls(engine, meta, tta=tta)
+        engine = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
+        policy = DecisionPolicy.of_model(engine.meta).overridden(review_threshold=review_threshold,
+                                                                 critical=critical, classes=engine.meta["classes"])
+        return cls(engine, tta=tta, policy=policy, run=run, checkpoint=checkpoint)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.backend
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
-        views = [pixels]
-        if self.tta:  # a cell has no canonical orientation: the dihedral group's 8 views are equally valid
-            views = [torch.rot90(v, k, dims=(-2, -1)).contiguous() for v in (pixels, pixels.flip(-1)) for k in range(4)]
+        views = dihedral_views(pixels) if self.tta else [pixels]
         probs = [torch.softmax(self.engine.logits(v).float() / self.temperature, dim=1) for v in views]
         return torch.stack(probs).mean(0).numpy()
 
@@ -124,8 +96,8 @@ class Predictor:
         label = self.classes[int(order[0])]
         return Prediction(path=path, label=label, probability=float(probs[order[0]]),
                           top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
-                          probs=[float(p) for p in probs], critical=label in self.critical_classes,
-                          needs_review=float(probs[order[0]]) < self.review_threshold)
+                          probs=[float(p) for p in probs], critical=self.policy.is_critical(label),
+                          needs_review=self.policy.needs_review(float(probs[order[0]])))
 
     def _predict_decoded(self, decoded: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
         """Predictions for (name, pixels) pairs in order; a pair holding an error message instead gets that error."""

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.data.split import DatasetSplit
-from neunn.report import figure_to_png
+from neunn.evaluation.report import figure_to_png
 
 ARM_LABELS = {"a": "(a) no augmentation", "b": "(b) oversampling", "c": "(c) GAN images"}
 METRIC_LABELS = {"class_sensitivity": "{c} recall", "class_precision": "{c} precision", "class_f1": "{c} F1",

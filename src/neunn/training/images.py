@@ -16,7 +16,8 @@ import torch
 
 from neunn.data.decoded import DecodedImages, decode_images
 from neunn.data.streamed import StreamedImages, streamed_images
-from neunn.run_setup import TrainingRun, say
+from neunn.log import say
+from neunn.training.setup import TrainingRun
 from neunn.runtime import available_memory_bytes
 
 # Decode JPEGs at reduced DCT scale (never below the model's size) before resizing: about twice as fast, and recorded in

@@ -29,17 +29,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import torch
 
 from neunn.atomic import write_atomic
 from neunn.distributed import Distributed, init_distributed, local_gpu, shutdown
 from neunn.errors import NeunnError
-from neunn.predictor import Prediction, Predictor
+from neunn.inference.policy import DecisionPolicy
+from neunn.inference.predictor import Prediction, Predictor
+from neunn.log import progress
 
 FORMATS = ("csv", "json")
-CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "error"]
+# review_threshold: the decision policy in force for the row (the model's default or --review-threshold).
+CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "review_threshold",
+              "error"]
 SHARD_BARRIER_TIMEOUT = timedelta(days=7)  # how long finished ranks wait for the slowest one before giving up
 
 T = TypeVar("T")
@@ -80,6 +84,11 @@ def iter_input_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
             raise NeunnError(f"Input {path} does not exist.")
 
 
+def count_input_files(inputs: Iterable[str | Path]) -> int:
+    """How many files :func:`iter_input_files` will give (a walk of the folders, no file opened): for progress."""
+    return sum(1 for _ in iter_input_files(inputs))
+
+
 def shard(items: Iterable[T], rank: int, world_size: int) -> Iterator[T]:
     """This rank's share of ``items``, lazily: item i goes to rank i % world_size."""
     return islice(items, rank, None, world_size)
@@ -107,11 +116,11 @@ def _output(out: Path | None) -> Iterator[IO[str]]:
         yield fh
 
 
-def _csv_row(p: Prediction) -> list[str]:
+def _csv_row(p: Prediction, policy: DecisionPolicy) -> list[str]:
     top = [f"{c}:{prob:.4f}" for c, prob in p.top] + [""] * (3 - len(p.top))
     prob = "" if p.probability is None else f"{p.probability:.6f}"
     return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", "yes" if p.needs_review else "",
-            p.error or ""]
+            f"{policy.review_threshold:g}", p.error or ""]
 
 
 def _csv_line(fields: list[str]) -> str:
@@ -120,9 +129,13 @@ def _csv_line(fields: list[str]) -> str:
     return buffer.getvalue()
 
 
-def format_record(p: Prediction, fmt: str) -> str:
-    """One prediction as its text in the output: a CSV line (with its line end) or a JSON object."""
-    return _csv_line(_csv_row(p)) if fmt == "csv" else json.dumps(p.as_dict())
+def format_record(p: Prediction, fmt: str, policy: DecisionPolicy) -> str:
+    """One prediction as its text in the output: a CSV line (with its line end) or a JSON object, each with the
+    review threshold and critical classes that shaped it."""
+    if fmt == "csv":
+        return _csv_line(_csv_row(p, policy))
+    return json.dumps({**p.as_dict(), "review_threshold": policy.review_threshold,
+                       "critical_classes": list(policy.critical_classes)})
 
 
 class RecordWriter:
@@ -144,11 +157,14 @@ class RecordWriter:
 def predict_to_file(
     run_dir: str | Path, inputs: list[str | Path], *, out: Path | None = None, fmt: str = "csv",
     device: str = "cpu", batch_size: int = 64, workers: int = 2, backend: str = "torch",
+    review_threshold: float | None = None, critical: str | None = None, show_progress: bool = True,
 ) -> PredictSummary:
     """Predict every input file into ``out`` (stdout when None) and summarise what was found.
 
+    ``review_threshold`` and ``critical`` override the model's decision policy (each row records the one in force).
     Launched by torchrun (WORLD_SIZE > 1), the ranks share the files and rank 0 merges them; see the module docstring.
     """
+    policy = {"review_threshold": review_threshold, "critical": critical}
     if fmt not in FORMATS:
         raise NeunnError(f"Unknown format '{fmt}'; use csv or json.")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -156,13 +172,15 @@ def predict_to_file(
             raise NeunnError("neunn predict needs --out when launched with torchrun, since each process writes "
                              "its share to a part file beside it before they are merged.")
         return _predict_sharded(run_dir, inputs, out=Path(out), fmt=fmt, device=device, batch_size=batch_size,
-                                workers=workers, backend=backend)
-    predictor = Predictor.from_run(run_dir, device=device, backend=backend)
+                                workers=workers, backend=backend, policy=policy, show_progress=show_progress)
+    predictor = Predictor.from_run(run_dir, device=device, backend=backend, **policy)
+    total = count_input_files(inputs) if show_progress else None
     summary = PredictSummary()
     with _output(out) as fh:
         writer = RecordWriter(fh, fmt)
-        for p in predictor.predict_files(iter_input_files(inputs), batch_size=batch_size, workers=workers):
-            writer.write(format_record(p, fmt))
+        predictions = predictor.predict_files(iter_input_files(inputs), batch_size=batch_size, workers=workers)
+        for p in progress(predictions, total=total, desc="predict", enabled=show_progress):
+            writer.write(format_record(p, fmt, predictor.policy))
             summary.add(p)
         writer.close()
     return summary
@@ -170,17 +188,20 @@ def predict_to_file(
 
 def _predict_sharded(
     run_dir: str | Path, inputs: list[str | Path], *, out: Path, fmt: str, device: str, batch_size: int,
-    workers: int, backend: str,
+    workers: int, backend: str, policy: dict[str, Any], show_progress: bool,
 ) -> PredictSummary:
     """This rank predicts its share into its part file; after a barrier rank 0 merges all parts into ``out``."""
     # Gloo: the barrier is the only collective, and it needs no GPU. It waits for the slowest rank, for up to a week
     # (Gloo's default gives up after 30 minutes); a rank that dies makes torchrun stop the others.
     ctx = init_distributed("cpu", timeout=SHARD_BARRIER_TIMEOUT)
     try:
-        predictor = Predictor.from_run(run_dir, device=rank_device(device, ctx), backend=backend)
+        predictor = Predictor.from_run(run_dir, device=rank_device(device, ctx), backend=backend, **policy)
         files = shard(iter_input_files(inputs), ctx.rank, ctx.world_size)
-        write_part(predictor.predict_files(files, batch_size=batch_size, workers=workers),
-                   part_path(out, ctx.rank, ctx.world_size), fmt)
+        # Rank 0 shows its own share's progress: the ranks advance at about the same pace.
+        total = -(-count_input_files(inputs) // ctx.world_size) if show_progress else None
+        predictions = progress(predictor.predict_files(files, batch_size=batch_size, workers=workers), total=total,
+                               desc=f"predict (rank 0 of {ctx.world_size})", enabled=show_progress)
+        write_part(predictions, part_path(out, ctx.rank, ctx.world_size), fmt, predictor.policy)
         ctx.barrier()
     finally:
         shutdown(ctx)
@@ -189,12 +210,12 @@ def _predict_sharded(
     return merge_parts([part_path(out, rank, ctx.world_size) for rank in range(ctx.world_size)], out, fmt)
 
 
-def write_part(predictions: Iterable[Prediction], part: Path, fmt: str) -> None:
+def write_part(predictions: Iterable[Prediction], part: Path, fmt: str, policy: DecisionPolicy) -> None:
     """Stream one rank's predictions to its part file: a JSON line per file with its output text and summary fields."""
     part.parent.mkdir(parents=True, exist_ok=True)
     with part.open("w", encoding="utf-8") as fh:
         for p in predictions:
-            fh.write(json.dumps({"record": format_record(p, fmt), "path": p.path, "label": p.label,
+            fh.write(json.dumps({"record": format_record(p, fmt, policy), "path": p.path, "label": p.label,
                                  "critical": p.critical, "error": p.error}) + "\n")
 
 

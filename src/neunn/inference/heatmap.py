@@ -24,6 +24,7 @@ from torch import nn
 
 from neunn.data.preprocess import normalize_batch
 from neunn.errors import NeunnError
+from neunn.inference.engines import TorchEngine, load_torch_engine
 
 # Heat under this fraction of the peak stays fully transparent, so the cell remains visible around the hot spot.
 _TRANSPARENT_BELOW = 0.15
@@ -61,15 +62,12 @@ class GradCam:
     @classmethod
     def for_predictor(cls, predictor: Any) -> GradCam | None:
         """A Grad-CAM on a private copy of the predictor's PyTorch model, or None when no PyTorch weights exist."""
-        engine = predictor.engine
-        model = getattr(engine, "model", None)
-        if model is not None:
-            return cls(copy.deepcopy(model).cpu(), predictor.meta)
-        if getattr(engine, "run", None) is None:
+        if isinstance(predictor.engine, TorchEngine):
+            return cls(copy.deepcopy(predictor.engine.model).cpu(), predictor.meta)
+        if predictor.run is None:
             return None
-        from neunn.onnx_backend import torch_engine  # the ONNX engine knows its run: rebuild the PyTorch model
-
-        return cls(torch_engine(engine.run, engine.checkpoint)[0].model, predictor.meta)
+        # An ONNX graph gives no gradients: rebuild the PyTorch model from the run the predictor was loaded from.
+        return cls(load_torch_engine(predictor.run, predictor.checkpoint).model, predictor.meta)
 
     def class_index(self, target: str | int) -> int:
         """Index of a class given by name or index, with a one-sentence error for an unknown one."""

@@ -25,13 +25,15 @@ import torch
 from neunn.atomic import write_atomic
 from neunn.data.preprocess import normalize_batch
 from neunn.errors import NeunnError
+from neunn.inference.export import current_engine, onnx_path_for, open_onnx_engine, split_images
+from neunn.inference.onnx_engine import INT8_AGREEMENT_KEY, META_KEY, WEIGHTS_SHA_KEY, OnnxEngine
+from neunn.log import say
 from neunn.rundir import RunDir
 
 # An int8 model that changes the class of more than this share of validation cells is refused.
 MIN_AGREEMENT = 0.97
 CALIBRATION_IMAGES = 256
 CHECK_IMAGES = 256
-_AGREEMENT_KEY = "neunn_int8_agreement"
 
 
 def int8_path_for(run: RunDir, checkpoint: str = "best") -> Path:
@@ -70,10 +72,9 @@ def write_int8_model(run: RunDir, checkpoint: str = "best", *, min_agreement: fl
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from neunn.onnx_backend import OnnxEngine, onnx_path_for, split_images
-
     started = time.time()
-    reference, meta = OnnxEngine.from_run(run, checkpoint=checkpoint)
+    reference = open_onnx_engine(run, checkpoint)
+    meta = reference.meta
     size, draft = int(meta["img_size"]), bool(meta.get("jpeg_draft"))
     calibration, _ = split_images(run, "train", CALIBRATION_IMAGES, size, jpeg_draft=draft)
     if calibration is None:
@@ -107,13 +108,22 @@ def _stamp(path: Path, meta: dict[str, Any], weights_sha256: str | None, agreeme
     """Write NeuNN's metadata, the weights digest and the measured agreement into the quantized model file."""
     import onnx
 
-    from neunn.onnx_backend import META_KEY, WEIGHTS_SHA_KEY
-
     model = onnx.load(str(path))
     props = {META_KEY: json.dumps(meta, allow_nan=False), WEIGHTS_SHA_KEY: weights_sha256 or "",
-             _AGREEMENT_KEY: f"{agreement:.6f}"}
+             INT8_AGREEMENT_KEY: f"{agreement:.6f}"}
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
+
+
+def open_int8_engine(run: RunDir, checkpoint: str = "best", *, threads: int = 0) -> OnnxEngine:
+    """The int8 engine of a run's checkpoint, quantized first when missing or older than the checkpoint's weights."""
+    path = int8_path_for(run, checkpoint)
+    engine = current_engine(path, run, checkpoint, threads=threads)
+    if engine is None:
+        say(f"int8 model {path} is missing or older than the checkpoint; quantizing it now")
+        write_int8_model(run, checkpoint)
+        engine = OnnxEngine.from_file(path, threads=threads)
+    return engine

@@ -20,19 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from neunn.atomic import write_text_atomic
-from neunn.config import resolve_config
+from neunn.training.config import resolve_config
 from neunn.data.scan import scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split
 from neunn.errors import NeunnError
-from neunn.evaluate import evaluate_run
+from neunn.evaluation.evaluate import evaluate_run
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.evaluate import evaluate_gan, summarise
 from neunn.gan.folder import GanDir
 from neunn.gan.sample import sample_images
 from neunn.gan.train import train_gan
-from neunn.run_setup import say
+from neunn.log import say
 from neunn.rundir import RunDir
-from neunn.train import train
+from neunn.training.setup import open_training_run
+from neunn.training.train import train
 
 ARMS = {"a": "no augmentation of the class", "b": "oversampling (balance=sampler)", "c": "GAN images added"}
 CLASS_METRICS = ("sensitivity", "precision", "f1")
@@ -98,7 +99,8 @@ def _train_and_score(data_dir: Path, run_dir: Path, overrides: list[str], settin
         return json.loads(metrics_file.read_text())
     resume = run.config.is_file()
     cfg = None if resume else resolve_config(preset=settings.preset, overrides=[*settings.overrides, *overrides])
-    train(data_dir, run.root, cfg=cfg, resume=resume, split_file=None if resume else split_file, progress=progress)
+    train(open_training_run(data_dir, run.root, cfg, resume=resume, split_file=None if resume else split_file,
+                            progress=progress))
     return evaluate_run(run.root, data_dir=data_dir, split="test")
 
 
@@ -137,7 +139,7 @@ def run_rare_class_experiment(
     one_gan: bool = False, split_file: str | Path | None = None, evaluate_gans: bool = True, progress: bool = True,
 ) -> dict[str, Any]:
     """Run arms (a), (b), (c) over ``seeds`` on one cut split; writes OUT/results.{json,md,png} and returns the results."""
-    from neunn.gan.experiment_report import summarise_experiment, write_experiment_report
+    from neunn.experiments.rare_class_report import summarise_experiment, write_experiment_report
 
     bad_arms = [a for a in arms if a not in ARMS]
     if bad_arms or not arms:
