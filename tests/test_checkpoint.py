@@ -43,6 +43,17 @@ def test_pickle_files_are_refused_without_being_unpickled(tmp_path: Path, writer
         read_checkpoint(path)
 
 
+def test_a_header_length_ending_in_the_pickle_opcode_byte_still_loads(tmp_path: Path):
+    # safetensors opens with the header's length: one file in 256 starts with 0x80, the byte pickles start with.
+    for pad in range(256):
+        save_checkpoint(tmp_path / "best", {"w": torch.ones(2)}, {"note": "x" * pad})
+        if (tmp_path / "best.safetensors").read_bytes()[:1] == b"\x80":
+            break
+    assert (tmp_path / "best.safetensors").read_bytes()[:1] == b"\x80"
+    tensors, meta = read_checkpoint(tmp_path / "best")
+    assert torch.equal(tensors["w"], torch.ones(2)) and meta["note"] == "x" * pad
+
+
 def test_corrupt_or_missing_checkpoints_fail_clearly(tmp_path: Path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(NeunnError, match="corrupt"):

@@ -3,6 +3,7 @@
 import copy
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -136,3 +137,26 @@ def test_evaluation_reports_the_review_bin_and_calibration(trained_run: Path):
     assert curve["risk"][-1] == pytest.approx(1 - metrics["overall"]["accuracy"])
     calibration = metrics["selective"]["calibration"]
     assert calibration["ece_after"] == pytest.approx(metrics["overall"]["ece"])
+
+
+def test_evaluate_reports_a_rare_class_with_a_threshold_chosen_on_validation(trained_run: Path, capsys):
+    assert main(["evaluate", str(trained_run), "--positive", "GBI", "--target-sensitivity", "0.9"]) == 0
+    printed = capsys.readouterr().out
+    out = trained_run / "eval" / "test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    point = metrics["rare_class"]["operating_point"]
+    # The threshold is the highest reaching 90 % sensitivity on the validation split, scored by the same model ...
+    val = list(csv.DictReader((out / "val_predictions.csv").open()))
+    val_split = json.loads((trained_run / "splits.json").read_text())["splits"]["val"]
+    assert sorted(r["path"] for r in val) == sorted(e["path"] for e in val_split)
+    val_gbi = sorted((float(r["prob_GBI"]) for r in val if r["true"] == "GBI"), reverse=True)
+    assert point["threshold"] == val_gbi[math.ceil(0.9 * len(val_gbi)) - 1] and point["same_cells"] is False
+    # ... and is measured on the test cells.
+    test = list(csv.DictReader((out / "predictions.csv").open()))
+    caught = [float(r["prob_GBI"]) >= point["threshold"] for r in test if r["true"] == "GBI"]
+    assert point["test"]["counts"]["tp"] == sum(caught) and point["test"]["counts"]["fn"] == len(caught) - sum(caught)
+    assert metrics["intervals"]["n_boot"] == 1000 and isinstance(metrics["warnings"], list)
+    assert "rare class 'GBI'" in printed and f"threshold {point['threshold']:.3f}" in printed
+    assert "bootstrap interval over 1000 resamples" in printed
+    assert main(["evaluate", str(trained_run), "--positive", "LYMPHOCYTE"]) == 2
+    assert "is not one of the model's classes" in capsys.readouterr().err

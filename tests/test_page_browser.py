@@ -20,6 +20,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,17 +73,27 @@ def _sample(data_dir: Path, n: int) -> tuple[list[tuple[str, bytes]], bytes]:
 
 
 def _page_summary(page) -> dict:
-    """What the page's summary table shows: cells per class, unidentified count."""
+    """What the page's summary table shows: cells per class, unidentified and out-of-domain counts, and whether the
+    sample's out-of-domain warning is up."""
     rows = page.locator("#summary tbody tr")
     counts = {}
     for i in range(rows.count()):
         label = rows.nth(i).locator(".code").inner_text()
         counts[label] = int(rows.nth(i).locator("td").first.inner_text())
-    return {"counts": counts, "n_unidentified": int(page.locator("#sum-unidentified").inner_text())}
+    return {"counts": counts, "n_unidentified": int(page.locator("#sum-unidentified").inner_text()),
+            "n_out_of_domain": int(page.locator("#sum-ood").inner_text()),
+            "warning": page.locator("#domain-warning").is_visible()}
 
 
-def _expected(cells: list[tuple[str, bool]], predictor: Predictor) -> dict:
-    return sample_summary(cells, classes=predictor.classes, critical_classes=predictor.policy.critical_classes)
+def _expected(cells: list[tuple[str | None, bool, bool]], predictor: Predictor) -> dict:
+    summary = sample_summary(cells, classes=predictor.classes, critical_classes=predictor.policy.critical_classes)
+    return {"counts": summary["counts"], "n_unidentified": summary["n_unidentified"],
+            "n_out_of_domain": summary["n_out_of_domain"], "warning": summary["domain_warning"]["warning"],
+            "alert": summary["alert"], "domain_warning": summary["domain_warning"]}
+
+
+def _shown(expected: dict) -> dict:
+    return {k: expected[k] for k in ("counts", "n_unidentified", "n_out_of_domain", "warning")}
 
 
 def test_review_page_end_to_end(trained_run, phantom_dir):
@@ -92,13 +103,18 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
     predictor = Predictor.from_run(run)
     data_dir = Path(json.loads((run / "run.json").read_text())["data_dir"]) if "NEUNN_PAGE_RUN" in os.environ \
         else phantom_dir
-    cells, archive = _sample(data_dir, int(os.environ.get("NEUNN_PAGE_CELLS", "6")))
+    cells, archive = _sample(data_dir, int(os.environ.get("NEUNN_PAGE_CELLS", "8")))
     loose = len(cells) - 2  # loose files, then notes.txt, then the zip's two cells
     predictions = predictor.predict_sources(cells)
     if "NEUNN_PAGE_RUN" not in os.environ:  # make the alert certain whatever the tiny model predicts
         predictor.policy = predictor.policy.overridden(review_threshold=0.0, critical=[predictions[0].label],
                                                        classes=predictor.classes)
-    calls = [(p.label, predictor.policy.needs_review(p.probability)) for p in predictions]
+        # ... and five cells outside the model's experience (the first, critical one among them): the sample warns
+        scores = sorted((p.ood_score for p in predictions[1:]), reverse=True)
+        predictor.ood = replace(predictor.ood, threshold=min(scores[3], predictions[0].ood_score) - 1e-9)
+        predictions = predictor.predict_sources(cells)
+        assert sum(p.out_of_domain for p in predictions) >= 5 and predictions[0].out_of_domain
+    calls = [(p.label, predictor.policy.needs_review(p.probability), bool(p.out_of_domain)) for p in predictions]
     uploads = [{"name": n, "mimeType": "image/png", "buffer": d} for n, d in cells[:loose]]
     uploads += [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a cell"},
                 {"name": "sample.zip", "mimeType": "application/zip", "buffer": archive}]
@@ -124,22 +140,33 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
         assert page.locator(".tile:not(.error) img.cell[src^='blob:']").count() == len(cells)  # zipped ones too
 
         expected = _expected(calls, predictor)
-        assert _page_summary(page) == {"counts": expected["counts"], "n_unidentified": expected["n_unidentified"]}
+        assert _page_summary(page) == _shown(expected)
         assert page.locator("#alert").is_visible() == expected["alert"]["critical"]
         if expected["alert"]["critical"]:
             assert page.locator("#alert-text").inner_text() == expected["alert"]["message"].removeprefix(
                 "Critical finding: ")
+        if expected["warning"]:
+            assert page.locator("#domain-warning-text").inner_text() == expected["domain_warning"]["message"]
+        n_ood = sum(ood for _, _, ood in calls)
+        page.click(".filter[data-filter='ood']")
+        assert page.locator(".tile:not([hidden])").count() == n_ood
+        for i in range(n_ood):
+            badge = page.locator(".tile:not([hidden]) .badge").nth(i).inner_text()
+            assert badge == "Outside the model's experience" or "outside the model's experience" in badge
+        if "NEUNN_PAGE_RUN" not in os.environ:  # the critical cell is unfamiliar too, and still raises the alert
+            assert page.locator(".tile.ood.critical .badge").first.inner_text().startswith("⚠ Possible")
+        page.click(".filter[data-filter='all']")
 
         # Reclassify a critical cell (or the first) into a class that is not critical.
-        index = next((i for i, (label, _) in enumerate(calls) if label in predictor.policy.critical_classes), 0)
+        index = next((i for i, (label, *_) in enumerate(calls) if label in predictor.policy.critical_classes), 0)
         target = next(c for c in ["NEU", *predictor.classes] if c in predictor.classes and c != calls[index][0]
                       and c not in predictor.policy.critical_classes)
         tile = page.locator(".tile:not(.error)").nth(index)
         tile.locator("select.reclassify").select_option(target)
         assert "corrected" in tile.locator(".badge").inner_text()
-        calls[index] = (target, False)
+        calls[index] = (target, False, False)
         expected = _expected(calls, predictor)
-        assert _page_summary(page) == {"counts": expected["counts"], "n_unidentified": expected["n_unidentified"]}
+        assert _page_summary(page) == _shown(expected)
         assert page.locator("#alert").is_visible() == expected["alert"]["critical"]
 
         # The heatmap of a zipped cell: fetched once, laid over the image.
@@ -153,7 +180,7 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
         keyed = 2 if index != 2 else 3  # a loose cell other than the reclassified one
         page.locator(".tile:not(.error)").nth(keyed).focus()
         page.keyboard.press("0")
-        calls[keyed] = (None, True)
+        calls[keyed] = (None, True, False)
         assert _page_summary(page)["n_unidentified"] == _expected(calls, predictor)["n_unidentified"]
 
         page.fill("#sample-id", "smear 42/A")
@@ -182,4 +209,7 @@ def test_review_page_end_to_end(trained_run, phantom_dir):
     final = _expected(calls, predictor)
     assert exported["summary"]["counts"] == final["counts"] and exported["summary"]["n_failed"] == 1
     assert exported["summary"]["alert"]["critical"] == final["alert"]["critical"]
+    assert exported["summary"]["n_out_of_domain"] == final["n_out_of_domain"]
+    loose_rows = rows[:loose] + rows[loose + 1:]
+    assert [r["model_out_of_domain"] for r in loose_rows] == ["yes" if p.out_of_domain else "no" for p in predictions]
     assert exported["sample_id"] == "smear 42/A" and len(exported["cells"]) == len(cells) + 1

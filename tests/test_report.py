@@ -14,7 +14,9 @@ from PIL import Image
 
 from neunn import NEUTROPHIL_CLASSES
 from neunn.errors import NeunnError
+from neunn.evaluation.intervals import bootstrap_intervals
 from neunn.evaluation.metrics import PAPER_METRICS, compute_metrics
+from neunn.evaluation.rare_class import choose_threshold, rare_class_report
 from neunn.evaluation.report import confusion_matrix_figure, figure_to_png, write_report
 
 CLASSES = list(NEUTROPHIL_CLASSES)
@@ -123,3 +125,29 @@ def test_report_opens_in_headless_chromium(tmp_path: Path) -> None:
                     "--window-size=1200,2400", out.as_uri()], check=True, timeout=60, capture_output=True)
     with Image.open(screenshot) as image:
         assert image.size == (1200, 2400)
+
+
+def test_report_shows_intervals_warnings_and_the_rare_class(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    labels = (rng.random(120) < 0.1).astype(int)
+    score = 1 / (1 + np.exp(-(rng.normal(size=120) + 2.0 * labels - 2.5)))
+    probs = np.stack([1 - score, score], axis=1)
+    classes = ["normal", "vacuolated"]
+    predictions = [{"path": f"cell_{i}.png", "true": classes[t], "pred": classes[int(p.argmax())], "probs": p.tolist()}
+                   for i, (t, p) in enumerate(zip(labels, probs))]
+    metrics = compute_metrics(labels, probs, classes)
+    metrics["intervals"] = bootstrap_intervals(labels, probs, classes, n_boot=200)
+    choice = choose_threshold(probs[:60, 1], labels[:60] == 1, 0.9)
+    metrics["rare_class"] = rare_class_report(labels, probs, classes, "vacuolated", choice=choice, n_boot=200)
+    metrics["warnings"] = ["The model never predicts 'vacuolated' (0 of 7 such cells found): accuracy <b>"]
+    html = write_report(tmp_path / "report.html", metrics=metrics, predictions=predictions, image_root=None,
+                        training_log=None, title="Rare").read_text(encoding="utf-8")
+    accuracy = metrics["intervals"]["overall"]["accuracy"]
+    assert f"[{100 * accuracy['low']:.1f}, {100 * accuracy['high']:.1f}]" in html
+    assert "bootstrap interval over 200 resamples" in html
+    assert 'id="warnings"' in html and "accuracy &lt;b&gt;" in html  # shown, and escaped
+    assert html.index('id="warnings"') < html.index('id="overall"')
+    rare = metrics["rare_class"]
+    assert 'id="rare-class"' in html and f"{100 * rare['average_precision']['value']:.1f}" in html
+    assert f"threshold {choice['threshold']:.3f}" in html
+    assert html.count("data:image/png;base64,") == 3  # confusion matrices, ROC curves, precision-recall curve

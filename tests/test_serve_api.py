@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from neunn.inference.heatmap import GradCam, explained_layer, overlay_png
 from neunn.inference.predictor import Predictor
 from neunn.serve import ServeLimits, create_app
 from neunn.serve.archive import ZipRefused, expand_zip
-from neunn.serve.results import NORMAL_CLASS, sample_summary
+from neunn.serve.results import NORMAL_CLASS, OUT_OF_DOMAIN, sample_summary
 from neunn.serve.server import is_loopback, serve_run
 
 TOKEN = "test-token"
@@ -84,6 +86,9 @@ def test_model_card_describes_classes_calibration_and_limits(client, predictor):
     assert card["calibration"]["ece_after"] == pytest.approx(predictor.meta["calibration"]["ece_after"])
     assert card["limits"]["max_files"] == ServeLimits().max_files
     assert card["class_names"]["GBI"] == "Green–blue inclusions of death"
+    assert card["out_of_domain"]["method"] == "mahalanobis"
+    assert card["out_of_domain"]["threshold"] == pytest.approx(predictor.ood.threshold)
+    assert card["ood_warning"] == {"min_cells": 5, "min_share": 0.2}
 
 
 def test_openapi_lists_the_routes(client):
@@ -121,7 +126,10 @@ def test_predictions_match_the_shared_predictor(client, predictor, cells):
         assert [t["label"] for t in result["top"]] == [c for c, _ in want.top]
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert result["needs_review"] == (want.probability < 0.6)
-        assert result["display_label"] == ("Unidentified — review" if result["needs_review"] else want.label)
+        assert want.out_of_domain is not None and result["out_of_domain"] == want.out_of_domain
+        assert result["ood_score"] == pytest.approx(want.ood_score)
+        assert result["display_label"] == (OUT_OF_DOMAIN if want.out_of_domain else "Unidentified — review"
+                                           if result["needs_review"] else want.label)
         assert result["critical"] == (want.label in {"GBI", "BAC"})
     assert body["summary"]["n_cells"] == 4 and body["n_failed"] == 0
 
@@ -161,6 +169,39 @@ def test_sample_summary_counts_shares_and_alert():
     assert no_normal["alert"]["critical"] is False
     empty = sample_summary([], classes=classes, critical_classes=["GBI"])
     assert empty["n_cells"] == 0 and empty["abnormal_share"] == 0.0 and empty["shares"]["NEU"] == 0.0
+    assert summary["n_out_of_domain"] == 0 and summary["domain_warning"]["warning"] is False
+
+
+def test_cells_outside_the_models_experience_have_their_own_bin_and_warn_the_sample():
+    classes = ["NEU", "HYP", "GBI", "BAC"]
+    # An unfamiliar cell goes to its own bin, even when also unsure; an unfamiliar GBI cell still raises the alert.
+    cells = [("NEU", False, False), ("NEU", False, True), ("GBI", True, True), ("HYP", True, False)]
+    summary = sample_summary(cells, classes=classes, critical_classes={"GBI"})
+    assert summary["n_out_of_domain"] == 2 and summary["n_unidentified"] == 1 and summary["n_identified"] == 1
+    assert summary["counts"] == {"NEU": 1, "HYP": 0, "GBI": 0, "BAC": 0} and summary["alert"]["counts"] == {"GBI": 1}
+    assert summary["domain_warning"]["warning"] is False  # 2 cells: fewer than 5
+    many = [("NEU", False, True)] * 5 + [("NEU", False, False)] * 20  # 5 of 25 = 20 %
+    warning = sample_summary(many, classes=classes, critical_classes=[])["domain_warning"]
+    assert warning["warning"] and warning["n"] == 5 and warning["share"] == 0.2
+    assert warning["message"].startswith("5 of 25 cells (20%) are outside the model's experience")
+    few = [("NEU", False, True)] * 5 + [("NEU", False, False)] * 21  # 5 of 26: under a fifth
+    assert sample_summary(few, classes=classes, critical_classes=[])["domain_warning"]["warning"] is False
+
+
+def test_the_api_flags_unfamiliar_cells(predictor, cells):
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    body = _post(TestClient(create_app(predictor)), [*cells, ("noise.png", buffer.getvalue())]).json()
+    flagged = body["results"][-1]
+    assert flagged["out_of_domain"] is True and flagged["display_label"] == OUT_OF_DOMAIN
+    assert flagged["ood_score"] > predictor.ood.threshold
+    assert body["summary"]["n_out_of_domain"] == sum(r["out_of_domain"] for r in body["results"])
+    everything = copy.copy(predictor)  # a threshold under every score: the whole sample is unfamiliar
+    everything.ood = replace(predictor.ood, threshold=-1.0)
+    summary = _post(TestClient(create_app(everything)), [*cells, *cells]).json()["summary"]
+    assert summary["n_out_of_domain"] == 8 and summary["n_identified"] == 0
+    assert summary["domain_warning"]["warning"] and summary["domain_warning"]["share"] == 1.0
 
 
 # ---- bad files: one error per file, the others succeed ---------------------------------------------------------------

@@ -39,7 +39,11 @@ def save_checkpoint(stem: Path, tensors: dict[str, torch.Tensor], meta: dict[str
 
 def _refuse_unsafe(path: Path) -> None:
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
+    # safetensors opens with its JSON header's length (8 bytes, little-endian), then the header: a length whose low byte
+    # happens to be 0x80 (one file in 256) is not a pickle's PROTO opcode.
+    if head[8:9] == b"{":
+        return
     if head[:1] == b"\x80" or head[:2] == b"PK":
         raise NeunnError(
             f"{path} looks like a pickle or torch.save file; NeuNN only loads safetensors weights, never pickles."

@@ -25,3 +25,13 @@ def add_policy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--critical", metavar="CLASS[,CLASS]",
                    help="classes that raise a critical alert, e.g. GBI,BAC or vacuolated; 'none' for none "
                         "(default: the model's)")
+
+
+def add_positive(p: argparse.ArgumentParser) -> None:
+    """``--positive`` and ``--target-sensitivity``: figures for one rare class and its operating point."""
+    p.add_argument("--positive", metavar="CLASS",
+                   help="a rare class to report against the rest: ROC AUC, average precision, precision-recall curve "
+                        "(default: the rarer class of a two-class model)")
+    p.add_argument("--target-sensitivity", type=float, metavar="P",
+                   help="choose the threshold on the validation split that reaches sensitivity P (e.g. 0.9) for the "
+                        "positive class, and measure it on the evaluated cells")

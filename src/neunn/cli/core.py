@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command, add_overrides, add_policy
+from neunn.cli.common import add_command, add_overrides, add_policy, add_positive
 from neunn.errors import NeunnError
 
 
@@ -52,16 +52,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neunn.evaluation.evaluate import evaluate_run, format_robustness_table
     from neunn.evaluation.metrics import format_metrics_table
+    from neunn.evaluation.rare_class import format_rare_class
     from neunn.rundir import RunDir
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, split=args.split, checkpoint=args.checkpoint,
                            device=args.device, tta=args.tta, perturb=args.perturb, backend=args.backend,
-                           review_threshold=args.review_threshold, critical=args.critical)
+                           review_threshold=args.review_threshold, critical=args.critical, positive=args.positive,
+                           target_sensitivity=args.target_sensitivity)
     print(format_metrics_table(metrics))
+    if metrics["rare_class"]:
+        print(format_rare_class(metrics["rare_class"]))
     kept, calib = metrics["selective"]["at_threshold"], metrics["selective"]["calibration"]
     print(f"review threshold {kept['threshold']:.2f}: {kept['coverage']:.1%} of cells classified, at accuracy "
           + ("n/a" if kept["accuracy"] is None else f"{kept['accuracy']:.1%}")
           + f"; ECE {calib['ece_before']:.3f} before calibration, {calib['ece_after']:.3f} after")
+    ood = metrics["out_of_domain"]
+    if ood["available"]:
+        print(f"out of domain ({ood['method']}): {ood['share_flagged']:.1%} of cells flagged; wrong and unflagged "
+              f"(neither flag): {ood['wrong_and_unflagged_share']:.1%} of cells")
     if "robustness" in metrics:
         print(format_robustness_table(metrics["robustness"]))
     out = RunDir(Path(args.run_dir)).eval_dir(args.split, args.backend, checkpoint=args.checkpoint, tta=args.tta)
@@ -84,6 +92,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if summary.critical:
         print(f"CRITICAL FINDING: {len(summary.critical)} cell(s) classified as a critical class, e.g. "
               f"{summary.critical[0]}; review them.", file=sys.stderr)
+    if summary.out_of_domain:
+        print(f"{len(summary.out_of_domain)} cell(s) are outside the model's experience (out_of_domain), e.g. "
+              f"{summary.out_of_domain[0]}; review them, and validate the model on this laboratory's cells.",
+              file=sys.stderr)
     if summary.n_ok == 0:
         raise NeunnError("No input file could be processed.")
     return 0
@@ -141,6 +153,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
     add_policy(p)
+    add_positive(p)
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)

@@ -1,11 +1,11 @@
-"""Experiment subcommands: workflows that train and compare runs (``experiment rare-class``)."""
+"""Experiment subcommands: workflows that train and compare runs (``experiment rare-class``, ``experiment cv``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from neunn.cli.common import add_command, add_overrides
+from neunn.cli.common import add_command, add_overrides, add_positive
 
 GAN_PREFIX = "gan."  # experiment overrides of the GAN config: gan.steps=4000
 
@@ -26,8 +26,21 @@ def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment_cv(args: argparse.Namespace) -> int:
+    from neunn.experiments.cross_validation import run_cross_validation
+    from neunn.experiments.cross_validation_report import results_markdown
+
+    results = run_cross_validation(args.data_dir, args.out, folds=args.folds, seed=args.seed, preset=args.preset,
+                                   overrides=args.overrides, positive=args.positive,
+                                   target_sensitivity=args.target_sensitivity, tta=args.tta)
+    print(results_markdown(results))
+    print(f"results: {Path(args.out) / 'results.md'} and results.json; pooled report: "
+          f"{Path(args.out) / 'pooled' / 'report.html'}")
+    return 0
+
+
 def add_parsers(sub) -> None:
-    """Register ``experiment rare-class``."""
+    """Register ``experiment rare-class`` and ``experiment cv``."""
     exp = sub.add_parser("experiment", help="experiments that answer the paper's questions on any dataset")
     exp_sub = exp.add_subparsers(dest="experiment_command", required=True, metavar="COMMAND")
     p = add_command("rare-class", exp_sub, "cut a class to N training images and compare no augmentation, "
@@ -47,3 +60,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--one-gan", action="store_true", help="train one GAN for all seeds instead of one per seed")
     p.add_argument("--split-file", type=Path, help="start from this splits.json instead of a new split")
     p.add_argument("--no-gan-eval", action="store_true", help="skip scoring the GAN samples with the arm-a classifier")
+
+    p = add_command("cv", exp_sub, "stratified k-fold cross-validation: every image tested once, the folds' test "
+                    "predictions pooled into one evaluation with 95 % intervals",
+                    "neunn experiment cv data/neutrophils --folds 5 --out exp/cv --positive vacuolated "
+                    "--target-sensitivity 0.9", _cmd_experiment_cv)
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="experiment folder (new, or one to continue)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (training uses seed=...)")
+    p.add_argument("--preset", help="classifier preset (default cpu-small)")
+    add_positive(p)
+    p.add_argument("--tta", action="store_true", help="evaluate each fold with the 8 flips/90° rotations averaged")
+    add_overrides(p, "classifier config", "epochs=20 img_size=128")

@@ -66,6 +66,7 @@ def decode_images(
     *,
     size: int,
     jpeg_draft: bool,
+    crop: float = 1.0,
     workers: int = 2,
     progress: bool = False,
     desc: str = "decode",
@@ -76,7 +77,7 @@ def decode_images(
 
     def work(i: int) -> str | None:
         try:
-            pixels[i] = load_pixels(Path(root) / entries[i].path, size, jpeg_draft=jpeg_draft)
+            pixels[i] = load_pixels(Path(root) / entries[i].path, size, jpeg_draft=jpeg_draft, crop=crop)
             return None
         except (UnreadableImage, OSError) as exc:
             return str(exc)

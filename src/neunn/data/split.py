@@ -2,6 +2,7 @@
 
     split = stratified_split(scan.images, fractions=(0.7, 0.1, 0.2), seed=0)
     save_split(split, run_dir / "splits.json")
+    folds = stratified_folds(scan.images, k=5, seed=0)     # cross-validation: each image in one fold's test split
     split = load_split(run_dir / "splits.json"); verify_split(split, scan)   # raises when the data changed
 
 Exact duplicates (same SHA-256) are kept together in one split, so the same picture never sits in train and test.
@@ -76,32 +77,73 @@ def _allocate(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, 
     return n - n_val - n_test, n_val, n_test
 
 
+def _shuffled_groups(images: list[ImageRecord], seed: int) -> dict[str, list[list[SplitEntry]]]:
+    """Per class, its groups of byte-identical files (one group per distinct content), in a seeded order."""
+    groups: dict[str, list[ImageRecord]] = defaultdict(list)
+    for rec in sorted(images, key=lambda r: r.path):
+        groups[rec.sha256].append(rec)
+    by_class: dict[str, list[list[SplitEntry]]] = defaultdict(list)
+    for members in groups.values():
+        by_class[members[0].label].append([SplitEntry(r.path, r.label, r.sha256) for r in members])
+    for label, class_groups in by_class.items():
+        class_groups.sort(key=lambda g: g[0].path)
+        # A per-class RNG keeps one class's assignment independent of the others' sizes.
+        random.Random(f"{seed}:{label}").shuffle(class_groups)
+    return dict(sorted(by_class.items()))
+
+
+def _sorted_splits(splits: dict[str, list[SplitEntry]]) -> dict[str, list[SplitEntry]]:
+    return {name: sorted(splits[name], key=lambda e: e.path) for name in SPLIT_NAMES}
+
+
 def stratified_split(
     images: list[ImageRecord], *, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), seed: int = 0
 ) -> DatasetSplit:
     """Assign images to train/val/test per class, seeded; duplicate files stay in one split."""
-    groups: dict[str, list[ImageRecord]] = defaultdict(list)
-    for rec in sorted(images, key=lambda r: r.path):
-        groups[rec.sha256].append(rec)
-    by_class: dict[str, list[list[ImageRecord]]] = defaultdict(list)
-    for members in groups.values():
-        by_class[members[0].label].append(members)
-
-    classes = sorted({r.label for r in images})
     splits: dict[str, list[SplitEntry]] = {name: [] for name in SPLIT_NAMES}
-    for label in classes:
-        class_groups = sorted(by_class[label], key=lambda g: g[0].path)
-        # A per-class RNG keeps one class's assignment independent of the others' sizes.
-        random.Random(f"{seed}:{label}").shuffle(class_groups)
-        sizes = _allocate(len(class_groups), fractions)
+    by_class = _shuffled_groups(images, seed)
+    for class_groups in by_class.values():
         start = 0
-        for name, size in zip(SPLIT_NAMES, sizes):
+        for name, size in zip(SPLIT_NAMES, _allocate(len(class_groups), fractions)):
             for members in class_groups[start : start + size]:
-                splits[name].extend(SplitEntry(r.path, r.label, r.sha256) for r in members)
+                splits[name].extend(members)
             start += size
-    for name in SPLIT_NAMES:
-        splits[name].sort(key=lambda e: e.path)
-    return DatasetSplit(classes=classes, seed=seed, fractions=tuple(fractions), splits=splits)
+    return DatasetSplit(classes=list(by_class), seed=seed, fractions=tuple(fractions), splits=_sorted_splits(splits))
+
+
+def stratified_folds(images: list[ImageRecord], k: int, *, seed: int = 0,
+                     val_fraction: float = 0.125) -> list[DatasetSplit]:
+    """k train/val/test splits in which every image is tested exactly once: each class's images are dealt round the
+    folds, and each fold's validation images are ``val_fraction`` of its training folds, per class; seeded, and
+    duplicate files stay together."""
+    by_class = _shuffled_groups(images, seed)
+    if k < 2:
+        raise NeunnError(f"Cross-validation needs at least 2 folds, got {k}.")
+    if not 0.0 < val_fraction < 1.0:
+        raise NeunnError(f"val_fraction must be a fraction between 0 and 1, got {val_fraction}.")
+    too_small = [label for label, groups in by_class.items() if len(groups) < 2]
+    if too_small:
+        raise NeunnError(f"Class '{too_small[0]}' has fewer than 2 distinct images, so a fold would train without it.")
+    fold_of: dict[str, list[int]] = {}
+    dealt = 0
+    for label, groups in by_class.items():
+        # Dealing on from where the previous class stopped keeps the folds' sizes within one image of each other.
+        fold_of[label] = [(dealt + i) % k for i in range(len(groups))]
+        dealt += len(groups)
+    fractions = ((1 - 1 / k) * (1 - val_fraction), (1 - 1 / k) * val_fraction, 1 / k)
+    folds = []
+    for fold in range(k):
+        splits: dict[str, list[SplitEntry]] = {name: [] for name in SPLIT_NAMES}
+        for label, groups in by_class.items():
+            rest = [g for g, f in zip(groups, fold_of[label]) if f != fold]
+            random.Random(f"{seed}:{label}:fold{fold}").shuffle(rest)
+            n_train, n_val, _ = _allocate(len(rest), (1 - val_fraction, val_fraction, 0.0))
+            for name, chosen in (("test", [g for g, f in zip(groups, fold_of[label]) if f == fold]),
+                                 ("val", rest[n_train:]), ("train", rest[:n_train])):
+                splits[name].extend(e for members in chosen for e in members)
+        folds.append(DatasetSplit(classes=list(by_class), seed=seed, fractions=fractions,
+                                  splits=_sorted_splits(splits)))
+    return folds
 
 
 def save_split(split: DatasetSplit, path: Path) -> None:

@@ -24,15 +24,15 @@ from neunn.data.preprocess import load_pixels
 
 
 class _Files(Dataset):
-    def __init__(self, files: list[Path], size: int, jpeg_draft: bool) -> None:
-        self.files, self.size, self.jpeg_draft = files, size, jpeg_draft
+    def __init__(self, files: list[Path], size: int, jpeg_draft: bool, crop: float) -> None:
+        self.files, self.size, self.jpeg_draft, self.crop = files, size, jpeg_draft, crop
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
         try:
-            return i, load_pixels(self.files[i], self.size, jpeg_draft=self.jpeg_draft)
+            return i, load_pixels(self.files[i], self.size, jpeg_draft=self.jpeg_draft, crop=self.crop)
         except (UnreadableImage, OSError) as exc:
             return i, str(exc)
 
@@ -54,6 +54,7 @@ class StreamedImages:
     paths: list[str]
     size: int
     jpeg_draft: bool
+    crop: float = 1.0
     workers: int = 2
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -62,7 +63,7 @@ class StreamedImages:
 
     def concat(self, other: StreamedImages) -> StreamedImages:
         return StreamedImages(self.files + other.files, torch.cat([self.labels, other.labels]),
-                              self.paths + other.paths, self.size, self.jpeg_draft, self.workers,
+                              self.paths + other.paths, self.size, self.jpeg_draft, self.crop, self.workers,
                               self.skipped + other.skipped)
 
     def batches(self, order: torch.Tensor, *, per_batch: int, steps: int, pin_memory: bool = False,
@@ -72,7 +73,7 @@ class StreamedImages:
         ``on_skip(path, reason)`` hears once about each file that could not be decoded.
         """
         plan = [order[i * per_batch : (i + 1) * per_batch].tolist() for i in range(steps)]
-        loader = DataLoader(_Files(self.files, self.size, self.jpeg_draft), batch_sampler=plan,
+        loader = DataLoader(_Files(self.files, self.size, self.jpeg_draft, self.crop), batch_sampler=plan,
                             num_workers=self.workers, collate_fn=_collate, pin_memory=pin_memory,
                             prefetch_factor=4 if self.workers else None,
                             generator=torch.Generator())  # its own: the global one draws dropout, untouched here
@@ -88,9 +89,10 @@ class StreamedImages:
 
 
 def streamed_images(root: Path, entries: Sequence, classes: Sequence[str], *, size: int, jpeg_draft: bool,
-                    workers: int = 2) -> StreamedImages:
+                    crop: float = 1.0, workers: int = 2) -> StreamedImages:
     """The entries (anything with ``.path`` and ``.label``) of a dataset folder, to be decoded batch by batch."""
     index = {c: i for i, c in enumerate(classes)}
     return StreamedImages(files=[Path(root) / e.path for e in entries],
                           labels=torch.tensor([index[e.label] for e in entries], dtype=torch.long),
-                          paths=[e.path for e in entries], size=size, jpeg_draft=jpeg_draft, workers=workers)
+                          paths=[e.path for e in entries], size=size, jpeg_draft=jpeg_draft, crop=crop,
+                          workers=workers)

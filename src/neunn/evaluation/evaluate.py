@@ -5,6 +5,11 @@
 
 The split is the run's own splits.json, checked against the files on disk: a test set that changed is an error, never a
 silent re-split. ``split="all"`` scores every image of ``data_dir`` whose class the model knows (an external test set).
+
+Every headline metric gets a bootstrap interval (:mod:`neunn.evaluation.intervals`), misleading tables get warnings
+(:mod:`neunn.evaluation.caveats`), and a rare ``positive`` class gets its own figures
+(:mod:`neunn.evaluation.rare_class`): with ``target_sensitivity`` the run's validation split is scored by the same
+Predictor (val_predictions.csv) to choose the threshold that is then measured on the evaluated cells.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from neunn.data.phantom import GENERATOR as PHANTOM_GENERATOR
 from neunn.data.scan import scan_dataset
 from neunn.data.split import SPLIT_NAMES, load_split, verify_split_files
 from neunn.errors import NeunnError
+from neunn.evaluation.caveats import metric_warnings
+from neunn.evaluation.intervals import N_BOOT, bootstrap_intervals
 from neunn.evaluation.metrics import compute_metrics
+from neunn.evaluation.out_of_domain import flag_report, ood_columns
 from neunn.evaluation.perturbations import Perturbation, parse_perturbations
+from neunn.evaluation.rare_class import choose_threshold, rare_class_report, resolve_positive
 from neunn.inference.predictor import Predictor
 from neunn.evaluation.report import write_report
 from neunn.evaluation.selective import selective_report
@@ -32,6 +41,7 @@ from neunn.log import progress, say
 from neunn.rundir import RunDir
 
 EVAL_SPLITS = (*SPLIT_NAMES, "all")
+BOOT_SEED = 0  # one fixed seed: the intervals in metrics.json recompute from predictions.csv
 
 
 def _entries_to_score(run: RunDir, data_dir: Path, split: str, classes: list[str]) -> list[tuple[str, str]]:
@@ -57,13 +67,16 @@ def _is_synthetic(data_dir: Path) -> bool:
     return bool(data.get("synthetic")) or data.get("generator") == PHANTOM_GENERATOR
 
 
-def _write_predictions_csv(path: Path, rows: list[dict[str, Any]], classes: list[str]) -> None:
+def _write_predictions_csv(path: Path, rows: list[dict[str, Any]], classes: list[str],
+                           extra_columns: tuple[str, ...] = ()) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["path", "true", "pred", *(f"prob_{c}" for c in classes)])
+            writer.writerow(["path", "true", "pred", *(f"prob_{c}" for c in classes), "out_of_domain", "ood_score",
+                             *extra_columns])
             for row in rows:
-                writer.writerow([row["path"], row["true"], row["pred"], *(repr(p) for p in row["probs"])])
+                writer.writerow([row["path"], row["true"], row["pred"], *(repr(p) for p in row["probs"]),
+                                 *ood_columns(row), *(row[c] for c in extra_columns)])
 
     write_atomic(path, write)
 
@@ -78,14 +91,61 @@ def _score(predictor: Predictor, data_dir: Path, entries: list[tuple[str, str]],
         if pred.error:
             failed.append(f"{path}: {pred.error}")
         else:
-            rows.append({"path": path, "true": true, "pred": pred.label, "probs": pred.probs})
+            rows.append({"path": path, "true": true, "pred": pred.label, "probs": pred.probs,
+                         "needs_review": pred.needs_review, "out_of_domain": pred.out_of_domain,
+                         "ood_score": pred.ood_score})
     return rows, failed
 
 
-def _metrics_of(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+def _arrays(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(true class indices, probabilities) of prediction rows."""
     index = {c: i for i, c in enumerate(classes)}
-    probs = np.asarray([r["probs"] for r in rows], dtype=np.float64)
-    return compute_metrics(np.asarray([index[r["true"]] for r in rows]), probs, classes)
+    return (np.asarray([index[r["true"]] for r in rows], dtype=np.int64),
+            np.asarray([r["probs"] for r in rows], dtype=np.float64))
+
+
+def _metrics_of(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    return compute_metrics(*_arrays(rows, classes), classes)
+
+
+def summarise_predictions(rows: list[dict[str, Any]], classes: list[str], *, positive: str | None = None,
+                          choice: dict[str, Any] | None = None, thresholds: np.ndarray | None = None) -> dict[str, Any]:
+    """compute_metrics of prediction rows, with bootstrap intervals, the rare-class figures of ``positive`` (and its
+    operating point, given a threshold ``choice`` or per-cell ``thresholds``) and the warnings."""
+    labels, probs = _arrays(rows, classes)
+    metrics = compute_metrics(labels, probs, classes)
+    metrics["intervals"] = bootstrap_intervals(labels, probs, classes, n_boot=N_BOOT, seed=BOOT_SEED)
+    metrics["rare_class"] = None if positive is None else rare_class_report(
+        labels, probs, classes, positive, choice=choice, thresholds=thresholds, n_boot=N_BOOT, seed=BOOT_SEED)
+    metrics["warnings"] = metric_warnings(metrics)
+    return metrics
+
+
+def _threshold_choice(run: RunDir, predictor: Predictor, data_dir: Path, split: str, rows: list[dict[str, Any]],
+                      positive: str, target_sensitivity: float, out: Path) -> dict[str, Any]:
+    """Choose the rare-class threshold on the run's validation split, scored by the same predictor."""
+    if split != "val":
+        # An external set (split "all") has no validation split: the run's own dataset holds it.
+        val_dir = Path(run.read_info().get("data_dir") or data_dir) if split == "all" else data_dir
+        entries = _entries_to_score(run, val_dir, "val", predictor.classes)
+        rows, _ = _score(predictor, val_dir, entries, desc="validation")
+        _write_predictions_csv(out / "val_predictions.csv", rows, predictor.classes)
+    labels, probs = _arrays(rows, predictor.classes)
+    k = predictor.classes.index(positive)
+    return {**choose_threshold(probs[:, k], labels == k, target_sensitivity), "same_cells": split == "val"}
+
+
+def write_evaluation(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], *, image_root: Path | None,
+                     training_log: list[dict[str, Any]] | None, title: str,
+                     extra_columns: tuple[str, ...] = ()) -> None:
+    """Write one evaluation's metrics.json, predictions.csv (``extra_columns`` of the rows appended) and report.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
+    _write_predictions_csv(out / "predictions.csv", rows, metrics["classes"], extra_columns)
+    note = "Phantom data: procedurally generated synthetic images, not real cells." if metrics.get("synthetic_data") \
+        else None
+    write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=image_root,
+                 training_log=training_log, title=title, synthetic_note=note)
 
 
 def _robustness(predictor: Predictor, data_dir: Path, entries, clean: dict[str, Any],
@@ -114,7 +174,8 @@ def format_robustness_table(robustness: dict[str, Any]) -> str:
 def evaluate_run(
     run_dir: str | Path, *, data_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best",
     device: str = "cpu", tta: bool = False, perturb: list[str] | None = None, backend: str = "torch",
-    review_threshold: float | None = None, critical: str | None = None,
+    review_threshold: float | None = None, critical: str | None = None, positive: str | None = None,
+    target_sensitivity: float | None = None,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
 
@@ -123,7 +184,9 @@ def evaluate_run(
     ...), so the accuracy of an exported or quantized model, or with TTA, sits beside the plain one. ``perturb`` (e.g.
     ``["standard"]``) adds a robustness table (robustness.json) of the same images under stain, colour, blur, JPEG and
     resolution changes. ``review_threshold`` and ``critical`` override the model's decision policy; the policy in
-    force is recorded in metrics.json.
+    force is recorded in metrics.json. ``positive`` names a rare class for ROC AUC, average precision and the
+    precision-recall curve (default: the rarer class of a two-class model); ``target_sensitivity`` adds its operating
+    point, a threshold chosen on the run's validation split and measured on this split.
     """
     perturbations = parse_perturbations(perturb or [])
     if split not in EVAL_SPLITS:
@@ -141,6 +204,7 @@ def evaluate_run(
     entries = _entries_to_score(run, data_dir, split, classes)
     if not entries:
         raise NeunnError(f"The {split} split of {run.root} has no images to evaluate.")
+    positive = resolve_positive(classes, [classes.index(label) for _, label in entries], positive, target_sensitivity)
 
     rows, failed = _score(predictor, data_dir, entries)
     for line in failed:
@@ -148,7 +212,11 @@ def evaluate_run(
     if not rows:
         raise NeunnError(f"None of the {len(entries)} images of the {split} split could be read.")
 
-    metrics = _metrics_of(rows, classes)
+    out = run.eval_dir(split, backend, checkpoint=checkpoint, tta=tta)
+    out.mkdir(parents=True, exist_ok=True)
+    choice = None if target_sensitivity is None else _threshold_choice(
+        run, predictor, data_dir, split, rows, positive, target_sensitivity, out)
+    metrics = summarise_predictions(rows, classes, positive=positive, choice=choice)
     index = {c: i for i, c in enumerate(classes)}
     # What the "Unidentified — review" bin buys at the run's threshold, the risk–coverage curve, and ECE before/after
     # temperature scaling (with --tta the "before" is recovered from averaged probabilities, so it is approximate).
@@ -157,17 +225,12 @@ def evaluate_run(
     metrics["split"], metrics["checkpoint"], metrics["tta"], metrics["skipped"] = split, checkpoint, tta, failed
     metrics["backend"], metrics["policy"] = backend, predictor.policy.as_dict()
     metrics["synthetic_data"] = _is_synthetic(data_dir)
+    metrics["out_of_domain"] = flag_report(rows, predictor.ood)
 
-    out = run.eval_dir(split, backend, checkpoint=checkpoint, tta=tta)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
-    _write_predictions_csv(out / "predictions.csv", rows, classes)
-    note = "Phantom data: procedurally generated synthetic images, not real cells." if metrics["synthetic_data"] else None
-    if perturbations:
+    write_evaluation(out, metrics, rows, image_root=data_dir, training_log=run.read_log(),
+                     title=f"NeuNN evaluation: {run.root.name} ({split} split"
+                     + ("" if backend == "torch" else f", {backend}") + ")")
+    if perturbations:  # after the main files: they stand even if a long robustness pass is stopped
         metrics["robustness"] = _robustness(predictor, data_dir, entries, metrics, perturbations)
         write_text_atomic(out / "robustness.json", json.dumps(metrics["robustness"], indent=1))
-    write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=data_dir,
-                 training_log=run.read_log(), title=f"NeuNN evaluation: {run.root.name} ({split} split"
-                 + ("" if backend == "torch" else f", {backend}") + ")",
-                 synthetic_note=note)
     return metrics

@@ -64,6 +64,7 @@ PER_CLASS_KEYS = tuple(m.key for m in METRICS if m.per_class)
 # Rows probabilities are rounded when written to CSV, so the sum-to-one check is loose on purpose: it catches logits
 # or unnormalised scores, not rounding.
 PROB_SUM_TOLERANCE = 1e-2
+ECE_BINS = 15
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
@@ -79,7 +80,14 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: in
     return flat.reshape(n_classes, n_classes)
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], n_bins: int = 15) -> float:
+def confidence_bins(confidence: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Index of the equal-width bin (lo, hi] on [0, 1] holding each confidence: the bins of the ECE."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # searchsorted(side="left") puts a confidence equal to an edge into the bin that the edge closes.
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], n_bins: int = ECE_BINS) -> float:
     """Top-label expected calibration error with n_bins equal-width confidence bins (lo, hi] on [0, 1]."""
     probs = np.asarray(probs, dtype=np.float64)
     true = np.asarray(y_true, dtype=np.int64).ravel()
@@ -87,9 +95,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], n_bins:
         raise NeunnError("probs must be a non-empty (n_samples, n_classes) array with one row per label.")
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == true).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # searchsorted(side="left") puts a confidence equal to an edge into the bin that the edge closes.
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins = confidence_bins(confidence, n_bins)
     counts = np.bincount(bins, minlength=n_bins)
     gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
     # Sum of |sum(correct - confidence)| per bin / N  ==  sum_b (n_b / N) * |acc_b - conf_b|.
@@ -150,7 +156,8 @@ def _multiclass_mcc(matrix: np.ndarray) -> float:
     return float(covariance / denominator) if denominator > 0 else 0.0
 
 
-def _validate(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def check_predictions(y_true: Sequence[int], probs: np.ndarray,
+                      classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return (labels, probs) as arrays after checking shapes, label range and that rows are probabilities."""
     labels = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
@@ -182,7 +189,7 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
 
     Zero-denominator ratios are 0.0 and undefined ROC AUCs are None (see the module docstring).
     """
-    labels, probs = _validate(y_true, probs, classes)
+    labels, probs = check_predictions(y_true, probs, classes)
     n_classes = len(classes)
     matrix = confusion_matrix(labels, probs.argmax(axis=1), n_classes)
     tp = np.diag(matrix).astype(np.float64)
@@ -224,6 +231,13 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def interval_text(interval: dict | None) -> str:
+    """'[95.1, 98.9]' (percent) for a bootstrap interval, '' when there is none or it is undefined."""
+    if not interval or interval.get("low") is None:
+        return ""
+    return f"[{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+
+
 def headline_rows(metrics: dict) -> list[tuple[Metric, float | None, float | None]]:
     """(metric, macro value, weighted value) for every metric of :data:`METRICS`; an overall number (accuracy, MCC,
     balanced accuracy, ECE) is the macro value, with None as weighted."""
@@ -232,16 +246,35 @@ def headline_rows(metrics: dict) -> list[tuple[Metric, float | None, float | Non
             for m in METRICS]
 
 
+def headline_intervals(metrics: dict) -> list[tuple[dict | None, dict | None]]:
+    """The bootstrap intervals of :func:`headline_rows`, row for row (macro, weighted); None where there is none."""
+    overall = (metrics.get("intervals") or {}).get("overall")
+    if overall is None:
+        return [(None, None) for _ in METRICS]
+    return [(overall["macro"][m.key], overall["weighted"][m.key]) if m.per_class else (overall[m.key], None)
+            for m in METRICS]
+
+
 def format_metrics_table(metrics: dict, *, with_paper: bool = True) -> str:
-    """Return a plain-text table (percent) of the headline metrics: macro, weighted and, optionally, the paper's."""
-    header = f"{'metric (%)':<18}{'macro':>8}{'weighted':>10}" + (f"{'paper':>8}" if with_paper else "")
-    lines = [header, "-" * len(header)]
-    for metric, macro, weighted in headline_rows(metrics):
-        line = f"{metric.label:<18}{_percent(macro):>8}{'' if weighted is None else _percent(weighted):>10}"
+    """Return a plain-text table (percent) of the headline metrics: macro, weighted and, optionally, the paper's;
+    warnings above it and, when metrics.json has them, each value's bootstrap interval."""
+    width = 22 if metrics.get("intervals") else 10
+    header = f"{'metric (%)':<18}{'macro':>{width}}{'weighted':>{width}}" + (f"{'paper':>8}" if with_paper else "")
+    lines = [f"warning: {w}" for w in metrics.get("warnings", [])] + [header, "-" * len(header)]
+    for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(metrics), headline_intervals(metrics)):
+        cells = [f"{_percent(value)} {interval_text(ci)}".rstrip() for value, ci in ((macro, macro_ci),
+                                                                                     (weighted, weighted_ci))]
+        line = f"{metric.label:<18}{cells[0]:>{width}}{'' if weighted is None else cells[1]:>{width}}"
         if with_paper:
             line += f"{'' if metric.paper is None else _percent(metric.paper):>8}"
         lines.append(line.rstrip())
     lines.append(f"n = {metrics['n']} images, {len(metrics['classes'])} classes")
+    if metrics.get("intervals"):
+        iv = metrics["intervals"]
+        lines[-1] += (f"; [ ] = {100 * iv['level']:.0f} % bootstrap interval over {iv['n_boot']} resamples of the "
+                      f"cells (seed {iv['seed']})")
+        if iv["fewest_resamples"] < iv["n_boot"]:
+            lines[-1] += f"; resamples where a figure is undefined are skipped (fewest kept: {iv['fewest_resamples']})"
     return "\n".join(lines)
 
 

@@ -23,7 +23,20 @@ from matplotlib.ticker import PercentFormatter
 from neunn import __version__
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.errors import NeunnError
-from neunn.evaluation.metrics import METRICS, PER_CLASS_KEYS, headline_rows, roc_curve_points
+from neunn.evaluation.metrics import (
+    METRICS,
+    PER_CLASS_KEYS,
+    headline_intervals,
+    headline_rows,
+    interval_text,
+    roc_curve_points,
+)
+from neunn.evaluation.rare_class import (
+    figure_text,
+    operating_point_counts,
+    precision_recall_curve,
+    threshold_sentence,
+)
 
 THUMBNAIL_PX = 96
 PAPER_NOTE = (
@@ -150,6 +163,32 @@ def roc_curves_figure(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     return fig
 
 
+def precision_recall_figure(scores: np.ndarray, is_positive: np.ndarray, rare: dict) -> Figure | None:
+    """Return the rare class's precision-recall curve with its operating point, or None without positive cells."""
+    if not np.any(is_positive):
+        return None
+    precision, recall, _ = precision_recall_curve(scores, is_positive)
+    fig = Figure(figsize=(6.0, 5.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ap = rare["average_precision"]["value"]
+    ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="pre", color="C0", linewidth=1.6,
+            label=f"{rare['positive']} (average precision {ap:.3f})")
+    ax.axhline(rare["prevalence"], linestyle="--", color="grey", linewidth=1, label="always positive (prevalence)")
+    test = (rare.get("operating_point") or {}).get("test")
+    if test and test["precision"]["value"] is not None:
+        ax.plot([test["sensitivity"]["value"]], [test["precision"]["value"]], "o", color="C3", markersize=8,
+                label="operating point (test)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("Recall (sensitivity)")
+    ax.set_ylabel("Precision")
+    ax.set_title(f"Precision-recall curve: {rare['positive']} against the rest")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _thumbnail_uri(image_path: Path) -> str | None:
     """Return a ~96 px JPEG thumbnail of the image as a data URI, or None if it is missing or unreadable."""
     try:
@@ -197,15 +236,51 @@ def _prediction_arrays(predictions: list[dict], classes: list[str]) -> tuple[np.
 def _overall_rows(metrics: dict) -> list[dict]:
     """Return the overall table rows as display strings; single-number metrics have no macro/weighted split."""
     return [{"label": metric.title, "single": not metric.per_class, "macro": _percent(macro),
-             "weighted": "" if weighted is None else _percent(weighted),
-             "paper": "" if metric.paper is None else _percent(metric.paper)}
-            for metric, macro, weighted in headline_rows(metrics)]
+             "macro_ci": interval_text(macro_ci), "weighted": "" if weighted is None else _percent(weighted),
+             "weighted_ci": interval_text(weighted_ci), "paper": "" if metric.paper is None else _percent(metric.paper)}
+            for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(metrics),
+                                                                          headline_intervals(metrics))]
 
 
 def _per_class_rows(metrics: dict) -> list[dict]:
-    """Return one display row per class with its support and one-vs-rest metrics in percent."""
-    return [{"name": name, "support": values["support"], "cells": [_percent(values[key]) for key in PER_CLASS_KEYS]}
+    """Return one display row per class with its support and one-vs-rest metrics (value, interval) in percent."""
+    intervals = (metrics.get("intervals") or {}).get("per_class", {})
+    return [{"name": name, "support": values["support"],
+             "cells": [(_percent(values[key]), interval_text(intervals.get(name, {}).get(key)))
+                       for key in PER_CLASS_KEYS]}
             for name, values in metrics["per_class"].items()]
+
+
+def _rare_class_view(metrics: dict, labels: np.ndarray, probs: np.ndarray) -> dict | None:
+    """Display strings and the precision-recall curve of the rare-class figures, or None when there are none."""
+    rare = metrics.get("rare_class")
+    if not rare:
+        return None
+    k = list(metrics["classes"]).index(rare["positive"])
+    curve = precision_recall_figure(probs[:, k], labels == k, rare)
+    point = rare["operating_point"]
+    test = (point or {}).get("test")  # None: no operating point asked for, or none could be chosen
+    rows = [("ROC AUC", figure_text(rare["roc_auc"])), ("Average precision", figure_text(rare["average_precision"])),
+            ("Prevalence (average precision of chance)", _percent(rare["prevalence"]))]
+    rows += [(f"{key.capitalize()} at the operating point", f"{figure_text(figure)} ({hit} of {total})")
+             for key, figure, hit, total in operating_point_counts(test)]
+    return {"positive": rare["positive"], "n_positive": rare["n_positive"], "rows": rows,
+            "threshold": None if point is None else threshold_sentence(point, rare["positive"]),
+            "curve_uri": _data_uri(figure_to_png(curve), "image/png") if curve is not None else None}
+
+
+def _interval_note(metrics: dict) -> str | None:
+    """What the bracketed intervals are, in one or two sentences, or None when there are none."""
+    iv = metrics.get("intervals")
+    if not iv:
+        return None
+    note = (f"Brackets: {100 * iv['level']:.0f} % percentile bootstrap interval over {iv['n_boot']} resamples of the "
+            f"evaluated cells (seed {iv['seed']}); it shows how much a figure could move with another sample of such "
+            "cells, not with another training run.")
+    if iv["fewest_resamples"] < iv["n_boot"]:
+        note += (f" Resamples where a figure is undefined are skipped; the fewest kept for a figure was "
+                 f"{iv['fewest_resamples']}.")
+    return note
 
 
 def _load_template() -> jinja2.Template:
@@ -238,6 +313,9 @@ def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], imag
         paper_note=PAPER_NOTE,
         per_class_columns=[m.label[0].upper() + m.label[1:] for m in METRICS if m.per_class],
         per_class_rows=_per_class_rows(metrics),
+        warnings=metrics.get("warnings", []),
+        interval_note=_interval_note(metrics),
+        rare=_rare_class_view(metrics, labels, probs) if predictions else None,
         confusion_uri=_data_uri(figure_to_png(confusion_matrix_figure(metrics["confusion_matrix"], classes)),
                                 "image/png"),
         curves_uri=_data_uri(figure_to_png(curves), "image/png") if curves is not None else None,

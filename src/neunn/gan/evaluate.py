@@ -14,6 +14,7 @@ a real-vs-real reference beside it. Inception-feature FID is added when local In
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -75,18 +76,18 @@ def _flat(pixels: torch.Tensor) -> np.ndarray:
     return x / np.sqrt(x.shape[1])
 
 
-def _load_real(data_dir: Path, paths: list[str], sizes: tuple[int, int],
-               jpeg_draft: bool) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _load_real(data_dir: Path, paths: list[str], sizes: tuple[int, int], jpeg_draft: bool,
+               crop: float) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Real images at the classifier's size (decoded as it was trained: JPEG draft or not) and at the pixel-space size."""
     kept, big, small = [], [], []
     for path in paths:
         try:
-            image = load_rgb(data_dir / path, draft_size=sizes[0] if jpeg_draft else None).image
+            image = load_rgb(data_dir / path, draft_size=math.ceil(sizes[0] / crop) if jpeg_draft else None).image
         except (UnreadableImage, OSError) as exc:
             say(f"  skipped {path}: {exc}")
             continue
         kept.append(path)
-        big.append(image_to_uint8(image, sizes[0]))
+        big.append(image_to_uint8(image, sizes[0], crop))
         small.append(image_to_uint8(image, sizes[1]))
     if not kept:
         raise NeunnError(f"None of the {len(paths)} real images could be read from {data_dir}.")
@@ -143,14 +144,14 @@ def _evaluate_class(name: str, *, gan: GanDir, generator, gen_meta, model, clf_m
     train_paths = [p for p, label, _ in info["training_images"] if label == name]
     heldout_paths = [e.path for s in ("val", "test") for e in split.splits.get(s, []) if e.label == name]
     clf_size, pix_size = int(clf_meta["img_size"]), min(PIXEL_SIZE, int(gen_meta["resolution"]))
-    jpeg_draft = bool(clf_meta.get("jpeg_draft", False))
-    train_paths, train_big, train_small = _load_real(data_dir, train_paths, (clf_size, pix_size), jpeg_draft)
+    jpeg_draft, crop = bool(clf_meta.get("jpeg_draft", False)), float(clf_meta.get("crop", 1.0))
+    train_paths, train_big, train_small = _load_real(data_dir, train_paths, (clf_size, pix_size), jpeg_draft, crop)
     n = n or max(len(train_paths), 100)
     seeds = list(range(seed, seed + n))
     say(f"{name}: {n} samples against {len(train_paths)} training and {len(heldout_paths)} held-out real images")
     raw = generate_images(generator, seeds, gen_meta["classes"].index(name), device)
     images = [to_image(px, tuple(gen_meta["image_size"])) for px in raw]
-    fake_big = torch.stack([image_to_uint8(im, clf_size) for im in images])
+    fake_big = torch.stack([image_to_uint8(im, clf_size, crop) for im in images])
     fake_small = torch.stack([image_to_uint8(im, pix_size) for im in images])
 
     def features(pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +172,8 @@ def _evaluate_class(name: str, *, gan: GanDir, generator, gen_meta, model, clf_m
     }
     queries = {"synthetic": (_flat(fake_small), fake_feat)}
     if len(heldout_paths) >= 2:
-        heldout_paths, held_big, held_small = _load_real(data_dir, heldout_paths, (clf_size, pix_size), jpeg_draft)
+        heldout_paths, held_big, held_small = _load_real(data_dir, heldout_paths, (clf_size, pix_size), jpeg_draft,
+                                                             crop)
         held_feat, held_logits = features(held_big)
         kid_ref, kid_ref_sd = kernel_distance(train_feat, held_feat)
         result["n_heldout"] = len(heldout_paths)

@@ -6,6 +6,8 @@
 Where ``--backend onnx`` keeps the model: ``RUN_DIR/export/<checkpoint>.onnx``, exported on first use when missing.
 The file carries the checkpoint's metadata and the SHA-256 of the weights it was exported from, so a model exported
 before the checkpoint changed (a resumed run, a new calibration) is noticed and exported again, never served stale.
+The graph has two outputs, ``logits`` and ``features`` (penultimate, for the out-of-domain score); a file exported
+before the features existed is exported again on first use.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from neunn.data.preprocess import load_pixels
 from neunn.data.split import load_split
 from neunn.errors import NeunnError
 from neunn.inference.engines import load_torch_engine
+from neunn.inference.forward import WithFeatures
 from neunn.inference.onnx_engine import META_KEY, WEIGHTS_SHA_KEY, OnnxEngine, file_sha256
 from neunn.log import say
 from neunn.rundir import RunDir
@@ -60,7 +63,7 @@ def open_onnx_engine(run: RunDir, checkpoint: str = "best", *, threads: int = 0)
     """The float32 ONNX engine of a run's checkpoint, exported first when missing or older than its weights."""
     path = onnx_path_for(run, checkpoint)
     engine = current_engine(path, run, checkpoint, threads=threads)
-    if engine is None:
+    if engine is None or not engine.has_features:  # a file from before the features output: cheap to redo
         say(f"ONNX model {path} is missing or older than the checkpoint; exporting it now")
         write_onnx_model(run, path, checkpoint=checkpoint)
         engine = OnnxEngine.from_file(path, threads=threads)
@@ -72,8 +75,9 @@ def _export(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, weights_
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
-        program = torch.onnx.export(model.eval(), (example,), None, input_names=["pixels"], output_names=["logits"],
-                                    dynamo=True, external_data=False, dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(WithFeatures(model).eval(), (example,), None, input_names=["pixels"],
+                                    output_names=["logits", "features"], dynamo=True, external_data=False,
+                                    dynamic_shapes=({0: batch},), verbose=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; say which model and why
         raise NeunnError(f"Exporting '{meta['arch']}' to ONNX failed ({exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'no message'}).") from None
@@ -86,9 +90,10 @@ def _export(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, weights_
         raise NeunnError(f"Cannot write the ONNX model to {out} ({exc.strerror or exc}).") from None
 
 
-def split_images(run: RunDir, split: str, n: int, size: int, *,
-                 jpeg_draft: bool) -> tuple[torch.Tensor | None, str]:
-    """Up to ``n`` decoded images of one of the run's splits (classes taken in turn), or None when the data is gone."""
+def split_images(run: RunDir, split: str, n: int, meta: dict[str, Any]) -> tuple[torch.Tensor | None, str]:
+    """Up to ``n`` images of one of the run's splits (classes taken in turn), prepared as the checkpoint ``meta`` says,
+    or None when the data is gone."""
+    size, draft, crop = int(meta["img_size"]), bool(meta.get("jpeg_draft")), float(meta.get("crop", 1.0))
     data_dir = run.read_info().get("data_dir")
     entries = []
     if data_dir and run.splits.is_file() and Path(data_dir).is_dir():
@@ -102,7 +107,7 @@ def split_images(run: RunDir, split: str, n: int, size: int, *,
         if len(pixels) == n:
             break
         try:
-            pixels.append(load_pixels(Path(data_dir) / entry.path, size, jpeg_draft=jpeg_draft))
+            pixels.append(load_pixels(Path(data_dir) / entry.path, size, jpeg_draft=draft, crop=crop))
         except UnreadableImage:
             continue
     if not pixels:
@@ -110,9 +115,10 @@ def split_images(run: RunDir, split: str, n: int, size: int, *,
     return torch.stack(pixels), f"{len(pixels)} {split}-split image(s) of {data_dir}"
 
 
-def _check_images(run: RunDir, img_size: int, n: int, *, jpeg_draft: bool) -> tuple[torch.Tensor, str]:
+def _check_images(run: RunDir, n: int, meta: dict[str, Any]) -> tuple[torch.Tensor, str]:
     """Up to ``n`` decoded test-split images, or random pixels when the data is gone."""
-    pixels, source = split_images(run, "test", n, img_size, jpeg_draft=jpeg_draft)
+    pixels, source = split_images(run, "test", n, meta)
+    img_size = int(meta["img_size"])
     if pixels is not None:
         return pixels, source
     generator = torch.Generator().manual_seed(0)
@@ -132,7 +138,7 @@ def export_onnx(run_dir: str | Path, out_path: str | Path | None = None, *, chec
     _export(reference.model, meta, out, weights_sha256=weights_sha256(run, checkpoint))
     export_seconds = time.time() - started
 
-    pixels, source = _check_images(run, int(meta["img_size"]), n_check, jpeg_draft=bool(meta.get("jpeg_draft")))
+    pixels, source = _check_images(run, n_check, meta)
     # Softmax of both engines' logits: the temperature divides both alike, so it cannot hide a difference.
     expected = torch.softmax(reference.logits(pixels), dim=1).numpy()
     exported = torch.softmax(OnnxEngine.from_file(out).logits(pixels), dim=1).numpy()

@@ -75,12 +75,12 @@ def write_int8_model(run: RunDir, checkpoint: str = "best", *, min_agreement: fl
     started = time.time()
     reference = open_onnx_engine(run, checkpoint)
     meta = reference.meta
-    size, draft = int(meta["img_size"]), bool(meta.get("jpeg_draft"))
-    calibration, _ = split_images(run, "train", CALIBRATION_IMAGES, size, jpeg_draft=draft)
+    size = int(meta["img_size"])
+    calibration, _ = split_images(run, "train", CALIBRATION_IMAGES, meta)
     if calibration is None:
         raise NeunnError(f"Int8 quantization calibrates on the run's training images, and the dataset "
                          f"{run.read_info().get('data_dir')} is not available; run it where the data is.")
-    check, checked_on = split_images(run, "val", CHECK_IMAGES, size, jpeg_draft=draft)
+    check, checked_on = split_images(run, "val", CHECK_IMAGES, meta)
     if check is None:
         check, checked_on = calibration, "the calibration images (the run has no validation images)"
     out = int8_path_for(run, checkpoint)

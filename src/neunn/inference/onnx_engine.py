@@ -2,10 +2,12 @@
 
     engine = OnnxEngine.from_file("runs/b7/export/best.onnx")     # metadata and weights digest travel in the file
     engine.logits(pixels); engine.backend                          # "onnx", or "onnx-int8" for a quantized model
+    logits, features = engine.outputs(pixels)                      # features None for files exported before them
 
-The graph maps normalised float32 N×3×S×S input to logits; normalisation happens here with the same function as the
-PyTorch engine, and temperature and softmax stay in the Predictor, so the backends differ only in the network's
-arithmetic. Export and quantization live in :mod:`neunn.inference.export` and :mod:`neunn.inference.int8`.
+The graph maps normalised float32 N×3×S×S input to logits and (since the out-of-domain score) a second output, the
+penultimate features; normalisation happens here with the same function as the PyTorch engine, and temperature and
+softmax stay in the Predictor, so the backends differ only in the network's arithmetic. Export and quantization live
+in :mod:`neunn.inference.export` and :mod:`neunn.inference.int8`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class OnnxEngine:
         self.session, self.meta, self.weights_sha256 = session, meta, weights_sha256
         self.backend = "onnx-int8" if int8 else "onnx"
         self.input_name: str = session.get_inputs()[0].name
+        self.output_names: list[str] = [o.name for o in session.get_outputs()]
+        self.has_features = len(self.output_names) > 1  # files exported before the out-of-domain score have logits only
 
     @classmethod
     def from_file(cls, path: str | Path, *, threads: int = 0) -> OnnxEngine:
@@ -68,9 +72,18 @@ class OnnxEngine:
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Float32 logits (N×C) for an N×3×S×S uint8 batch, run in chunks to bound memory."""
+        return self._run(pixels, self.output_names[:1])[0]
+
+    def outputs(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float32 logits and penultimate features; features are None for a file that has no such output."""
+        out = self._run(pixels, self.output_names[:2])
+        return out[0], (out[1] if self.has_features else None)
+
+    def _run(self, pixels: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
         mean, std = self.meta["mean"], self.meta["std"]
-        out = [self.session.run(None, {self.input_name: normalize_batch(pixels[i : i + _BATCH], mean, std).numpy()})[0]
-               for i in range(0, len(pixels), _BATCH)]
-        if not out:
-            return torch.empty((0, len(self.meta["classes"])))
-        return torch.from_numpy(np.concatenate(out).astype(np.float32, copy=False))
+        chunks = [self.session.run(names, {self.input_name: normalize_batch(pixels[i : i + _BATCH], mean, std).numpy()})
+                  for i in range(0, len(pixels), _BATCH)]
+        if not chunks:
+            return [torch.empty((0, len(self.meta["classes"]))), torch.empty((0, 0))][: len(names)]
+        return [torch.from_numpy(np.concatenate([c[k] for c in chunks]).astype(np.float32, copy=False))
+                for k in range(len(names))]

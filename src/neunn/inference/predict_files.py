@@ -10,8 +10,9 @@ Rows are written as they are produced, so memory stays flat for any number of fi
 
 Under torchrun, file i goes to rank i % world_size; each rank streams its rows to ``<out>.part-<rank>-of-<world>``,
 and after a barrier rank 0 merges the parts round-robin into ``out`` (atomically, in the one-process file order and
-byte for byte the one-process output), removes them and returns the summary of all ranks; the other ranks return an
-empty summary. ``--out`` is required there, on a filesystem every rank can reach; ``cuda`` and ``auto`` mean
+byte for byte the one-process output, but for the last digit or so of ``ood_score``, a distance that amplifies the
+float rounding of other batches and thread counts), removes them and returns the summary of all ranks; the other ranks
+return an empty summary. ``--out`` is required there, on a filesystem every rank can reach; ``cuda`` and ``auto`` mean
 ``cuda:<local rank>`` on a GPU machine. A failed run leaves its part files; a rerun overwrites them.
 """
 
@@ -42,8 +43,10 @@ from neunn.log import progress
 
 FORMATS = ("csv", "json")
 # review_threshold: the decision policy in force for the row (the model's default or --review-threshold).
-CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "review_threshold",
-              "error"]
+# out_of_domain: "yes" when the cell is unlike the run's training cells; it and ood_score are empty for a run (or an
+# older ONNX file) without a fitted out-of-domain score.
+CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "out_of_domain",
+              "ood_score", "review_threshold", "error"]
 SHARD_BARRIER_TIMEOUT = timedelta(days=7)  # how long finished ranks wait for the slowest one before giving up
 
 T = TypeVar("T")
@@ -51,11 +54,13 @@ T = TypeVar("T")
 
 @dataclass
 class PredictSummary:
-    """What a prediction run found: cells per class, the cells with a critical finding, and failures."""
+    """What a prediction run found: cells per class, the cells with a critical finding, cells out of domain, and
+    failures."""
 
     counts: Counter = field(default_factory=Counter)
     critical: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    out_of_domain: list[str] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -68,6 +73,8 @@ class PredictSummary:
         self.counts[p.label] += 1
         if p.critical:
             self.critical.append(p.path)
+        if p.out_of_domain:
+            self.out_of_domain.append(p.path)
 
 
 def iter_input_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
@@ -119,8 +126,9 @@ def _output(out: Path | None) -> Iterator[IO[str]]:
 def _csv_row(p: Prediction, policy: DecisionPolicy) -> list[str]:
     top = [f"{c}:{prob:.4f}" for c, prob in p.top] + [""] * (3 - len(p.top))
     prob = "" if p.probability is None else f"{p.probability:.6f}"
+    score = "" if p.ood_score is None else f"{p.ood_score:.6g}"
     return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", "yes" if p.needs_review else "",
-            f"{policy.review_threshold:g}", p.error or ""]
+            "yes" if p.out_of_domain else "", score, f"{policy.review_threshold:g}", p.error or ""]
 
 
 def _csv_line(fields: list[str]) -> str:
@@ -216,7 +224,7 @@ def write_part(predictions: Iterable[Prediction], part: Path, fmt: str, policy: 
     with part.open("w", encoding="utf-8") as fh:
         for p in predictions:
             fh.write(json.dumps({"record": format_record(p, fmt, policy), "path": p.path, "label": p.label,
-                                 "critical": p.critical, "error": p.error}) + "\n")
+                                 "critical": p.critical, "out_of_domain": p.out_of_domain, "error": p.error}) + "\n")
 
 
 def _interleave_lines(parts: list[IO[str]]) -> Iterator[str]:
@@ -245,7 +253,7 @@ def merge_parts(parts: list[Path], out: Path, fmt: str) -> PredictSummary:
                     row = json.loads(line)
                     writer.write(row["record"])
                     summary.add(Prediction(path=row["path"], label=row["label"], critical=row["critical"],
-                                           error=row["error"]))
+                                           out_of_domain=row.get("out_of_domain"), error=row["error"]))
                 writer.close()
         finally:
             for handle in handles:

@@ -2,11 +2,13 @@
 
     predictor = Predictor.from_run("runs/b7", backend="onnx", review_threshold=0.7, critical="GBI,BAC")
     for p in predictor.predict_files(paths):           # batched, decoded in a thread pool, memory bounded
-        print(p.path, p.label, p.probability, p.critical, p.needs_review, p.error)
+        print(p.path, p.label, p.probability, p.critical, p.needs_review, p.out_of_domain, p.error)
 
 Everything needed to rebuild the model and its input (architecture, class names, size, normalisation) comes from the
 checkpoint's metadata, so nothing is repeated here. The decision policy (review threshold, critical classes) is the
-model's default unless the caller overrides it (:mod:`neunn.inference.policy`).
+model's default unless the caller overrides it (:mod:`neunn.inference.policy`). A run fitted with an out-of-domain
+score (:mod:`neunn.inference.out_of_domain`) also flags cells unlike its training cells; ``out_of_domain`` is None
+where the run (or an engine without features, e.g. an older ONNX file) has no such score.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.inference.backends import create_engine
 from neunn.inference.engines import LogitsEngine
+from neunn.inference.out_of_domain import OodScorer, load_out_of_domain
 from neunn.inference.policy import DecisionPolicy
 from neunn.inference.tta import dihedral_views
 from neunn.rundir import RunDir
@@ -43,20 +46,25 @@ class Prediction:
     probs: list[float] | None = None
     critical: bool = False
     needs_review: bool = False
+    ood_score: float | None = None  # higher = further from the training cells; None without a fitted score
+    out_of_domain: bool | None = None  # score above the run's threshold: "outside the model's experience"
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "probability": self.probability,
                 "top": [{"label": c, "probability": p} for c, p in self.top], "critical": self.critical,
-                "needs_review": self.needs_review, "error": self.error}
+                "needs_review": self.needs_review, "out_of_domain": self.out_of_domain, "ood_score": self.ood_score,
+                "error": self.error}
 
 
 class Predictor:
     """A trained classifier ready to score images."""
 
     def __init__(self, engine: LogitsEngine, *, tta: bool = False, policy: DecisionPolicy | None = None,
-                 run: RunDir | None = None, checkpoint: str = "best") -> None:
+                 run: RunDir | None = None, checkpoint: str = "best", ood: OodScorer | None = None) -> None:
         meta = engine.meta
+        # An engine without features (an ONNX file exported before them) cannot give a feature-space score.
+        self.ood = ood if ood is None or not ood.needs_features or getattr(engine, "has_features", True) else None
         self.engine, self.meta, self.tta = engine, meta, tta
         self.run, self.checkpoint = run, checkpoint  # where the model came from (heatmaps rebuild PyTorch from it)
         self.classes: list[str] = list(meta["classes"])
@@ -64,6 +72,7 @@ class Predictor:
         self.policy = policy or DecisionPolicy.of_model(meta)
         self.temperature = float(meta.get("temperature", 1.0))
         self.jpeg_draft = bool(meta.get("jpeg_draft", False))  # decode as the run's training images were
+        self.crop = float(meta.get("crop", 1.0))  # runs before the crop existed used the whole image
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch", device: str = "cpu",
@@ -79,7 +88,8 @@ class Predictor:
         engine = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
         policy = DecisionPolicy.of_model(engine.meta).overridden(review_threshold=review_threshold,
                                                                  critical=critical, classes=engine.meta["classes"])
-        return cls(engine, tta=tta, policy=policy, run=run, checkpoint=checkpoint)
+        return cls(engine, tta=tta, policy=policy, run=run, checkpoint=checkpoint,
+                   ood=load_out_of_domain(run, checkpoint))
 
     @property
     def backend(self) -> str:
@@ -87,31 +97,44 @@ class Predictor:
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
-        views = dihedral_views(pixels) if self.tta else [pixels]
-        probs = [torch.softmax(self.engine.logits(v).float() / self.temperature, dim=1) for v in views]
-        return torch.stack(probs).mean(0).numpy()
+        return self.probabilities_and_ood(pixels)[0]
 
-    def _result(self, path: str, probs: np.ndarray) -> Prediction:
+    def probabilities_and_ood(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and out-of-domain scores (None without a fitted score) for an N×3×S×S batch."""
+        views = dihedral_views(pixels) if self.tta else [pixels]
+        if self.ood is not None and self.ood.needs_features:
+            logits, features = self.engine.outputs(views[0])
+        else:
+            logits, features = self.engine.logits(views[0]), None
+        # The score is of the cell as it is (the identity view): its threshold was fitted on unaugmented cells.
+        scores = self.ood.score(logits, features) if self.ood is not None else None
+        logits = [logits, *(self.engine.logits(v) for v in views[1:])]
+        probs = [torch.softmax(x.float() / self.temperature, dim=1) for x in logits]
+        return torch.stack(probs).mean(0).numpy(), scores
+
+    def _result(self, path: str, probs: np.ndarray, ood_score: float | None = None) -> Prediction:
         order = np.argsort(-probs)
         label = self.classes[int(order[0])]
+        out_of_domain = None if ood_score is None else bool(self.ood.flags(np.asarray([ood_score]))[0])
         return Prediction(path=path, label=label, probability=float(probs[order[0]]),
                           top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
                           probs=[float(p) for p in probs], critical=self.policy.is_critical(label),
-                          needs_review=self.policy.needs_review(float(probs[order[0]])))
+                          needs_review=self.policy.needs_review(float(probs[order[0]])),
+                          ood_score=ood_score, out_of_domain=out_of_domain)
 
     def _predict_decoded(self, decoded: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
         """Predictions for (name, pixels) pairs in order; a pair holding an error message instead gets that error."""
         good = [i for i, (_, px) in enumerate(decoded) if isinstance(px, torch.Tensor)]
         results = [Prediction(path=name, error=px) if isinstance(px, str) else None for name, px in decoded]
         if good:
-            probs = self.probabilities(torch.stack([decoded[i][1] for i in good]))
-            for i, pr in zip(good, probs):
-                results[i] = self._result(decoded[i][0], pr)
+            probs, scores = self.probabilities_and_ood(torch.stack([decoded[i][1] for i in good]))
+            for n, (i, pr) in enumerate(zip(good, probs)):
+                results[i] = self._result(decoded[i][0], pr, None if scores is None else float(scores[n]))
         return results
 
     def load_pixels(self, source: str | Path | bytes) -> torch.Tensor:
         """One image file (or its bytes) as model input: 3×S×S uint8, prepared as at training; raises UnreadableImage."""
-        return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft)
+        return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft, crop=self.crop)
 
     def _decode(self, name: str, source: str | Path | bytes,
                 transform: Callable[[Image.Image], Image.Image] | None = None) -> tuple[str, torch.Tensor | str]:
@@ -119,7 +142,7 @@ class Predictor:
             if transform is None:
                 return name, self.load_pixels(source)
             # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels).
-            return name, image_to_uint8(transform(load_rgb(source).image), self.img_size)
+            return name, image_to_uint8(transform(load_rgb(source).image), self.img_size, self.crop)
         except (UnreadableImage, OSError) as exc:
             return name, str(exc)
 

@@ -38,7 +38,16 @@ from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.serve.archive import ZipRefused, expand_zip, is_zip
 from neunn.serve.limits import ServeLimits
-from neunn.serve.results import CLASS_NAMES, NORMAL_CLASS, cell_result, error_result, error_status, sample_summary
+from neunn.serve.results import (
+    CLASS_NAMES,
+    NORMAL_CLASS,
+    OOD_WARNING_MIN_CELLS,
+    OOD_WARNING_SHARE,
+    cell_result,
+    error_result,
+    error_status,
+    sample_summary,
+)
 from neunn.serve.uploads import Upload, UploadRefused, read_uploads
 
 log = logging.getLogger("neunn.serve")
@@ -128,7 +137,7 @@ class _Station:
                     result["image"] = _browser_data_url(upload.data)
             results.append({**result, "upload": index, "in_zip": in_zip})
         classified = [r for r in results if r["status"] == 200]
-        summary = sample_summary([(r["label"], r["needs_review"]) for r in classified],
+        summary = sample_summary([(r["label"], r["needs_review"], r["out_of_domain"]) for r in classified],
                                  classes=self.predictor.classes,
                                  critical_classes=self.predictor.policy.critical_classes)
         body = {"n_files": len(results), "n_failed": len(results) - len(classified), "results": results,
@@ -176,6 +185,9 @@ class _Station:
             "critical_classes": sorted(p.policy.critical_classes), "review_threshold": p.policy.review_threshold,
             "policy": p.policy.as_dict(),
             "normal_class": NORMAL_CLASS if NORMAL_CLASS in p.classes else None,
+            "out_of_domain": ({k: v for k, v in p.ood.as_dict().items() if k != "classes_fitted"}
+                              if p.ood is not None else None),
+            "ood_warning": {"min_cells": OOD_WARNING_MIN_CELLS, "min_share": OOD_WARNING_SHARE},
             "calibration": {"temperature": p.temperature, **meta.get("calibration", {})},
             "checkpoint": {"kind": meta.get("kind"), "epoch": meta.get("epoch"),
                            "neunn_version": meta.get("neunn_version")},

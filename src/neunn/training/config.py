@@ -28,6 +28,8 @@ class TrainConfig:
     model: str = "efficientnet_b0"
     pretrained: bool = False  # explicit opt-in only; NeuNN trains from scratch by default
     img_size: int = 224
+    crop: float = 1.0  # central fraction of each image side kept before resizing (the cell without its surroundings)
+    init_from: str = ""  # a run folder whose best weights start this run (fine-tuning); its head too if classes match
     drop_rate: float = 0.2
     drop_path_rate: float = 0.1
     head_init_scale: float = 1.0  # multiplies the fresh classifier head's initial weights; 0 starts at uniform outputs
@@ -84,6 +86,8 @@ def _validate(cfg: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "img_size", "eval_every"):
         if getattr(cfg, key) < 1:
             raise NeunnError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
+    if not 0.2 <= cfg.crop <= 1.0:
+        raise NeunnError(f"crop must be a fraction of the image side in [0.2, 1], got {cfg.crop}.")
     if cfg.img_size < 32:
         raise NeunnError(f"img_size must be at least 32 pixels, got {cfg.img_size}.")
     check_review_threshold(cfg.review_threshold)

@@ -45,15 +45,15 @@ def training_images(setup: TrainingRun, device: torch.device, progress: bool) ->
                                             and needed > MEMORY_SHARE * available)
 
     def decode(root: Path, entries, desc: str) -> DecodedImages:
-        images = decode_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, workers=cfg.workers,
-                               progress=progress, desc=desc)
+        images = decode_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, crop=cfg.crop,
+                               workers=cfg.workers, progress=progress, desc=desc)
         for path, reason in images.skipped:
             say_skipped(path, reason)
         return images
 
     def load(root: Path, entries, desc: str) -> TrainingImages:
         if stream:
-            return streamed_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT,
+            return streamed_images(root, entries, classes, size=cfg.img_size, jpeg_draft=JPEG_DRAFT, crop=cfg.crop,
                                    workers=cfg.workers)
         return decode(root, entries, desc)
 

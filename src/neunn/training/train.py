@@ -31,6 +31,7 @@ from neunn.training.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
 from neunn.configfile import config_to_dict
+from neunn.rundir import RunDir
 from neunn.training.config import TrainConfig
 from neunn.data.decoded import DecodedImages
 from neunn.data.preprocess import normalize_batch
@@ -44,6 +45,7 @@ from neunn.training.setup import TrainingRun
 from neunn.runtime import autocast_dtype, use_fast_gpu_kernels
 from neunn.training.schedule import ema_decay_at, lr_at
 from neunn.training.images import JPEG_DRAFT, say_skipped, training_images
+from neunn.training.out_of_domain import fit_out_of_domain
 
 
 @dataclass
@@ -83,6 +85,7 @@ def _checkpoint_meta(setup: TrainingRun, *, epoch: int, step: int, kind: str, ex
         "arch": cfg.model,
         "classes": setup.split.classes,
         "img_size": cfg.img_size,
+        "crop": cfg.crop,
         "mean": list(cfg.mean),
         "std": list(cfg.std),
         "jpeg_draft": JPEG_DRAFT,
@@ -152,6 +155,27 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
         run.trim_log("epoch", meta["epoch"])
     say(f"resuming after epoch {meta['epoch']}")
     return _State(meta["epoch"] + 1, meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"])
+
+
+def _init_from_run(model: torch.nn.Module, cfg: TrainConfig, classes: list[str]) -> None:
+    """Start from another run's best weights (fine-tuning): all of them when it has the same classes, else all but the
+    classifier head, which stays freshly initialised for the new classes."""
+    source = RunDir(Path(cfg.init_from))
+    source.require_trained()
+    tensors, meta = read_checkpoint(source.checkpoint("best"))
+    if meta["arch"] != cfg.model:
+        raise NeunnError(f"init_from {source.root} holds a {meta['arch']} model, not {cfg.model}; set model="
+                         f"{meta['arch']}.")
+    same_classes = list(meta["classes"]) == list(classes)
+    head = {f"{name}.{key}" for name, module in model.named_modules() if module is model.get_classifier()
+            for key in module.state_dict()}
+    kept = {k: v for k, v in tensors.items() if same_classes or k not in head}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    if unexpected or set(missing) - head:
+        raise NeunnError(f"The weights of {source.root} do not fit this model ({len(unexpected)} unexpected, "
+                         f"{len(set(missing) - head)} missing tensors).")
+    say(f"starting from the weights of {source.root} ({'all' if same_classes else 'all but the classifier head'}; "
+        f"its classes: {', '.join(meta['classes'])})")
 
 
 def create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -228,6 +252,8 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
 
     torch.manual_seed(cfg.seed)
     model = classifier_for_config(cfg, len(classes))
+    if cfg.init_from and not setup.resume:  # a resumed run restores its own weights below
+        _init_from_run(model, cfg, classes)
     if ctx.enabled and cfg.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -324,6 +350,7 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
     bar.close()
     if ctx.is_main and len(val_set) and state.best_epoch:
         _calibrate_best(run, val_set, cfg, device, amp_dtype)
+        fit_out_of_domain(run, train_set, val_set, device=device)  # after calibration: it binds to the final weights
     best_f1 = state.best_f1 if state.best_f1 >= 0 else None
     return TrainResult(run.root, state.best_epoch, best_f1, cfg.epochs, time.time() - started)
 

@@ -102,6 +102,8 @@ function renderModel() {
     ["Run", m.run ?? "–"], ["Architecture", `${m.arch} at ${m.img_size} px`], ["Backend", m.backend],
     ["Calibration", `T = ${t.toFixed(2)}` + (cal.ece_before != null ? `, ECE ${cal.ece_before.toFixed(3)} → ${cal.ece_after.toFixed(3)}` : "")],
     ["Review under", percent(m.review_threshold)], ["Critical", m.critical_classes.join(", ") || "none"],
+    ["Out of domain", m.out_of_domain ? `${m.out_of_domain.method} over ${m.out_of_domain.threshold.toPrecision(4)}`
+      : "not fitted (neunn ood fit)"],
   ];
   if (m.validation?.val_macro_f1 != null) facts.push(["Val macro-F1", m.validation.val_macro_f1.toFixed(3)]);
   if (m.test_metrics?.accuracy != null) facts.push(["Test accuracy", percent(m.test_metrics.accuracy)]);
@@ -131,11 +133,14 @@ function renderSummary() {
   });
   $("#summary tbody").replaceChildren(...rows);
   $("#sum-unidentified").textContent = s.n_unidentified;
+  $("#sum-ood").textContent = s.n_out_of_domain;
   $("#sum-abnormal").textContent = s.abnormal_share == null || !s.n_identified ? "–" : percent(s.abnormal_share);
   $("#sum-failed").textContent = s.n_failed;
   $("#reviewed-count").textContent = s.n_cells ? `· ${s.n_reviewed} of ${s.n_cells} reviewed` : "";
   $("#alert").hidden = !s.alert.critical;
   $("#alert-text").textContent = s.alert.message ? s.alert.message.replace(/^Critical finding: /, "") : "";
+  $("#domain-warning").hidden = !s.domain_warning.warning;
+  $("#domain-warning-text").textContent = s.domain_warning.message ?? "";
   return s;
 }
 
@@ -187,6 +192,7 @@ function wireControls() {
     button.addEventListener("click", () => { state.filter = button.dataset.filter; render(); });
   }
   $("#alert-show").addEventListener("click", () => { state.filter = "critical"; render(); });
+  $("#domain-show").addEventListener("click", () => { state.filter = "ood"; render(); });
   $("#confirm-shown").addEventListener("click", () => {
     for (const c of state.cells.filter((c) => FILTERS[state.filter](c) && isClassified(c) && !c.reviewed)) {
       c.reviewed = true; c.final = modelCall(c);

@@ -1,22 +1,30 @@
 // The review's logic, free of the page: what a cell's label is after review, the sample summary, and the exports.
 // The summary follows the definitions of neunn/serve/results.py (sample_summary) so the page and the API agree:
-// shares are of identified cells, the abnormal share is identified cells not of the normal class, and a cell of a
-// critical class raises the alert even while it waits in the review bin (until a reviewer says otherwise).
+// shares are of identified cells, the abnormal share is identified cells not of the normal class, a cell outside the
+// model's experience has a bin of its own (it wins over the review bin), many such cells warn about the whole sample,
+// and a cell of a critical class raises the alert even while it waits in either bin (until a reviewer says otherwise).
 
 export const UNIDENTIFIED = "UNID";
 export const UNIDENTIFIED_TEXT = "Unidentified — review";
+export const OUT_OF_DOMAIN = "OOD";
+export const OUT_OF_DOMAIN_TEXT = "Outside the model's experience";
 
-/** The model's own call for a cell: its class, or UNIDENTIFIED when its confidence is under the threshold. */
+/** The model's own call for a cell: its class, OUT_OF_DOMAIN when it is unlike the training cells, or UNIDENTIFIED
+ *  when its confidence is under the threshold. */
 export function modelCall(cell) {
+  if (cell.result.out_of_domain) return OUT_OF_DOMAIN;
   return cell.result.needs_review ? UNIDENTIFIED : cell.result.label;
 }
 
-/** {label, unidentified} of a cell as it stands: the reviewer's decision if any, else the model's. */
+/** {label, unidentified, outOfDomain} of a cell as it stands: the reviewer's decision if any, else the model's. */
 export function standing(cell) {
   if (cell.reviewed) {
-    return cell.final === UNIDENTIFIED ? { label: null, unidentified: true } : { label: cell.final, unidentified: false };
+    if (cell.final === UNIDENTIFIED) return { label: null, unidentified: true, outOfDomain: false };
+    if (cell.final === OUT_OF_DOMAIN) return { label: null, unidentified: false, outOfDomain: true };
+    return { label: cell.final, unidentified: false, outOfDomain: false };
   }
-  return { label: cell.result.label, unidentified: Boolean(cell.result.needs_review) };
+  const outOfDomain = Boolean(cell.result.out_of_domain);
+  return { label: cell.result.label, unidentified: !outOfDomain && Boolean(cell.result.needs_review), outOfDomain };
 }
 
 export function isClassified(cell) { return !cell.error; }
@@ -24,7 +32,8 @@ export function isCritical(cell, model) {
   return isClassified(cell) && model.critical_classes.includes(standing(cell).label);
 }
 export function isCorrected(cell) { return isClassified(cell) && cell.reviewed && cell.final !== modelCall(cell); }
-export function needsReview(cell) { return isClassified(cell) && !cell.reviewed && Boolean(cell.result.needs_review); }
+export function needsReview(cell) { return isClassified(cell) && !cell.reviewed && standing(cell).unidentified; }
+export function isOutOfDomain(cell) { return isClassified(cell) && standing(cell).outOfDomain; }
 
 /** The sentence of the critical alert, as results.critical_message words it. */
 export function criticalMessage(counts, model) {
@@ -35,40 +44,59 @@ export function criticalMessage(counts, model) {
   return `Critical finding: ${parts.join(", ")}; confirm and report at once.`;
 }
 
-/** Counts, shares, unidentified count, abnormal share and critical alert of the sample's classified cells. */
+/** The sample's warning when many of its cells are outside the model's experience, as results.domain_warning. */
+export function domainWarning(nOutOfDomain, nCells, model) {
+  const { min_cells: minCells, min_share: minShare } = model.ood_warning;
+  const share = nCells ? nOutOfDomain / nCells : 0;
+  const warning = nOutOfDomain >= minCells && share >= minShare;
+  const percentText = `${Math.round(share * 100)}%`;
+  const message = warning ? `${nOutOfDomain} of ${nCells} cells (${percentText}) are outside the model's ` +
+    "experience: this sample may come from another laboratory, stain or scanner than the model was trained on; " +
+    "review every cell and validate the model on such samples before relying on it." : null;
+  return { warning, n: nOutOfDomain, share, message, min_cells: minCells, min_share: minShare };
+}
+
+/** Counts, shares, unidentified and out-of-domain counts, abnormal share, critical alert and out-of-domain warning of
+ *  the sample's classified cells. */
 export function summarize(cells, model) {
   const counts = Object.fromEntries(model.classes.map((c) => [c, 0]));
   const critical = Object.fromEntries([...model.critical_classes].sort().map((c) => [c, 0]));
-  let nCells = 0, nUnidentified = 0;
+  let nCells = 0, nUnidentified = 0, nOutOfDomain = 0;
   for (const cell of cells.filter(isClassified)) {
-    const { label, unidentified } = standing(cell);
+    const { label, unidentified, outOfDomain } = standing(cell);
     nCells += 1;
     if (label in critical) critical[label] += 1;
-    if (unidentified) nUnidentified += 1;
+    if (outOfDomain) nOutOfDomain += 1;
+    else if (unidentified) nUnidentified += 1;
     else if (label in counts) counts[label] += 1;
   }
-  const identified = nCells - nUnidentified;
+  const identified = nCells - nUnidentified - nOutOfDomain;
   const shares = Object.fromEntries(Object.entries(counts).map(([c, n]) => [c, identified ? n / identified : 0]));
   const normal = model.normal_class;
   const abnormal = normal ? (identified ? (identified - counts[normal]) / identified : 0) : null;
   const found = Object.fromEntries(Object.entries(critical).filter(([, n]) => n > 0));
   const alert = Object.keys(found).length > 0;
   return {
-    n_cells: nCells, n_identified: identified, n_unidentified: nUnidentified, counts, shares, abnormal_share: abnormal,
+    n_cells: nCells, n_identified: identified, n_unidentified: nUnidentified, n_out_of_domain: nOutOfDomain, counts,
+    shares, abnormal_share: abnormal,
     alert: { critical: alert, counts: found, message: alert ? criticalMessage(found, model) : null },
+    domain_warning: domainWarning(nOutOfDomain, nCells, model),
     n_failed: cells.length - nCells, n_reviewed: cells.filter((c) => isClassified(c) && c.reviewed).length,
   };
 }
 
-function labelText(label) { return label === UNIDENTIFIED ? "Unidentified" : label; }
+function labelText(label) {
+  if (label === UNIDENTIFIED) return "Unidentified";
+  return label === OUT_OF_DOMAIN ? OUT_OF_DOMAIN_TEXT : label;
+}
 
 /** One exported row per cell: the model's call, the reviewer's decision and the final class. */
 export function exportRows(cells, model, sampleId) {
   return cells.map((cell) => {
     if (!isClassified(cell)) {
       return { sample_id: sampleId, file: cell.name, status: "unreadable", model_class: "", model_probability: "",
-               model_top3: "", model_unidentified: "", reviewed: "", final_class: "", corrected: "", critical: "",
-               error: cell.error };
+               model_top3: "", model_unidentified: "", model_out_of_domain: "", reviewed: "", final_class: "",
+               corrected: "", critical: "", error: cell.error };
     }
     const r = cell.result;
     const final = cell.reviewed ? cell.final : modelCall(cell);
@@ -76,7 +104,9 @@ export function exportRows(cells, model, sampleId) {
       sample_id: sampleId, file: cell.name, status: cell.reviewed ? "reviewed" : "not reviewed",
       model_class: r.label, model_probability: r.probability.toFixed(4),
       model_top3: r.top.map((t) => `${t.label}:${t.probability.toFixed(4)}`).join(" "),
-      model_unidentified: r.needs_review ? "yes" : "no", reviewed: cell.reviewed ? "yes" : "no",
+      model_unidentified: r.needs_review ? "yes" : "no",
+      model_out_of_domain: r.out_of_domain == null ? "" : r.out_of_domain ? "yes" : "no",
+      reviewed: cell.reviewed ? "yes" : "no",
       final_class: labelText(final), corrected: isCorrected(cell) ? "yes" : "no",
       critical: isCritical(cell, model) ? "yes" : "no", error: "",
     };
@@ -101,7 +131,7 @@ export function toJson(cells, model, sampleId) {
     sample_id: sampleId, exported_at: new Date().toISOString(),
     model: { run: model.run ?? null, arch: model.arch, backend: model.backend, classes: model.classes,
              temperature: model.calibration.temperature, review_threshold: model.review_threshold,
-             critical_classes: model.critical_classes },
+             critical_classes: model.critical_classes, out_of_domain: model.out_of_domain ?? null },
     summary: summarize(cells, model),
     cells: exportRows(cells, model, sampleId).map((row, i) => ({ ...row, model_probabilities: cells[i].result?.probabilities ?? null })),
   }, null, 1);

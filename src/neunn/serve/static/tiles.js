@@ -1,7 +1,8 @@
 // One tile per cell: the image and its heatmap, the model's call, the reviewer's controls and keys.
 import { api, errorOf } from "./api.js";
 import {
-  UNIDENTIFIED, UNIDENTIFIED_TEXT, isClassified, isCorrected, isCritical, modelCall, needsReview, standing,
+  OUT_OF_DOMAIN, OUT_OF_DOMAIN_TEXT, UNIDENTIFIED, UNIDENTIFIED_TEXT, isClassified, isCorrected, isCritical,
+  isOutOfDomain, modelCall, needsReview, standing,
 } from "./review.js";
 import { $, FILTERS, percent, state } from "./state.js";
 
@@ -14,6 +15,7 @@ function classOptions(select) {
   const model = state.model;
   for (const c of model.display_order) select.append(new Option(`${c} · ${model.class_names[c]}`, c));
   select.append(new Option("Unidentified", UNIDENTIFIED));
+  select.append(new Option(OUT_OF_DOMAIN_TEXT, OUT_OF_DOMAIN));
 }
 
 export function buildTile(cell) {
@@ -65,14 +67,19 @@ function tileOf(cell) { return document.querySelector(`.tile[data-id="${cell.id}
 export function updateTile(cell, tile = tileOf(cell)) {
   if (!tile) return;
   const critical = isCritical(cell, state.model);
-  const { label, unidentified } = isClassified(cell) ? standing(cell) : {};
+  const { label, unidentified, outOfDomain } = isClassified(cell) ? standing(cell) : {};
   tile.classList.toggle("error", !isClassified(cell));
   tile.classList.toggle("critical", critical);
   tile.classList.toggle("review", needsReview(cell));
+  tile.classList.toggle("ood", isOutOfDomain(cell) && !cell.reviewed);
   tile.classList.toggle("reviewed", cell.reviewed);
   const badge = tile.querySelector(".badge");
+  const bin = unidentified ? "Unidentified" : outOfDomain ? OUT_OF_DOMAIN_TEXT : label;
   if (!isClassified(cell)) badge.textContent = "Unreadable";
-  else if (cell.reviewed) badge.textContent = `${unidentified ? "Unidentified" : label} ✓${isCorrected(cell) ? " corrected" : ""}`;
+  else if (cell.reviewed) badge.textContent = `${bin} ✓${isCorrected(cell) ? " corrected" : ""}`;
+  else if (outOfDomain) {
+    badge.textContent = critical ? `⚠ Possible ${label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
+  }
   else if (unidentified) badge.textContent = critical ? `⚠ Possible ${label} — review` : UNIDENTIFIED_TEXT;
   else badge.textContent = (critical ? "⚠ " : "") + label;
   const select = tile.querySelector(".reclassify");
