@@ -15,6 +15,11 @@ def test_shipped_presets_resolve_to_their_declared_models():
     at_160 = resolve_config(preset="cpu-robust-160")  # the pbc-dev accuracy recipe: cpu-robust at 160 px, nothing else
     assert {k: v for k, v in vars(at_160).items() if v != vars(robust)[k]} == {"img_size": 160,
                                                                                "notes": "preset cpu-robust-160"}
+    # The vacuole recipe of docs/results.md section 6 was run as cpu-robust-160 with these overrides.
+    rare = resolve_config(preset="rare-finding")
+    measured = resolve_config(preset="cpu-robust-160", overrides=["img_size=128", "crop=0.5", "epochs=15",
+                                                                  "balance=sampler", "lr=0.001"])
+    assert {k: v for k, v in vars(rare).items() if v != vars(measured)[k]} == {"notes": "preset rare-finding"}
     b7 = resolve_config(preset="neunn-b7")
     assert (b7.model, b7.img_size, b7.pretrained) == ("efficientnet_b7", 360, False)
     assert resolve_config().model == resolve_config(preset="cpu-small").model

@@ -22,7 +22,7 @@ from neunn.inference.heatmap import GradCam, explained_layer, overlay_png
 from neunn.inference.predictor import Predictor
 from neunn.serve import ServeLimits, create_app
 from neunn.serve.archive import ZipRefused, expand_zip
-from neunn.serve.results import NORMAL_CLASS, OUT_OF_DOMAIN, sample_summary
+from neunn.serve.results import OUT_OF_DOMAIN, normal_class, sample_summary
 from neunn.serve.server import is_loopback, serve_run
 
 TOKEN = "test-token"
@@ -165,7 +165,10 @@ def test_sample_summary_counts_shares_and_alert():
                                 "message": "Critical finding: 2 cells GBI (Green–blue inclusions of death); "
                                            "confirm and report at once."}
     no_normal = sample_summary([("GBI", False)], classes=["GBI", "BAC"], critical_classes=[])
-    assert NORMAL_CLASS not in no_normal["counts"] and no_normal["abnormal_share"] is None
+    assert normal_class(no_normal["counts"]) is None and no_normal["abnormal_share"] is None
+    one_finding = sample_summary([("vacuolated", False), ("normal", False)], classes=["normal", "vacuolated"],
+                                 critical_classes=["vacuolated"])
+    assert one_finding["abnormal_share"] == 0.5 and one_finding["alert"]["counts"] == {"vacuolated": 1}
     assert no_normal["alert"]["critical"] is False
     empty = sample_summary([], classes=classes, critical_classes=["GBI"])
     assert empty["n_cells"] == 0 and empty["abnormal_share"] == 0.0 and empty["shares"]["NEU"] == 0.0

@@ -29,6 +29,7 @@ from neunn.checkpoint import read_checkpoint_meta
 from neunn.data.scan import scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_folds
 from neunn.errors import NeunnError
+from neunn.experiments.folder import open_experiment
 from neunn.evaluation.evaluate import evaluate_run, summarise_predictions, write_evaluation
 from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.rare_class import resolve_positive
@@ -52,23 +53,6 @@ class CrossValidationSettings:
     seed: int
     preset: str | None = None
     overrides: list[str] = field(default_factory=list)
-
-
-def _open_experiment(out: Path, settings: CrossValidationSettings) -> None:
-    """Start the experiment folder, or check that an existing one was made with the same settings."""
-    saved = out / "experiment.json"
-    if saved.is_file():
-        before = json.loads(saved.read_text())
-        changed = [key for key, value in asdict(settings).items() if before.get(key) != value]
-        if changed:
-            raise NeunnError(f"{out} holds a cross-validation with other settings ({', '.join(changed)}); use the same "
-                             "ones to continue it, or choose another --out.")
-        say(f"continuing the cross-validation in {out}")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise NeunnError(f"Output folder {out} is not empty; choose a new or empty folder for --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, json.dumps(asdict(settings), indent=1))
 
 
 def _validation_fraction(cfg: TrainConfig) -> float:
@@ -174,7 +158,7 @@ def run_cross_validation(
     classes = scan.classes
     positive = resolve_positive(classes, [classes.index(r.label) for r in scan.images], positive, target_sensitivity)
     made = stratified_folds(scan.images, folds, seed=seed, val_fraction=_validation_fraction(cfg))
-    _open_experiment(out, settings)
+    open_experiment(out, asdict(settings), what="cross-validation")
     split_files = _fold_splits(out, made)  # a continued experiment keeps its saved folds, even if the data grew
     splits = [load_split(p) for p in split_files]
     fold_dirs = [out / f"fold-{i}" for i in range(1, folds + 1)]

@@ -24,6 +24,7 @@ from neunn.training.config import resolve_config
 from neunn.data.scan import scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split
 from neunn.errors import NeunnError
+from neunn.experiments.folder import open_experiment
 from neunn.evaluation.evaluate import evaluate_run
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.evaluate import evaluate_gan, summarise
@@ -75,19 +76,6 @@ def default_synthetic_count(split: DatasetSplit, class_name: str) -> int:
     counts = split.counts()["train"]
     others = [n for c, n in counts.items() if c != class_name]
     return max(counts[class_name], int(statistics.median(others)) - counts[class_name]) if others else counts[class_name]
-
-
-def _open_experiment(out: Path, settings: ExperimentSettings) -> None:
-    saved = out / "experiment.json"
-    if saved.is_file():
-        if json.loads(saved.read_text()) != asdict(settings):
-            raise NeunnError(f"{out} holds an experiment with other settings; choose another --out.")
-        say(f"continuing the experiment in {out}")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise NeunnError(f"Output folder {out} is not empty; choose a new or empty folder for --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, json.dumps(asdict(settings), indent=1))
 
 
 def _train_and_score(data_dir: Path, run_dir: Path, overrides: list[str], settings: ExperimentSettings,
@@ -163,7 +151,7 @@ def run_rare_class_experiment(
                                                                               seed=base_cfg.seed)
     split = cut_split(base, class_name, keep)
     n = n_synthetic or default_synthetic_count(split, class_name)
-    _open_experiment(out, settings)
+    open_experiment(out, asdict(settings), what="experiment")
     split_path = out / "splits.json"
     if not split_path.is_file():
         save_split(split, split_path)

@@ -40,6 +40,7 @@ from neunn.gan.quality import (
 )
 from neunn.gan.sample import generate_images, load_generator, pick_class, to_image
 from neunn.inference.engines import load_torch_engine
+from neunn.inference.forward import batched_outputs
 from neunn.inference.tta import dihedral_views
 from neunn.log import say
 from neunn.rundir import RunDir
@@ -51,16 +52,10 @@ NEAR_COPY_RATIO = 0.5
 
 def classifier_features(model: torch.nn.Module, pixels: torch.Tensor, *, mean, std, device: torch.device,
                         batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate-layer features and logits of a timm classifier for an N×3×S×S uint8 batch."""
-    feats, logits = [], []
-    model = model.to(device).eval()
-    with torch.inference_mode():
-        for start in range(0, len(pixels), batch_size):
-            x = normalize_batch(pixels[start : start + batch_size].to(device), mean, std)
-            pre = model.forward_head(model.forward_features(x), pre_logits=True)
-            feats.append(pre.float().cpu())
-            logits.append(model.get_classifier()(pre).float().cpu())
-    return torch.cat(feats).numpy().astype(np.float64), torch.cat(logits).numpy().astype(np.float64)
+    """Penultimate-layer features and logits of a timm classifier for an N×3×S×S uint8 batch (float64)."""
+    logits, features = batched_outputs(model.to(device), pixels, mean=mean, std=std, device=device,
+                                       batch_size=batch_size)
+    return features.numpy().astype(np.float64), logits.numpy().astype(np.float64)
 
 
 def _dihedral_variants(pixels: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:

@@ -40,12 +40,12 @@ from neunn.serve.archive import ZipRefused, expand_zip, is_zip
 from neunn.serve.limits import ServeLimits
 from neunn.serve.results import (
     CLASS_NAMES,
-    NORMAL_CLASS,
     OOD_WARNING_MIN_CELLS,
     OOD_WARNING_SHARE,
     cell_result,
     error_result,
     error_status,
+    normal_class,
     sample_summary,
 )
 from neunn.serve.uploads import Upload, UploadRefused, read_uploads
@@ -184,7 +184,7 @@ class _Station:
             "class_names": {c: CLASS_NAMES.get(c, c) for c in p.classes}, "backend": p.backend,
             "critical_classes": sorted(p.policy.critical_classes), "review_threshold": p.policy.review_threshold,
             "policy": p.policy.as_dict(),
-            "normal_class": NORMAL_CLASS if NORMAL_CLASS in p.classes else None,
+            "normal_class": normal_class(p.classes),
             "out_of_domain": ({k: v for k, v in p.ood.as_dict().items() if k != "classes_fitted"}
                               if p.ood is not None else None),
             "ood_warning": {"min_cells": OOD_WARNING_MIN_CELLS, "min_share": OOD_WARNING_SHARE},

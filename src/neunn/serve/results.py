@@ -12,7 +12,7 @@ both follow the definitions here, which docs/serving.md spells out:
 * when at least OOD_WARNING_MIN_CELLS cells and OOD_WARNING_SHARE of a sample's cells are outside the model's
   experience, the sample gets a warning: about 5 % of cells like the training ones are flagged by design, so a fifth
   of a sample (at least five cells) says the sample itself differs (another laboratory, stain, scanner, or a fault);
-* shares are fractions of the identified cells; the abnormal share is the identified cells of any class but NEU
+* shares are fractions of the identified cells; the abnormal share is the identified cells of any class but the normal one (NEU, or normal)
   (None when the model has no NEU class, e.g. a model of other blood cells);
 * a cell raises the critical alert when its class is critical, even while it waits in the review bin: a possible
   green–blue inclusion is reported, not hidden because the model was unsure (or because the cell looks unfamiliar).
@@ -25,7 +25,7 @@ from typing import Any
 
 from neunn.inference.predictor import Prediction
 
-NORMAL_CLASS = "NEU"
+NORMAL_CLASSES = ("NEU", "normal")  # the paper's name, and the one of a model of one finding (normal / vacuolated)
 UNIDENTIFIED = "Unidentified — review"
 OUT_OF_DOMAIN = "Outside the model's experience"
 OOD_WARNING_MIN_CELLS = 5
@@ -69,6 +69,11 @@ def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
             "probabilities": dict(zip(classes, prediction.probs or []))}
 
 
+def normal_class(classes: Iterable[str]) -> str | None:
+    """The model's class of normal cells (NEU, or normal), or None when it has none (e.g. a model of other cells)."""
+    return next((c for c in NORMAL_CLASSES if c in set(classes)), None)
+
+
 def critical_message(counts: dict[str, int]) -> str:
     """The alert's sentence, e.g. "Critical finding: 2 cells GBI (Green–blue inclusions of death); confirm…"."""
     parts = [f"{n} cell{'s' if n != 1 else ''} {c}" + (f" ({CLASS_NAMES[c]})" if c in CLASS_NAMES else "")
@@ -107,8 +112,9 @@ def sample_summary(cells: Iterable[tuple[str | None, bool] | tuple[str | None, b
     identified = n_cells - n_unidentified - n_out_of_domain
     shares = {c: (n / identified if identified else 0.0) for c, n in counts.items()}
     abnormal = None
-    if NORMAL_CLASS in counts:
-        abnormal = (identified - counts[NORMAL_CLASS]) / identified if identified else 0.0
+    normal = normal_class(classes)
+    if normal is not None:
+        abnormal = (identified - counts[normal]) / identified if identified else 0.0
     found = {c: n for c, n in critical_counts.items() if n}
     return {"n_cells": n_cells, "n_identified": identified, "n_unidentified": n_unidentified,
             "n_out_of_domain": n_out_of_domain, "counts": counts, "shares": shares, "abnormal_share": abnormal,
