@@ -190,6 +190,9 @@ def test_evaluate_and_predict_write_the_flag(run_copy, tmp_path):
     assert metrics["out_of_domain"]["available"] and metrics["out_of_domain"]["n_flagged"] == sum(flagged)
     threshold = metrics["out_of_domain"]["threshold"]
     assert all((float(r["ood_score"]) > threshold) == f for r, f in zip(rows, flagged))
+    html = (run_copy / "eval" / "test" / "report.html").read_text()
+    flagged_share = f"{100 * metrics['out_of_domain']['share_flagged']:.1f}"
+    assert 'id="out-of-domain"' in html and f"<td>Cells flagged out of domain</td><td>{flagged_share}</td>" in html
     data_dir = Path(RunDir(run_copy).read_info()["data_dir"])
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(noise)

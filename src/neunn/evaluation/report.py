@@ -291,6 +291,19 @@ def _load_template() -> jinja2.Template:
     return environment.from_string(source)
 
 
+def _out_of_domain_rows(metrics: dict) -> list[tuple[str, str]] | None:
+    """The out-of-domain flag's figures (percent) as (label, value) rows, or None when the run has no fitted score."""
+    ood = metrics.get("out_of_domain") or {}
+    if not ood.get("available"):
+        return None
+    rows = [("Cells flagged out of domain", ood["share_flagged"]),
+            ("Flagged or under the review threshold", ood["share_flagged_or_review"]),
+            ("Accuracy on cells with neither flag", ood["accuracy_unflagged"]),
+            ("Wrong and unflagged (taken as right without review)", ood["wrong_and_unflagged_share"]),
+            ("Wrong and not under review, without the flag", ood["wrong_and_unreviewed_share"])]
+    return [(label, _percent(value)) for label, value in rows]
+
+
 def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], image_root: Path | None,
                  training_log: list[dict] | None, title: str, synthetic_note: str | None = None,
                  max_error_images: int = 24) -> Path:
@@ -316,6 +329,7 @@ def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], imag
         warnings=metrics.get("warnings", []),
         interval_note=_interval_note(metrics),
         rare=_rare_class_view(metrics, labels, probs) if predictions else None,
+        ood_rows=_out_of_domain_rows(metrics),
         confusion_uri=_data_uri(figure_to_png(confusion_matrix_figure(metrics["confusion_matrix"], classes)),
                                 "image/png"),
         curves_uri=_data_uri(figure_to_png(curves), "image/png") if curves is not None else None,
