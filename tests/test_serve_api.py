@@ -383,9 +383,9 @@ def test_only_loopback_may_serve_without_a_token(trained_run):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("example.org")
     with pytest.raises(NeunnError, match="token"):
-        serve_run(trained_run, host="0.0.0.0")
+        serve_run(trained_run, host="0.0.0.0", store=None)  # --ephemeral: nothing but the token guards the API
     with pytest.raises(NeunnError, match="empty"):
-        serve_run(trained_run, token=" ")
+        serve_run(trained_run, token=" ", store=None)
 
 
 def test_a_busy_port_is_one_sentence_before_any_model_loads(trained_run):
@@ -395,7 +395,7 @@ def test_a_busy_port_is_one_sentence_before_any_model_loads(trained_run):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(NeunnError, match="Cannot listen on 127.0.0.1"):
-            serve_run(trained_run, port=busy.getsockname()[1])
+            serve_run(trained_run, port=busy.getsockname()[1], store=None)
 
 
 def test_a_stalled_upload_is_cut_off():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_command(name: str, sub, help: str, example: str, func) -> argparse.ArgumentParser:
@@ -35,3 +36,13 @@ def add_positive(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-sensitivity", type=float, metavar="P",
                    help="choose the threshold on the validation split that reaches sensitivity P (e.g. 0.9) for the "
                         "positive class, and measure it on the evaluated cells")
+
+
+def add_store(p: argparse.ArgumentParser) -> None:
+    """``--store`` and ``--db``: where the review station keeps cases (the same two options on every command)."""
+    p.add_argument("--store", type=Path, metavar="DIR",
+                   help="the case store folder: the SQLite database and the uploaded images (default: $NEUNN_STORE, "
+                        "else $XDG_DATA_HOME/neunn, else ~/.local/share/neunn)")
+    p.add_argument("--db", metavar="URL", help="keep cases in this PostgreSQL database instead of SQLite, e.g. "
+                                               "postgresql://neunn@dbhost/neunn (default: $NEUNN_DB); images stay "
+                                               "in --store")

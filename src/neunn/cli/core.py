@@ -34,10 +34,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from neunn.training.setup import open_training_run
     from neunn.training.train import train
 
-    if args.resume and (args.preset or args.config or args.overrides or args.synthetic):
-        raise NeunnError("--resume continues with the run's saved config; do not pass --preset, --config or overrides.")
-    if args.synthetic:
-        args.overrides.append(f"synthetic=[{', '.join(repr(s) for s in args.synthetic)}]")
+    if args.resume and (args.preset or args.config or args.overrides or args.synthetic or args.add):
+        raise NeunnError("--resume continues with the run's saved config, added folders included; do not pass "
+                         "--preset, --config, --synthetic, --add or overrides.")
+    for key, folders in (("synthetic", args.synthetic), ("added_data", args.add)):
+        if folders:
+            args.overrides.append(f"{key}=[{', '.join(repr(str(f)) for f in folders)}]")
     cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
     result = train(open_training_run(args.data_dir, args.out, cfg, resume=args.resume, split_file=args.split_file))
     if not is_main_process():  # under torchrun, rank 0 reports
@@ -137,6 +139,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--split-file", type=Path, help="reuse another run's splits.json so both test on the same images")
     p.add_argument("--synthetic", action="append", metavar="DIR[:CLASS]",
                    help="synthetic images (DIR/<CLASS>/...) added to the training split only; repeatable")
+    p.add_argument("--add", action="append", metavar="DIR",
+                   help="more labelled cells (DIR/<CLASS>/..., e.g. reviewed cases) added to the training split only; "
+                        "the split of DATA stays as without it; repeatable")
     add_overrides(p)
 
     p = add_command("evaluate", sub, "score a trained run on a split and write metrics, predictions and a report",

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command, add_policy
+from neunn.cli.common import add_command, add_policy, add_store
 from neunn.errors import NeunnError
 
 
@@ -15,9 +15,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from neunn.serve import serve_run
 
     token = args.token if args.token is not None else (os.environ.get("NEUNN_TOKEN") or None)
+    if not args.ephemeral:
+        if args.token is not None:
+            raise NeunnError("--token is for --ephemeral serving only; with the case store, reviewers log in "
+                             "(add them with `neunn users add`).")
+        token = None
+    elif args.store is not None or args.db is not None:
+        raise NeunnError("--ephemeral keeps nothing: drop --store and --db, or drop --ephemeral.")
     serve_run(args.run_dir, host=args.host, port=args.port, backend=args.backend, token=token,
               checkpoint=args.checkpoint, device=args.device, review_threshold=args.review_threshold,
-              critical=args.critical)
+              critical=args.critical, store=None if args.ephemeral else (args.store, args.db or os.environ.get("NEUNN_DB")))
     return 0
 
 
@@ -53,12 +60,16 @@ def _export_int8(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """Register ``serve`` and ``export`` on the top-level subparsers."""
     p = add_command("serve", sub, "serve the review page and HTTP API for a trained run (127.0.0.1 by default)",
-                    "NEUNN_TOKEN=s3cret neunn serve runs/b7 --backend onnx", _cmd_serve)
+                    "neunn users add dr.ruiz --role admin && neunn serve runs/b7 --backend onnx", _cmd_serve)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs a token")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $NEUNN_TOKEN)")
+    add_store(p)
+    p.add_argument("--ephemeral", action="store_true",
+                   help="keep nothing (no cases, no logins): the one-sample page; --token then guards the API")
+    p.add_argument("--token", help="with --ephemeral: require 'Authorization: Bearer TOKEN' on the API "
+                                   "(default: $NEUNN_TOKEN)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu", help="torch backend only: cpu, cuda, mps, auto")
     add_policy(p)

@@ -40,8 +40,8 @@ from neunn.training.train import train
 VAL_EVERY = 5  # one drawn cell in five (at least one per class) is held for calibration and the OOD threshold
 # Fine-tuning a trained model on a few dozen cells: a third of the source's learning rate, batches of 8 so that 40
 # epochs are 80-400 steps (K = 5-20; batches of 32 left the loss high after 40 steps), a short warm-up; the source's
-# augmentation is kept, its synthetic images are not (other classes, another lab).
-ADAPT_DEFAULTS = ["epochs=40", "batch_size=8", "warmup_epochs=1", "balance=none", "synthetic=[]"]
+# augmentation is kept, its synthetic and added images are not (other classes, another lab).
+ADAPT_DEFAULTS = ["epochs=40", "batch_size=8", "warmup_epochs=1", "balance=none", "synthetic=[]", "added_data=[]"]
 LR_FACTOR = 1 / 3
 INIT_FOLDER = "init"  # inside the new run: the source weights cut to the lab's classes, removed once trained
 

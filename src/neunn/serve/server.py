@@ -2,7 +2,8 @@
 
     serve_run("runs/b7", host="127.0.0.1", port=8000, backend="onnx", token=os.environ.get("NEUNN_TOKEN"))
 
-Loopback is the default. Serving on any other address shows patients' cells to the network, so it needs a token.
+Loopback is the default. With the case store (the default) reviewers log in; with ``--ephemeral`` serving on any
+other address shows patients' cells to the network, so it needs a token.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 
+from neunn.cases.database import open_store
+from neunn.cases.users import list_users
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.log import say
@@ -66,16 +69,17 @@ def run_model_info(run_dir: str | Path) -> dict[str, Any]:
 def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
               token: str | None = None, checkpoint: str = "best", device: str = "cpu",
               limits: ServeLimits | None = None, review_threshold: float | None = None,
-              critical: str | None = None) -> None:
+              critical: str | None = None, store: tuple[Path | None, str | None] | None = (None, None)) -> None:
     """Load a run's model and serve the review page and API until interrupted.
 
-    ``review_threshold`` and ``critical`` override the model's decision policy; the page and the API show the one in
-    force."""
+    ``store`` is (store folder, database URL) of the case store, None for each default; ``store=None`` keeps nothing
+    (``--ephemeral``), and then ``token`` guards the API. ``review_threshold`` and ``critical`` override the model's
+    decision policy; the page and the API show the one in force."""
     import uvicorn  # imported here: only serving needs it
 
     if token is not None and not token.strip():
         raise NeunnError("The token is empty; pass a non-empty --token or unset NEUNN_TOKEN.")
-    if not is_loopback(host) and token is None:
+    if store is None and not is_loopback(host) and token is None:
         raise NeunnError(f"Serving on {host} exposes patients' cells to the network; set a token with --token "
                          "or the NEUNN_TOKEN environment variable.")
     if not 0 < port < 65536:
@@ -85,15 +89,27 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         # ONNX Runtime runs the network on its own threads; PyTorch only reshapes a few images per request, and waking
         # its thread pool for that costs milliseconds on a busy CPU. (Grad-CAM heatmaps then run on one thread.)
         torch.set_num_threads(1)
+    cases = open_store(store[0], db_url=store[1]) if store is not None else None
+    if cases is not None:
+        with cases.transaction() as db:
+            if not list_users(db):
+                raise NeunnError(f"The case store {cases.describe()} has no users yet; add one with "
+                                 "`neunn users add NAME --role admin` (same --store/--db), or serve --ephemeral.")
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device,
                                    review_threshold=review_threshold, critical=critical)
-    app = create_app(predictor, token=token, limits=limits, model_info=run_model_info(run_dir))
+    app = create_app(predictor, store=cases, token=token, limits=limits, model_info=run_model_info(run_dir))
     shown = f"[{host}]" if ":" in host else host
     policy = predictor.policy
     say(f"NeuNN review station for {run_dir} ({predictor.meta.get('arch')}, backend {backend}) on "
         f"http://{shown}:{port}/" + ("#token=<your token>" if token else ""))
     say(f"review threshold {policy.review_threshold:g}, critical classes "
         f"{', '.join(policy.critical_classes) or 'none'} ({'set here' if policy.source == 'override' else 'the model default'})")
-    say("uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
+    if cases is None:
+        say("--ephemeral: uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
+    else:
+        say(f"cases kept in {cases.describe()}; reviewers log in at /login. Stop with Ctrl+C.")
+        if not is_loopback(host):
+            say("serving beyond this machine: put it behind a TLS reverse proxy (docs/serving.md) so passwords and "
+                "session cookies never cross the network in clear.")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
-                limit_concurrency=64)
+                limit_concurrency=64, proxy_headers=True)

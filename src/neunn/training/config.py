@@ -39,6 +39,7 @@ class TrainConfig:
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     balance: str = "none"  # none | sampler | loss
     synthetic: tuple[str, ...] = ()  # "DIR" or "DIR:CLASS" folders of synthetic images, added to the training split only
+    added_data: tuple[str, ...] = ()  # folder-per-class sets of more labelled cells (reviewed), training split only
     # augmentation (applied to batches as tensors, on the training device)
     aug_flip: bool = True
     aug_rot90: bool = True

@@ -1,4 +1,4 @@
-"""The images a training run learns from: its training split (plus synthetic images) and its validation split.
+"""The images a training run learns from: its training split (plus synthetic and added images) and its validation split.
 
     train_set, val_set = training_images(setup, device, progress=True)
     for pixels, labels in train_set.batches(order, per_batch=32, steps=93): ...
@@ -38,8 +38,9 @@ def say_skipped(path: str, reason: str) -> None:
 def training_images(setup: TrainingRun, device: torch.device, progress: bool) -> tuple[TrainingImages, DecodedImages]:
     """The training set (decoded into memory, or streamed from disk when it would not fit) and the validation set."""
     cfg, classes = setup.cfg, setup.split.classes
-    sources = [(setup.data_dir, setup.split.splits["train"])] + [(s.root, s.images) for s in setup.synthetic]
-    needed = sum(len(entries) for _, entries in sources) * 3 * cfg.img_size**2
+    sources = [(setup.data_dir, setup.split.splits["train"], "decode train")]
+    sources += [(s.root, s.images, f"decode {s.kind}") for s in setup.extra if s.images]
+    needed = sum(len(entries) for _, entries, _ in sources) * 3 * cfg.img_size**2
     available = available_memory_bytes()
     stream = cfg.data_cache == "stream" or (cfg.data_cache == "auto" and available is not None
                                             and needed > MEMORY_SHARE * available)
@@ -57,9 +58,9 @@ def training_images(setup: TrainingRun, device: torch.device, progress: bool) ->
                                    workers=cfg.workers)
         return decode(root, entries, desc)
 
-    train_set = load(*sources[0], "decode train")
-    for root, entries in sources[1:]:
-        train_set = train_set.concat(load(root, entries, "decode synthetic"))
+    train_set = load(*sources[0])
+    for source in sources[1:]:
+        train_set = train_set.concat(load(*source))
     val_set = decode(setup.data_dir, setup.split.splits["val"], "decode val")
     if stream:
         say(f"training images stream from disk ({cfg.workers} decoding processes): decoded they would take "

@@ -246,8 +246,8 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
     use_fast_gpu_kernels(device)
 
     train_set, val_set = training_images(setup, device, progress)
-    synthetic_text = f" (incl. synthetic {setup.synthetic_counts()})" if setup.synthetic else ""
-    say(f"train {len(train_set)} images{synthetic_text}, val {len(val_set)}, device {device}"
+    extra = "; ".join(f"{source.kind} {source.counts()}" for source in setup.extra)
+    say(f"train {len(train_set)} images{f' (incl. {extra})' if extra else ''}, val {len(val_set)}, device {device}"
         f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
 
     torch.manual_seed(cfg.seed)

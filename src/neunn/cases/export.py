@@ -1,0 +1,94 @@
+"""What leaves the case store: one case as JSON or CSV (cells with decisions, and its audit trail), and the signed
+cells of every case as a folder-per-class dataset that ``neunn train --add`` takes.
+
+    body = case_export(db, case_id)                     # {"case", "models", "cells", "audit"}
+    text = rows_csv(body["cells"], CELL_COLUMNS)        # or rows_csv(body["audit"], AUDIT_COLUMNS)
+    report = export_reviewed(store, Path("reviewed"))   # reviewed/<final label>/<sha256>.<ext> + manifest.csv
+
+The dataset's manifest.csv records each cell's provenance: case and sample, the reviewer who decided it, the model's
+call and the final call, and the model (run and weights SHA-256) that made it. An image in several cases is written
+once; its manifest rows say so. A cell whose signed cases disagree on its class is left out and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from neunn.atomic import write_text_atomic
+from neunn.cases.casework import audit_trail, get_case
+from neunn.cases.database import CaseStore
+from neunn.cases.errors import Invalid
+from neunn.cases.schema import CASE_SIGNED, Case, Cell, ModelRecord, User
+from neunn.cases.times import iso
+from neunn.training.extra_images import MANIFEST_NAME
+
+CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "probability", "needs_review",
+                "out_of_domain", "ood_score", "critical", "final_label", "decided_by", "decided_at", "model_id",
+                "version")
+AUDIT_COLUMNS = ("id", "at", "user", "action", "cell_id", "from", "to", "detail")
+MANIFEST_COLUMNS = ("file", "final_label", "model_label", "case_id", "sample_id", "cell_id", "reviewer",
+                    "decided_at", "signed_by", "signed_at", "model_run", "model_weights_sha256", "image_sha256")
+
+
+def case_export(db, case_id: int) -> dict[str, Any]:
+    case = get_case(db, case_id)
+    cells, models = case.pop("cells"), case.pop("models")
+    return {"case": case, "models": models, "cells": cells, "audit": audit_trail(db, case_id)}
+
+
+def rows_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def export_reviewed(store: CaseStore, out: Path) -> dict[str, Any]:
+    """Write the cells of every signed case to ``out``/<final label>/ with manifest.csv; returns counts."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+        raise Invalid(f"{out} is a folder with other content; export into a new folder or a previous export.")
+    with store.transaction() as db:
+        names = dict(db.execute(select(User.id, User.name)).all())
+        models = {m.id: m for m in db.scalars(select(ModelRecord))}
+        found = db.execute(select(Cell, Case).join(Case, Case.id == Cell.case_id)
+                           .where(Case.status == CASE_SIGNED).order_by(Case.id, Cell.position)).all()
+    if not found:
+        raise Invalid("The store has no signed case yet: sign cases at the review station, then export them.")
+    labels: dict[str, set[str]] = {}
+    for cell, _ in found:
+        labels.setdefault(cell.image_sha256, set()).add(cell.final_label)
+    conflicting = {sha for sha, seen in labels.items() if len(seen) > 1}
+    rows, counts = [], {}
+    for cell, case in found:
+        if cell.image_sha256 in conflicting:
+            continue
+        relative = Path(cell.final_label) / f"{cell.image_sha256}.{cell.image_ext}"
+        target = out / relative
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(store.images.read(cell.image_sha256))
+            counts[cell.final_label] = counts.get(cell.final_label, 0) + 1
+        model = models[cell.model_id]
+        rows.append({"file": relative.as_posix(), "final_label": cell.final_label, "model_label": cell.predicted_label,
+                     "case_id": case.id, "sample_id": case.sample_id, "cell_id": cell.id,
+                     "reviewer": names.get(cell.decided_by), "decided_at": iso(cell.decided_at),
+                     "signed_by": names.get(case.signed_by), "signed_at": iso(case.signed_at),
+                     "model_run": model.run, "model_weights_sha256": model.weights_sha256,
+                     "image_sha256": cell.image_sha256})
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / MANIFEST_NAME, rows_csv(rows, MANIFEST_COLUMNS))
+    corrected = sum(r["final_label"] != r["model_label"] for r in rows)
+    return {"out": str(out), "n_cells": len(rows), "n_images": len({r["image_sha256"] for r in rows}),
+            "n_new_files": sum(counts.values()), "n_corrected": corrected,
+            "n_cases": len({r["case_id"] for r in rows}), "n_conflicting_images": len(conflicting),
+            "per_class": {label: sum(r["final_label"] == label for r in rows)
+                          for label in sorted({r["final_label"] for r in rows})}}

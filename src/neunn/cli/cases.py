@@ -1,0 +1,114 @@
+"""Case store subcommands: ``neunn users`` (named reviewers) and ``neunn cases`` (list, export reviewed cells)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from neunn.cli.common import add_command, add_store
+from neunn.errors import NeunnError
+
+
+def _open(args: argparse.Namespace):
+    from neunn.cases import open_store
+
+    return open_store(args.store, db_url=args.db or os.environ.get("NEUNN_DB"))
+
+
+def _read_password(name: str) -> str:
+    """The new password: from a prompt (typed twice) on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise NeunnError("The two passwords differ; nothing was changed.")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _cmd_users_add(args: argparse.Namespace) -> int:
+    from neunn.cases.users import add_user
+
+    password = _read_password(args.name)
+    store = _open(args)
+    with store.transaction() as db:
+        user = add_user(db, args.name, password, role=args.role)
+    print(f"added {user.role} {user.name} to {store.describe()}")
+    return 0
+
+
+def _cmd_users_list(args: argparse.Namespace) -> int:
+    from neunn.cases.times import iso
+    from neunn.cases.users import list_users
+
+    with _open(args).transaction() as db:
+        for user in list_users(db):
+            print(f"{user['name']}\t{user['role']}\t{'active' if user['active'] else 'disabled'}\t"
+                  f"{iso(user['created_at'])}")
+    return 0
+
+
+def _cmd_users_disable(args: argparse.Namespace) -> int:
+    from neunn.cases.users import set_active
+
+    with _open(args).transaction() as db:
+        set_active(db, args.name, False)
+    print(f"disabled {args.name}: their logins stop working now")
+    return 0
+
+
+def _cmd_cases_list(args: argparse.Namespace) -> int:
+    from neunn.cases.casework import list_cases
+
+    with _open(args).transaction() as db:
+        rows = list_cases(db, status=args.status)
+    for row in rows:
+        print(f"{row['id']}\t{row['sample_id']}\t{row['status']}\t{row['n_decided']}/{row['n_cells']} decided\t"
+              f"{row['n_critical']} critical\t{row['signed_by'] or ''}")
+    return 0
+
+
+def _cmd_cases_export(args: argparse.Namespace) -> int:
+    from neunn.cases.export import export_reviewed
+
+    report = export_reviewed(_open(args), args.out)
+    print(f"wrote {report['n_cells']} signed cells of {report['n_cases']} cases to {report['out']} "
+          f"({report['n_corrected']} corrected by reviewers; {report['n_new_files']} new files): {report['per_class']}")
+    if report["n_conflicting_images"]:
+        print(f"left out {report['n_conflicting_images']} images that signed cases label differently")
+    print(f"train with them: neunn train DATA --add {report['out']} --split-file RUN/splits.json init_from=RUN "
+          "--out NEW_RUN")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    users = sub.add_parser("users", help="named reviewers of the review station", description="named reviewers")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    p = add_command("add", users_sub, "add a user (the password is read from a prompt, or from standard input)",
+                    "neunn users add dr.ruiz --role admin", _cmd_users_add)
+    p.add_argument("name")
+    p.add_argument("--role", default="reviewer", choices=("reviewer", "admin"))
+    add_store(p)
+    p = add_command("list", users_sub, "list users and their roles", "neunn users list", _cmd_users_list)
+    add_store(p)
+    p = add_command("disable", users_sub, "disable a user (kept in the audit trail, can no longer log in)",
+                    "neunn users disable dr.ruiz", _cmd_users_disable)
+    p.add_argument("name")
+    add_store(p)
+
+    cases = sub.add_parser("cases", help="the review station's cases: list, export reviewed cells",
+                           description="the review station's cases")
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True, metavar="COMMAND")
+    p = add_command("list", cases_sub, "the worklist: critical findings first", "neunn cases list --status signed",
+                    _cmd_cases_list)
+    p.add_argument("--status", choices=("to_review", "in_progress", "signed"))
+    add_store(p)
+    p = add_command("export", cases_sub, "write the signed cells as a folder-per-class dataset with a provenance "
+                                         "manifest (for neunn train --add)",
+                    "neunn cases export --reviewed --out reviewed/", _cmd_cases_export)
+    p.add_argument("--reviewed", action="store_true", required=True,
+                   help="the cells of signed cases, labelled with the reviewers' final calls (the only export)")
+    p.add_argument("--out", type=Path, required=True)
+    add_store(p)

@@ -1,0 +1,174 @@
+"""The cases API: the worklist, a case's cells and decisions, its signature, audit trail and export.
+
+    app.include_router(case_router(store, station, accounts, compute=..., reading=...))
+
+Routes (every one needs a login; see accounts.py):
+
+    GET  /api/v1/cases[?status=to_review|in_progress|signed]        the worklist, critical findings first
+    POST /api/v1/cases                  {"sample_id": "S-1"}          a new case (201)
+    GET  /api/v1/cases/{id}                                          the case as it was left: cells, decisions, models
+    POST /api/v1/cases/{id}/cells       multipart files (and zips)    classify and keep them; refused files fail alone
+    GET  /api/v1/cases/{id}/cells/{cell}/image                       the stored image
+    PUT  /api/v1/cases/{id}/cells/{cell}/decision  {"label", "version", "reason"?}   409 when someone changed it first
+    POST /api/v1/cases/{id}/signature                                sign (lock) the case
+    GET  /api/v1/cases/{id}/audit[?format=csv]                       the audit trail
+    GET  /api/v1/cases/{id}/export[?format=csv]                      the case, its cells and trail (CSV: the cells)
+
+Blocking database work runs in FastAPI's worker threads; classification goes through the one compute slot that
+``POST /api/v1/predict`` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from neunn.cases.casework import (
+    ModelInfo,
+    NewCell,
+    add_cells,
+    audit_trail,
+    create_case,
+    decide,
+    get_case,
+    get_cell,
+    list_cases,
+    sign,
+)
+from neunn.cases.database import CaseStore
+from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, rows_csv
+from neunn.cases.images import image_extension
+from neunn.cases.users import Reviewer
+from neunn.inference.export import weights_sha256
+from neunn.inference.predictor import Predictor
+from neunn.serve.accounts import Accounts
+from neunn.serve.results import cell_result, error_result
+from neunn.serve.station import Station
+from neunn.serve.uploads import read_uploads
+
+_MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp", "tif": "image/tiff",
+         "webp": "image/webp"}
+_CELLS_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "cell images and/or zips of this sample's cells"}},
+}}}}}
+
+
+class NewCase(BaseModel):
+    sample_id: str
+
+
+class Decision(BaseModel):
+    label: str
+    version: int
+    reason: str | None = None
+
+
+def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
+    """The model and policy in force, as a case records them."""
+    ood = predictor.ood.as_dict() if predictor.ood is not None else {}
+    weights = weights_sha256(predictor.run, predictor.checkpoint) if predictor.run is not None else None
+    return ModelInfo(run=run_name, weights_sha256=weights,
+                     arch=predictor.meta.get("arch"), backend=predictor.backend,
+                     temperature=float(predictor.temperature),
+                     review_threshold=float(predictor.policy.review_threshold),
+                     critical_classes=tuple(sorted(predictor.policy.critical_classes)),
+                     classes=tuple(predictor.classes), ood_threshold=ood.get("threshold"))
+
+
+def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_name: str,
+                compute: anyio.CapacityLimiter, reading: anyio.Semaphore) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+    login = Depends(accounts.reviewer)
+    model = model_info(station.predictor, run_name)
+
+    @router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
+    def worklist(status: Literal["to_review", "in_progress", "signed"] | None = None, _: Reviewer = login) -> dict[str, Any]:
+        with store.transaction() as db:
+            return {"cases": list_cases(db, status=status)}
+
+    @router.post("", status_code=201, summary="Open a case for a sample")
+    def new_case(body: NewCase, who: Reviewer = login) -> dict[str, Any]:
+        with store.transaction() as db:
+            return create_case(db, who, body.sample_id)
+
+    @router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions")
+    def read_case(case_id: int, _: Reviewer = login) -> dict[str, Any]:
+        with store.transaction() as db:
+            return get_case(db, case_id)
+
+    def keep(who: Reviewer, case_id: int, uploads) -> dict[str, Any]:
+        classified, errors = [], []
+        for upload, index, in_zip, prediction in station.classify(uploads):
+            if prediction is None or prediction.error is not None:  # refused, or unreadable: it fails alone
+                result = (error_result(upload.name, upload.error, upload.status) if prediction is None
+                          else cell_result(prediction, station.predictor.classes))
+                errors.append({**result, "upload": index, "in_zip": in_zip})
+                continue
+            classified.append(NewCell(
+                name=upload.name, image_sha256=store.images.put(upload.data), image_ext=image_extension(upload.data),
+                label=prediction.label, probability=float(prediction.probability),
+                probabilities={c: float(p) for c, p in zip(station.predictor.classes, prediction.probs or [])},
+                needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
+                ood_score=prediction.ood_score))
+        with store.transaction() as db:
+            cells = add_cells(db, who, case_id, model, classified) if classified else []
+        return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}
+
+    @router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
+                 summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
+    async def upload_cells(case_id: int, request: Request, who: Reviewer = login) -> JSONResponse:
+        with store.transaction() as db:  # a missing or signed case is refused before the upload is read
+            get_case(db, case_id)
+        async with reading:
+            uploads = await read_uploads(request, station.limits)
+            body = await anyio.to_thread.run_sync(keep, who, case_id, uploads, limiter=compute)
+        return JSONResponse(body, status_code=200 if body["cells"] or not body["errors"] else
+                            body["errors"][0]["status"])
+
+    @router.get("/{case_id}/cells/{cell_id}/image", response_class=Response,
+                responses={200: {"content": {"image/*": {}}}}, summary="A cell's stored image")
+    def cell_image(case_id: int, cell_id: int, _: Reviewer = login) -> Response:
+        with store.transaction() as db:
+            cell = get_cell(db, case_id, cell_id)
+        return Response(store.images.read(cell.image_sha256), media_type=_MIME.get(cell.image_ext,
+                        "application/octet-stream"), headers={"Cache-Control": "private, max-age=3600"})
+
+    @router.put("/{case_id}/cells/{cell_id}/decision",
+                summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
+    def put_decision(case_id: int, cell_id: int, body: Decision, who: Reviewer = login) -> dict[str, Any]:
+        with store.transaction() as db:
+            return decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
+
+    @router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
+    def post_signature(case_id: int, who: Reviewer = login) -> dict[str, Any]:
+        with store.transaction() as db:
+            return sign(db, who, case_id)
+
+    @router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
+    def read_audit(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
+        with store.transaction() as db:
+            entries = audit_trail(db, case_id)
+        if format == "csv":
+            return _csv(rows_csv(entries, AUDIT_COLUMNS), f"case-{case_id}-audit.csv")
+        return {"audit": entries}
+
+    @router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
+    def export(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
+        with store.transaction() as db:
+            body = case_export(db, case_id)
+        if format == "csv":
+            return _csv(rows_csv(body["cells"], CELL_COLUMNS), f"case-{case_id}-cells.csv")
+        return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="case-{case_id}.json"'})
+
+    return router
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
