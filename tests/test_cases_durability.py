@@ -113,3 +113,35 @@ def test_a_killed_server_loses_no_decision_it_answered_as_saved(trained_run, pha
         assert cell["version"] >= version
         if cell["version"] == version:
             assert cell["final_label"] == label
+
+
+def test_two_server_processes_share_cases_logins_and_conflicts(trained_run, phantom_dir, store_url):
+    """A lab runs several `neunn serve` processes on one store behind a proxy: they must act as one."""
+    folder, url = store_url
+    store_args = ["--store", str(folder), *(["--db", url] if url else [])]
+    env = {k: v for k, v in os.environ.items() if k not in ("NEUNN_DB", "NEUNN_TOKEN")}
+    for name in ("ana", "ben"):
+        assert _neunn("users", "add", name, *store_args, stdin=f"{name}-password-1\n", env=env).returncode == 0
+    first, url_a = _start(trained_run, store_args, env)
+    second, url_b = _start(trained_run, store_args, env)
+    try:
+        a, b = httpx.Client(base_url=url_a, timeout=30), httpx.Client(base_url=url_b, timeout=30)
+        token = a.post("/api/v1/token", data={"username": "ana", "password": "ana-password-1"}).json()
+        ana = {"Authorization": f"Bearer {token['access_token']}"}
+        case = a.post("/api/v1/cases", json={"sample_id": "L-1"}, headers=ana).json()
+        image = sorted(phantom_dir.rglob("*.png"))[0]
+        cell = a.post(f"/api/v1/cases/{case['id']}/cells", files=[("files", (image.name, image.read_bytes()))],
+                      headers=ana).json()["cells"][0]
+        assert b.get(f"/api/v1/cases/{case['id']}", headers=ana).json()["cells"][0]["id"] == cell["id"]  # one login
+        token = b.post("/api/v1/token", data={"username": "ben", "password": "ben-password-1"}).json()
+        ben = {"Authorization": f"Bearer {token['access_token']}"}
+        decision = f"/api/v1/cases/{case['id']}/cells/{cell['id']}/decision"
+        assert a.put(decision, json={"label": "NEU", "version": 1}, headers=ana).status_code == 200
+        stale = b.put(decision, json={"label": "GBI", "version": 1}, headers=ben)
+        assert stale.status_code == 409 and stale.json()["cell"]["label"] == "NEU"
+        assert b.get(f"{url_b}/api/v1/cases/{case['id']}/cells/{cell['id']}/image",
+                     headers=ben).content == image.read_bytes()
+    finally:
+        for server in (first, second):
+            server.terminate()
+            server.wait(10)
