@@ -1,0 +1,506 @@
+// One case: upload its cells, review them (tiles: cases-tiles.js), the summary and critical alert, the sign-off, the
+// audit trail and the exports. What the page shows comes from the server's answers; a reload shows the same.
+import { api, bodyOf, LoggedOut, session } from "./cases-api.js";
+import { $, $$, FILTERS, asReviewCell, isDecided, isSigned, isWaiting, percent, state, when } from "./cases-state.js";
+import { buildTile, canAmend, confirmCell, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
+import { statusBadge } from "./cases-worklist.js";
+import { criticalMessage, domainWarning, summarize } from "./review.js";
+
+let loading = 0;
+
+export function showCaseMessage(message) {
+  $("#case-message-text").textContent = message || "";
+  $("#case-message").hidden = !message;
+}
+
+let opening = Promise.resolve();
+
+/** Open case ``id``: fetch it as it was left, build its tiles and trail. */
+export function openCase(id) {
+  opening = fetchCase(id);
+  return opening;
+}
+
+async function fetchCase(id) {
+  const ticket = ++loading;
+  if (state.caseId !== id) {
+    forgetTiles();
+    state.caseId = id;
+    state.caseRow = null;
+    state.cells = new Map();
+    state.notes = new Map();
+    state.mustDecide = new Set();
+    state.uploadErrors = [];
+    state.audit = [];
+    state.filter = "all";
+    $("#grid").replaceChildren();
+    groupHeads.clear();
+    $("#audit-table tbody").replaceChildren();
+    $("#upload-errors").replaceChildren();
+    $("#upload-errors").hidden = true;
+    $("#progress").textContent = "";
+    $("#sign-confirm").hidden = true;
+    showCaseMessage("");
+    $("#case-view").dataset.loaded = "false";
+    $("#case-view .layout").hidden = true;  // nothing of the previous case, nothing before this one answers
+  }
+  try {
+    const response = await api(`/api/v1/cases/${id}`);
+    const body = await bodyOf(response);
+    if (ticket !== loading || state.caseId !== id) return;
+    if (!response.ok) {
+      $("#case-sample").textContent = "";
+      showCaseMessage(body.error || `The case could not be loaded (HTTP ${response.status}).`);
+      return;
+    }
+    applyCase(body);
+    $("#case-view").dataset.loaded = "true";
+    await loadAudit();
+  } catch (error) {
+    if (!(error instanceof LoggedOut)) showCaseMessage(`The case could not be loaded: ${error.message}`);
+  }
+}
+
+/** The case as the server answered it: its row, its models, and every cell (tiles kept by cell id). */
+function applyCase(body) {
+  const { cells, models, ...row } = body;
+  state.caseRow = { ...row, models };
+  const seen = new Set();
+  for (const cell of cells) {
+    seen.add(cell.id);
+    if (state.busy.has(cell.id)) continue;  // its save's answer will say
+    state.cells.set(cell.id, cell);
+    if (!tileOf(cell.id)) $("#grid").append(buildTile(cell));
+  }
+  for (const id of [...state.cells.keys()]) {
+    if (!seen.has(id)) { state.cells.delete(id); tileOf(id)?.remove(); }
+  }
+  render();
+}
+
+// ---- rendering -----------------------------------------------------------------------------------------------------
+function caseRowNow() {
+  // The row's counts follow the cells as the server last answered them (a decision's answer carries only the cell).
+  const row = state.caseRow;
+  const cells = [...state.cells.values()];
+  const nDecided = cells.filter(isDecided).length;
+  return {
+    ...row, n_cells: cells.length, n_decided: nDecided, n_critical: cells.filter((c) => c.critical).length,
+    n_flagged_open: cells.filter(isWaiting).length,
+    status: row.status === "signed" ? "signed" : nDecided ? "in_progress" : "to_review",
+    updated_at: [row.updated_at, ...cells.map((c) => c.decided_at)].filter(Boolean).sort().pop() ?? row.updated_at,
+  };
+}
+
+function facts(list, pairs) {
+  list.replaceChildren(...pairs.flatMap(([k, v]) => [
+    Object.assign(document.createElement("dt"), { textContent: k }),
+    Object.assign(document.createElement("dd"), { textContent: v })]));
+}
+
+export function render() {
+  if (!state.caseRow || !state.model) return;
+  state.caseRow = caseRowNow();
+  const row = state.caseRow;
+  $("#case-view .layout").hidden = false;
+  const signed = isSigned();
+  document.title = `${row.sample_id} — NeuNN review station`;
+  $("#case-view").dataset.status = row.status;
+  $("#case-view").classList.toggle("signed", signed);
+  $("#case-sample").textContent = row.sample_id;
+  statusBadge(row.status, $("#case-status"));
+  facts($("#case-facts"), [
+    ["Opened", `${row.created_by ?? "?"} · ${when(row.created_at)}`],
+    ["Cells", `${row.n_cells} (${row.n_decided} decided)`],
+    ["Flagged open", String(row.n_flagged_open)],
+    ["Critical", String(row.n_critical)],
+    ...(signed ? [["Signed", `${row.signed_by} · ${when(row.signed_at)}`]] : []),
+    ...(row.n_amendments ? [["Amendments", String(row.n_amendments)]] : []),
+    ["Updated", when(row.updated_at)],
+  ]);
+  facts($("#case-models"), (row.models || []).map((m) => [m.run || `model ${m.id}`,
+    `${m.arch ?? "?"} · ${m.backend} · review under ${percent(m.review_threshold)} · critical ` +
+    `${(m.critical_classes || []).join(", ") || "none"}${m.weights_sha256 ? ` · weights ${m.weights_sha256.slice(0, 12)}` : ""}`]));
+  if (!(row.models || []).length) facts($("#case-models"), [["–", "no cells yet"]]);
+  const base = `/api/v1/cases/${row.id}`;
+  $("#export-json").href = `${base}/export?format=json`;
+  $("#export-cells-csv").href = `${base}/export?format=csv`;
+  $("#export-audit-csv").href = `${base}/audit?format=csv`;
+
+  $("#signed-banner").hidden = !signed;
+  $("#signed-text").textContent = signed
+    ? `by ${row.signed_by} at ${when(row.signed_at)}: the case is locked. ` + (canAmend()
+      ? "A change is an amendment: pick the class, give the reason, save."
+      : "Only its signer or an admin may amend it.")
+    : "";
+  $("#upload-panel").hidden = signed;
+  renderSummary();
+  renderFilters();
+  renderSign();
+  for (const cell of state.cells.values()) updateTile(cell);
+  arrangeTiles();
+  $("#empty").hidden = state.cells.size > 0;
+  $("#empty").textContent = signed ? "This signed case has no cells." : "No cells yet. Add the images of this sample on the left.";
+  $("#confirm-shown").hidden = signed;
+  $("#confirm-shown").disabled = !shownToConfirm().length;
+  $("#keys-help").textContent = signed
+    ? (canAmend() ? "Keys: 1–7 amend (with a reason) · H heatmap · ←/→ move" : "Keys: H heatmap · ←/→ move")
+    : "Keys: 1–7 class · Enter confirm · H heatmap · ←/→ move";
+  renderAudit();
+}
+
+function renderSummary() {
+  const m = state.model;
+  const cells = [...state.cells.values()];
+  const s = summarize(cells.map(asReviewCell), m);
+  const order = m.display_order || m.classes;
+  const critical = {};
+  for (const c of cells.filter((c) => c.critical).sort((a, b) => (a.label < b.label ? -1 : 1))) {
+    critical[c.label] = (critical[c.label] || 0) + 1;
+  }
+  const rows = order.map((c) => {
+    const tr = document.createElement("tr");
+    tr.classList.toggle("critical", Boolean(critical[c]));
+    tr.title = m.class_names?.[c] ?? c;
+    tr.dataset.label = c;
+    const th = document.createElement("th");
+    const name = m.class_names?.[c] && m.class_names[c] !== c ? m.class_names[c] : "";
+    th.append(Object.assign(document.createElement("span"), { className: "code", textContent: c }), " ",
+              Object.assign(document.createElement("span"), { className: "cname", textContent: name }));
+    const bar = Object.assign(document.createElement("span"), { className: "share" });
+    bar.style.width = percent(s.shares[c] ?? 0);
+    th.append(bar);
+    tr.append(th, Object.assign(document.createElement("td"), { className: "num", textContent: s.counts[c] ?? 0 }),
+              Object.assign(document.createElement("td"), { className: "num",
+                                                           textContent: s.n_identified ? percent(s.shares[c] ?? 0) : "–" }));
+    return tr;
+  });
+  $("#summary tbody").replaceChildren(...rows);
+  $("#sum-unidentified").textContent = s.n_unidentified;
+  $("#sum-ood").textContent = s.n_out_of_domain;
+  $("#sum-abnormal").textContent = s.abnormal_share == null || !s.n_identified ? "–" : percent(s.abnormal_share);
+  $("#reviewed-count").textContent = s.n_cells ? `· ${s.n_reviewed} of ${s.n_cells} decided` : "";
+  // The alert follows the server's own flag on each cell (its current label is a critical class of its model).
+  const found = Object.keys(critical).length > 0;
+  $("#alert").hidden = !found;
+  $("#alert-text").textContent = found ? criticalMessage(critical, m).replace(/^Critical finding: /, "") : "";
+  const open = cells.filter((c) => c.out_of_domain && !isDecided(c)).length;
+  const warning = m.ood_warning ? domainWarning(open, cells.length, m) : { warning: false };
+  $("#domain-warning").hidden = !warning.warning;
+  $("#domain-warning-text").textContent = warning.message ?? "";
+}
+
+function renderFilters() {
+  const cells = [...state.cells.values()];
+  for (const button of $$("#case-view .filter[data-filter]")) {
+    button.querySelector("span").textContent = cells.filter(FILTERS[button.dataset.filter]).length;
+    button.classList.toggle("active", button.dataset.filter === state.filter);
+  }
+}
+
+function renderSign() {
+  const signed = isSigned();
+  const row = state.caseRow;
+  const waiting = [...state.cells.values()].filter(isWaiting).length;
+  const busy = state.busy.size > 0;
+  const help = $("#sign-help");
+  $("#sign-button").hidden = signed;
+  $("#sign-show-waiting").hidden = signed || !waiting;
+  if (signed) {
+    help.textContent = `Signed by ${row.signed_by} at ${when(row.signed_at)}.` +
+      (row.n_amendments ? ` Amended ${row.n_amendments} time${row.n_amendments > 1 ? "s" : ""} since.` : "");
+    $("#sign-confirm").hidden = true;
+  } else if (!row.n_cells) {
+    help.textContent = "Add the sample's cells first.";
+  } else if (waiting) {
+    help.textContent = `${waiting} flagged cell${waiting > 1 ? "s" : ""} (review bin, outside the model's experience ` +
+      "or critical) still need a decision before the case can be signed.";
+  } else {
+    const rest = row.n_cells - row.n_decided;
+    help.textContent = "Every flagged cell has a decision. " + (rest
+      ? `Signing accepts the other ${rest} cell${rest > 1 ? "s" : ""} as classified and locks the case.`
+      : "Signing locks the case.");
+  }
+  help.dataset.waiting = String(waiting);
+  $("#sign-button").disabled = signed || !row.n_cells || waiting > 0 || busy;
+  if (waiting || busy) $("#sign-confirm").hidden = true;
+}
+
+const groupHeads = new Map();  // label → its heading in the grid when tiles are grouped by class
+
+function groupHead(label, cells) {
+  let head = groupHeads.get(label);
+  if (!head) {
+    head = Object.assign(document.createElement("h3"), { className: "group-head" });
+    head.dataset.label = label;
+    groupHeads.set(label, head);
+  }
+  const shown = cells.filter(FILTERS[state.filter]).length;
+  const name = state.model.class_names?.[label];
+  head.textContent = `${label}${name && name !== label ? ` · ${name}` : ""} — ${cells.length} cell${cells.length > 1 ? "s" : ""}`;
+  head.hidden = shown === 0;
+  return head;
+}
+
+/** Tiles in upload order, or grouped under their current class (the model's call until decided) in display order;
+ *  the DOM is only touched when the order changes, and the focused tile keeps the focus. */
+function arrangeTiles() {
+  const grid = $("#grid");
+  const cells = [...state.cells.values()].sort((a, b) => a.position - b.position);
+  let wanted;
+  if (state.grouped) {
+    const order = state.model.display_order || state.model.classes;
+    const rank = (label) => { const i = order.indexOf(label); return i < 0 ? order.length : i; };
+    cells.sort((a, b) => rank(a.label) - rank(b.label) || a.position - b.position);
+    wanted = [];
+    for (const [i, cell] of cells.entries()) {
+      if (i === 0 || cells[i - 1].label !== cell.label) wanted.push(groupHead(cell.label, cells.filter((c) => c.label === cell.label)));
+      wanted.push(tileOf(cell.id));
+    }
+  } else {
+    wanted = cells.map((c) => tileOf(c.id));
+  }
+  wanted = wanted.filter(Boolean);
+  const now = [...grid.children];
+  if (now.length === wanted.length && now.every((el, i) => el === wanted[i])) return;
+  const focused = document.activeElement;
+  grid.replaceChildren(...wanted);
+  if (focused && focused !== document.activeElement && grid.contains(focused)) focused.focus();
+}
+
+export function shownToConfirm() {
+  if (isSigned()) return [];
+  return [...state.cells.values()].filter((c) => FILTERS[state.filter](c) && !isDecided(c) && !state.busy.has(c.id));
+}
+
+// ---- the audit trail -----------------------------------------------------------------------------------------------
+const ACTIONS = { create: "opened", predict: "model call", confirm: "confirmed", reclassify: "reclassified",
+                  amend: "amended", sign: "signed" };
+let auditTimer = null, auditTicket = 0;
+
+export function scheduleAudit() {
+  clearTimeout(auditTimer);
+  auditTimer = setTimeout(loadAudit, 250);
+}
+
+export async function loadAudit() {
+  const id = state.caseId, ticket = ++auditTicket;
+  try {
+    const response = await api(`/api/v1/cases/${id}/audit`);
+    const body = await bodyOf(response);
+    if (id !== state.caseId || ticket !== auditTicket || !response.ok) return;
+    state.audit = body.audit;
+    renderAudit();
+  } catch (error) {
+    if (!(error instanceof LoggedOut)) $("#audit-count").textContent = `(could not be loaded: ${error.message})`;
+  }
+}
+
+function detailText(entry) {
+  const d = entry.detail || {};
+  if (d.reason) return `Reason: ${d.reason}`;
+  if (d.accepted_at_signing) return "accepted as classified at signing";
+  if (entry.action === "predict" && d.probability != null) {
+    return `${percent(d.probability)}${d.needs_review ? " · review" : ""}${d.out_of_domain ? " · outside experience" : ""}`;
+  }
+  if (entry.action === "sign" && d.n_cells != null) return `${d.n_cells} cells, ${d.n_accepted_as_classified} accepted as classified`;
+  return "";
+}
+
+function renderAudit() {
+  const showPredictions = $("#audit-show-predictions").checked;
+  const entries = state.audit.filter((e) => showPredictions || e.action !== "predict");
+  const hidden = state.audit.length - entries.length;
+  $("#audit-count").textContent = state.audit.length
+    ? `· ${state.audit.length} entr${state.audit.length > 1 ? "ies" : "y"}${hidden ? `, ${hidden} model calls hidden` : ""}` : "";
+  const rows = entries.slice().reverse().map((e) => {  // newest first
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "audit-row";
+    tr.dataset.action = e.action;
+    tr.dataset.user = e.user ?? "";
+    if (e.cell_id != null) tr.dataset.cellId = e.cell_id;
+    const cell = e.cell_id != null ? state.cells.get(e.cell_id) : null;
+    const change = e.from != null || e.to != null ? `${e.from ?? "–"} → ${e.to ?? "–"}` : "";
+    const values = [when(e.at), e.user ?? "system", ACTIONS[e.action] ?? e.action,
+                    cell ? `#${cell.position + 1} ${cell.name}` : e.cell_id != null ? `cell ${e.cell_id}` : "",
+                    e.action === "create" || e.action === "sign" ? "" : change, detailText(e)];
+    const classes = ["when", "who", "action", "cellname", "change", "detail"];
+    tr.append(...values.map((v, i) => Object.assign(document.createElement("td"), { textContent: v, className: classes[i] })));
+    tr.children[2].dataset.action = e.action;
+    tr.children[0].title = e.at;
+    return tr;
+  });
+  $("#audit-table tbody").replaceChildren(...rows);
+}
+
+// ---- uploading (batches as on the one-sample page: app.js) ---------------------------------------------------------
+async function isZipFile(file) {
+  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  return head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5);
+}
+
+/** Requests within the server's limits, in the files' order: each zip alone, images grouped by count and bytes;
+ *  a file too large for any request becomes a group of its own that is never sent. */
+async function batches(files) {
+  const { max_files: maxFiles, max_request_bytes: maxBytes } = state.model.limits;
+  const groups = [];
+  let current = [], bytes = 0;
+  const flush = () => { if (current.length) groups.push({ files: current }); current = []; bytes = 0; };
+  for (const file of files) {
+    const alone = file.size > maxBytes * 0.9 ? "too large for one request" : (await isZipFile(file)) ? null : undefined;
+    if (alone !== undefined) { flush(); groups.push({ files: [file], error: alone }); continue; }
+    if (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8) flush();
+    current.push(file); bytes += file.size;
+  }
+  flush();
+  return groups;
+}
+
+function renderUploadErrors() {
+  const list = $("#upload-errors");
+  list.replaceChildren(...state.uploadErrors.map((e) => {
+    const li = document.createElement("li");
+    li.dataset.name = e.name;
+    li.append(Object.assign(document.createElement("strong"), { textContent: e.name }), ` — ${e.error}`);
+    return li;
+  }));
+  list.hidden = state.uploadErrors.length === 0;
+}
+
+async function sendBatch(caseId, files) {
+  const form = new FormData();
+  files.forEach((file) => form.append("files", file, file.name));
+  const response = await api(`/api/v1/cases/${caseId}/cells`, { method: "POST", body: form });
+  const body = await bodyOf(response);
+  if (!Array.isArray(body.cells)) {  // the request as a whole was refused: every file of it gets the reason
+    files.forEach((file) => state.uploadErrors.push({ name: file.name, error: body.error || `HTTP ${response.status}` }));
+    return 0;
+  }
+  for (const e of body.errors || []) state.uploadErrors.push({ name: e.name, error: e.error, status: e.status });
+  if (state.caseId !== caseId) return body.cells.length;
+  for (const cell of body.cells) {
+    state.cells.set(cell.id, cell);
+    if (!tileOf(cell.id)) $("#grid").append(buildTile(cell));
+  }
+  return body.cells.length;
+}
+
+export async function addFiles(fileList) {
+  const files = [...fileList];
+  const caseId = state.caseId;
+  if (!state.caseRow) await opening;  // files dropped while the case is still loading wait for it
+  if (!files.length || !state.model || !state.caseRow || state.caseId !== caseId || isSigned()) return;
+  const progress = $("#progress");
+  progress.classList.remove("error");
+  progress.dataset.state = "busy";
+  state.uploadErrors = [];
+  renderUploadErrors();
+  let added = 0, sent = 0;
+  state.uploading = true;
+  try {
+    for (const group of await batches(files)) {
+      progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
+      if (group.error) state.uploadErrors.push({ name: group.files[0].name, error: group.error });
+      else added += await sendBatch(caseId, group.files);
+      sent += group.files.length;
+      if (state.caseId !== caseId) return;
+      renderUploadErrors();
+      render();
+    }
+    const failed = state.uploadErrors.length;
+    progress.textContent = `${added} cell(s) added` + (failed ? `; ${failed} file(s) could not be read (below).` : ".");
+    progress.classList.toggle("error", failed > 0);
+  } catch (error) {
+    if (error instanceof LoggedOut) return;
+    progress.textContent = error.message;
+    progress.classList.add("error");
+  } finally {
+    progress.dataset.state = "done";
+    state.uploading = false;
+  }
+  if (state.caseId !== caseId) return;
+  renderUploadErrors();
+  await openCase(caseId);  // the case's row and trail as the server has them now
+}
+
+// ---- signing -------------------------------------------------------------------------------------------------------
+async function signCase() {
+  const caseId = state.caseId;
+  $("#sign-now").disabled = true;
+  try {
+    const response = await api(`/api/v1/cases/${caseId}/signature`, { method: "POST" });
+    const body = await bodyOf(response);
+    if (state.caseId !== caseId) return;
+    $("#sign-confirm").hidden = true;
+    if (response.ok) {
+      showCaseMessage("");
+    } else {
+      showCaseMessage(body.error || `The case could not be signed (HTTP ${response.status}).`);
+      if (Array.isArray(body.cells) && body.cells.length) {  // the flagged cells that still need a decision
+        state.mustDecide = new Set(body.cells);
+        state.filter = "waiting";
+      }
+    }
+    await openCase(caseId);  // signing accepts the other cells: their labels and versions changed
+  } catch (error) {
+    if (!(error instanceof LoggedOut)) showCaseMessage(error.message);
+  } finally {
+    $("#sign-now").disabled = false;
+  }
+}
+
+function showWaiting() {
+  state.filter = "waiting";
+  render();
+  const first = $("#grid .tile.waiting:not([hidden])");
+  if (first) first.focus();
+}
+
+export function wireCase() {
+  onCellChange(({ refresh } = {}) => {
+    render();
+    scheduleAudit();
+    if (refresh) openCase(state.caseId);
+  });
+  const input = $("#file-input");
+  input.addEventListener("change", () => { addFiles(input.files).then(() => { input.value = ""; }); });
+  const zone = $("#dropzone");
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); addFiles(e.dataTransfer.files); });
+  for (const button of $$("#case-view .filter[data-filter]")) {
+    button.addEventListener("click", () => { state.filter = button.dataset.filter; render(); });
+  }
+  $("#alert-show").addEventListener("click", () => { state.filter = "critical"; render(); });
+  $("#domain-show").addEventListener("click", () => { state.filter = "ood"; render(); });
+  $("#sign-show-waiting").addEventListener("click", showWaiting);
+  $("#confirm-shown").addEventListener("click", async () => {
+    const button = $("#confirm-shown");
+    button.disabled = true;
+    for (const cell of shownToConfirm()) await confirmCell(cell);  // one at a time: each answer before the next
+    render();
+  });
+  $("#case-reload").addEventListener("click", () => openCase(state.caseId));
+  $("#case-message-close").addEventListener("click", () => showCaseMessage(""));
+  $("#sign-button").addEventListener("click", () => {
+    const row = state.caseRow;
+    const rest = row.n_cells - row.n_decided;
+    $("#sign-confirm-text").textContent = `Sign case ${row.sample_id} as ${session.user}? ` +
+      (rest ? `The ${rest} undecided cell${rest > 1 ? "s" : ""} (none flagged) will be accepted as classified. ` : "") +
+      "The case is then locked; later changes are amendments with a reason.";
+    $("#sign-confirm").hidden = false;
+    $("#sign-now").focus();
+  });
+  $("#sign-cancel").addEventListener("click", () => { $("#sign-confirm").hidden = true; });
+  $("#sign-now").addEventListener("click", signCase);
+  $("#audit-show-predictions").addEventListener("change", renderAudit);
+  $("#group-by-class").addEventListener("change", (event) => { state.grouped = event.target.checked; render(); });
+}
+
+/** Leave the case view (the worklist is shown): stop following its answers. */
+export function closeCase() {
+  loading++;
+  state.caseId = null;
+  state.caseRow = null;
+}

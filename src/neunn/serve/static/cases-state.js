@@ -1,0 +1,65 @@
+// Shared state of the case pages, and what a stored cell is in the review's terms (review bin, out of domain,
+// critical, corrected), following neunn/cases/casework.py (flagged, critical) and review.js (the bins and badges).
+import { OUT_OF_DOMAIN_TEXT, UNIDENTIFIED_TEXT } from "./review.js";
+
+export const state = {
+  model: null,            // GET /api/v1/model
+  worklistStatus: "",     // the worklist's filter ("" = all)
+  caseId: null,           // the open case
+  caseRow: null,          // its worklist row (status, counts, signer…) and models
+  cells: new Map(),       // cell id → the cell as the server last answered it
+  busy: new Set(),        // cells whose decision is being saved
+  notes: new Map(),       // cell id → {state: "saved"|"conflict"|"error", text} after the last save in this page
+  mustDecide: new Set(),  // cells a refused signature named
+  filter: "all",
+  grouped: false,         // tiles grouped by their current class (display order), else in upload order
+  audit: [],
+  uploadErrors: [],
+  uploading: false,
+};
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+export const percent = (p) => `${Math.round(p * 100)}%`;
+
+/** "2026-11-27 09:08" in the browser's time zone, from the API's ISO time. */
+export function when(iso) {
+  if (!iso) return "";
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return iso;
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}`;
+}
+
+export function className(label) {
+  const name = state.model?.class_names?.[label];
+  return name && name !== label ? name : "";
+}
+
+export const isDecided = (c) => c.final_label != null;
+export const isWaiting = (c) => c.flagged && !isDecided(c);
+export const inReviewBin = (c) => !isDecided(c) && c.needs_review && !c.out_of_domain;
+export const isOutOfDomain = (c) => !isDecided(c) && Boolean(c.out_of_domain);
+export const isCorrected = (c) => isDecided(c) && c.final_label !== c.predicted_label;
+
+export const FILTERS = {
+  all: () => true, waiting: isWaiting, review: inReviewBin, ood: isOutOfDomain, critical: (c) => c.critical,
+  corrected: isCorrected,
+};
+
+/** The cell in the shape review.js's summarize() reads (the reviewer's decision, else the model's call). */
+export function asReviewCell(c) {
+  return { error: null, result: { label: c.predicted_label, needs_review: c.needs_review, out_of_domain: c.out_of_domain },
+           reviewed: isDecided(c), final: c.final_label };
+}
+
+/** The badge over a cell's image, worded as on the one-sample page. */
+export function badgeText(c) {
+  const warn = c.critical ? "⚠ " : "";
+  if (isDecided(c)) return `${warn}${c.final_label} ✓${isCorrected(c) ? " corrected" : ""}`;
+  if (c.out_of_domain) return c.critical ? `⚠ Possible ${c.label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
+  if (c.needs_review) return c.critical ? `⚠ Possible ${c.label} — review` : UNIDENTIFIED_TEXT;
+  return warn + c.label;
+}
+
+export const isSigned = () => state.caseRow?.status === "signed";

@@ -1,0 +1,285 @@
+// One tile per stored cell: its image (and heatmap), the model's call, the label as it stands, and the reviewer's
+// controls. Every decision is a PUT at once; the tile says "Saved" only once the server has answered 200, and a
+// conflict (someone changed the cell first) shows the server's message and the cell as the server has it now.
+import { api, bodyOf, errorOf, LoggedOut, session } from "./cases-api.js";
+import {
+  $, FILTERS, badgeText, className, inReviewBin, isCorrected, isDecided, isOutOfDomain, isSigned, isWaiting, percent,
+  state, when,
+} from "./cases-state.js";
+
+let onChange = () => {};
+/** Register what happens after a cell changed (the page re-renders its summary, filters, sign-off and trail). */
+export function onCellChange(callback) { onChange = callback; }
+
+const pending = new Map();  // cell id → the label being saved
+const images = new Map();   // cell id → Blob of its image (for heatmaps)
+const heat = new Map();     // cell id → {on, urls: {label: blob URL}}
+
+/** Whether this reviewer may amend the open (signed) case: its signer, or an admin. */
+export function canAmend() {
+  return Boolean(state.caseRow) && (session.role === "admin" || session.user === state.caseRow.signed_by);
+}
+
+export function tileOf(id) { return document.querySelector(`#grid .tile[data-cell-id="${id}"]`); }
+
+function classOptions(select) {
+  const model = state.model;
+  const order = model.display_order || model.classes;
+  order.forEach((c, i) => {
+    const name = className(c);
+    select.append(new Option(`${i < 9 ? `${i + 1} · ` : ""}${c}${name ? ` · ${name}` : ""}`, c));
+  });
+}
+
+export function buildTile(cell) {
+  const tile = $("#case-tile-template").content.firstElementChild.cloneNode(true);
+  const id = cell.id;
+  tile.dataset.cellId = id;
+  tile.querySelector(".name").textContent = `#${cell.position + 1} · ${cell.name}`;
+  tile.querySelector(".name").title = cell.name;
+  const img = tile.querySelector("img.cell");
+  img.src = cell.image_url;
+  img.alt = cell.name;
+  img.addEventListener("error", () => { img.alt = `${cell.name} (the image could not be loaded)`; });
+  const current = () => state.cells.get(id);
+  tile.querySelector(".label").textContent = `Model: ${cell.predicted_label}`;
+  tile.querySelector(".label").title = className(cell.predicted_label);
+  tile.querySelector(".prob").textContent = percent(cell.probability);
+  tile.querySelector(".bar span").style.width = percent(cell.probability);  // CSSOM, allowed by the page's CSP
+  const top = Object.entries(cell.probabilities || {}).sort((a, b) => b[1] - a[1]).slice(0, 3);
+  for (const [label, p] of top) {
+    const li = document.createElement("li");
+    li.title = className(label) || label;
+    li.append(Object.assign(document.createElement("span"), { textContent: label }),
+              Object.assign(document.createElement("span"), { textContent: percent(p) }));
+    tile.querySelector(".top3").append(li);
+  }
+  const select = tile.querySelector(".reclassify");
+  classOptions(select);
+  select.addEventListener("change", () => choose(current(), select.value));
+  tile.querySelector(".confirm").addEventListener("click", () => confirmCell(current()));
+  tile.querySelector(".heat").addEventListener("click", () => toggleHeatmap(current()));
+  const form = tile.querySelector("form.amend");
+  const reason = form.querySelector(".amend-reason");
+  reason.addEventListener("input", () => { form.querySelector(".amend-save").disabled = !reason.value.trim(); });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = reason.value.trim();
+    if (text && form.dataset.label) save(current(), form.dataset.label, text);
+  });
+  form.querySelector(".amend-cancel").addEventListener("click", () => closeAmend(id, true));
+  form.addEventListener("keydown", (event) => { if (event.key === "Escape") closeAmend(id, true); });
+  tile.addEventListener("keydown", (event) => onTileKey(event, current()));
+  updateTile(cell, tile);
+  return tile;
+}
+
+function saveNote(cell) {
+  if (state.busy.has(cell.id)) return { state: "saving", text: "Saving…" };
+  const note = state.notes.get(cell.id);
+  if (note && note.state !== "saved") return note;
+  if (isDecided(cell)) return { state: "saved", text: "Saved ✓" };
+  if (isWaiting(cell)) return { state: "waiting", text: "Needs a decision" };
+  return { state: "idle", text: isSigned() ? "" : "Not decided yet" };
+}
+
+export function updateTile(cell, tile = tileOf(cell.id)) {
+  if (!tile) return;
+  const busy = state.busy.has(cell.id);
+  const signed = isSigned();
+  tile.dataset.label = cell.label;
+  tile.dataset.decided = String(isDecided(cell));
+  tile.classList.toggle("critical", Boolean(cell.critical));
+  tile.classList.toggle("review", inReviewBin(cell));
+  tile.classList.toggle("ood", isOutOfDomain(cell));
+  tile.classList.toggle("reviewed", isDecided(cell));
+  tile.classList.toggle("waiting", isWaiting(cell));
+  tile.classList.toggle("must-decide", state.mustDecide.has(cell.id) && isWaiting(cell));
+  tile.classList.toggle("busy", busy);
+  tile.querySelector(".badge").textContent = badgeText(cell);
+  const current = tile.querySelector(".current");
+  current.textContent = "";
+  current.append(Object.assign(document.createElement("strong"), { textContent: cell.label }));
+  if (className(cell.label)) current.append(` · ${className(cell.label)}`);
+  const amended = signed && cell.decided_at && state.caseRow.signed_at && cell.decided_at > state.caseRow.signed_at;
+  const verb = amended ? "Amended" : isCorrected(cell) ? "Reclassified" : "Confirmed";
+  tile.querySelector(".decision").textContent = isDecided(cell)
+    ? `${verb} by ${cell.decided_by ?? "?"} · ${when(cell.decided_at)}` : "";
+  const select = tile.querySelector(".reclassify");
+  const amending = !tile.querySelector("form.amend").hidden;
+  if (!amending) select.value = pending.get(cell.id) ?? cell.label;
+  select.disabled = busy || (signed && !canAmend());
+  select.title = signed && !canAmend() ? "This case is signed: only its signer or an admin may amend it." : "";
+  const confirm = tile.querySelector(".confirm");
+  confirm.hidden = signed;
+  confirm.disabled = busy || isDecided(cell);
+  confirm.textContent = isDecided(cell) ? "✓ Decided" : "Confirm";
+  confirm.title = isDecided(cell) ? "Decided: choose another class to change it" : "Confirm the model's call (Enter)";
+  const note = saveNote(cell);
+  const line = tile.querySelector(".save-state");
+  line.dataset.state = note.state;
+  line.textContent = note.text;
+  tile.hidden = !FILTERS[state.filter](cell);
+}
+
+/** The reviewer picked a class: saved at once in an open case; in a signed one, an amendment that needs a reason. */
+function choose(cell, label) {
+  if (!cell || state.busy.has(cell.id)) return;
+  if (isSigned()) {
+    if (!canAmend()) { updateTile(cell); return; }
+    if (label === cell.label) { closeAmend(cell.id, true); return; }
+    openAmend(cell, label);
+    return;
+  }
+  if (isDecided(cell) && label === cell.final_label) return;
+  save(cell, label);
+}
+
+export function confirmCell(cell) {
+  if (!cell || isSigned() || isDecided(cell) || state.busy.has(cell.id)) return Promise.resolve();
+  return save(cell, cell.predicted_label);
+}
+
+function openAmend(cell, label) {
+  const tile = tileOf(cell.id);
+  const form = tile.querySelector("form.amend");
+  form.dataset.label = label;
+  form.hidden = false;
+  tile.querySelector(".reclassify").value = label;
+  form.querySelector(".amend-save").textContent = `Amend to ${label}`;
+  form.querySelector(".amend-save").disabled = !form.querySelector(".amend-reason").value.trim();
+  form.querySelector(".amend-reason").focus();
+}
+
+function closeAmend(id, revert) {
+  const tile = tileOf(id);
+  if (!tile) return;
+  const form = tile.querySelector("form.amend");
+  form.hidden = true;
+  delete form.dataset.label;
+  form.querySelector(".amend-reason").value = "";
+  if (revert) updateTile(state.cells.get(id), tile);
+}
+
+/** PUT the decision; the tile shows the server's answer (and only then "Saved"). */
+export async function save(cell, label, reason) {
+  const id = cell.id, caseId = state.caseId;
+  if (state.busy.has(id)) return;
+  state.busy.add(id);
+  pending.set(id, label);
+  state.notes.delete(id);
+  updateTile(cell);
+  let refresh = false;
+  try {
+    const json = { label, version: cell.version, ...(reason ? { reason } : {}) };
+    const response = await api(`/api/v1/cases/${caseId}/cells/${id}/decision`, { method: "PUT", json });
+    const body = await bodyOf(response);
+    if (state.caseId !== caseId) return;
+    if (response.ok) {
+      state.cells.set(id, body);
+      state.notes.set(id, { state: "saved", text: "Saved ✓" });
+      state.mustDecide.delete(id);
+      closeAmend(id, false);
+    } else if (response.status === 409 && body.cell) {
+      state.cells.set(id, body.cell);  // never overwrite silently: show what the server has now
+      state.notes.set(id, { state: "conflict", text: `${body.error} The tile now shows the current label.` });
+      closeAmend(id, false);
+    } else {
+      state.notes.set(id, { state: "error", text: body.error || `Not saved (HTTP ${response.status}).` });
+      refresh = response.status === 403 || response.status === 409;  // e.g. the case was signed meanwhile
+    }
+  } catch (error) {
+    if (error instanceof LoggedOut) return;
+    state.notes.set(id, { state: "error", text: `Not saved: ${error.message}` });
+  } finally {
+    state.busy.delete(id);
+    pending.delete(id);
+  }
+  if (state.caseId !== caseId) return;
+  const now = state.cells.get(id);
+  const tile = tileOf(id);
+  const focused = tile && (tile.contains(document.activeElement) || document.activeElement === document.body);
+  if (heat.get(id)?.on) showHeatmap(now, true);  // the explained class may have changed
+  updateTile(now);
+  onChange({ refresh });
+  if (focused && tile.hidden) nextTile(tile)?.focus();  // decided out of the filter: on to the next cell
+}
+
+/** The visible tile after ``tile`` (or else before it), for keyboard review. */
+function nextTile(tile) {
+  const tiles = [...document.querySelectorAll("#grid .tile")];
+  const at = tiles.indexOf(tile);
+  return tiles.slice(at + 1).find((t) => !t.hidden) ?? tiles.slice(0, at).reverse().find((t) => !t.hidden);
+}
+
+// ---- heatmaps ------------------------------------------------------------------------------------------------------
+async function showHeatmap(cell, on) {
+  const tile = tileOf(cell.id);
+  if (!tile) return;
+  const overlay = tile.querySelector(".overlay");
+  const button = tile.querySelector(".heat");
+  const entry = heat.get(cell.id) || { on: false, urls: {} };
+  heat.set(cell.id, entry);
+  entry.on = on;
+  button.setAttribute("aria-pressed", String(on));
+  if (!on) { overlay.hidden = true; return; }
+  const target = cell.label;
+  if (!entry.urls[target]) {
+    button.textContent = "…";
+    try {
+      if (!images.has(cell.id)) {
+        const image = await api(cell.image_url);
+        if (!image.ok) throw new Error(await errorOf(image));
+        images.set(cell.id, await image.blob());
+      }
+      const form = new FormData();
+      form.append("file", images.get(cell.id), cell.name.split("/").pop() || "cell");
+      const response = await api(`/api/v1/heatmap?target=${encodeURIComponent(target)}`, { method: "POST", body: form });
+      if (response.status === 501) button.disabled = true;
+      if (!response.ok) throw new Error(await errorOf(response));
+      entry.urls[target] = URL.createObjectURL(await response.blob());
+    } catch (error) {
+      if (error instanceof LoggedOut) return;
+      button.title = error.message;
+      entry.on = false;
+      button.setAttribute("aria-pressed", "false");
+      return;
+    } finally {
+      button.textContent = "Heatmap";
+    }
+  }
+  overlay.src = entry.urls[target];
+  overlay.alt = `Grad-CAM heatmap for ${target}`;
+  overlay.hidden = !entry.on;
+}
+
+function toggleHeatmap(cell) { if (cell) showHeatmap(cell, !heat.get(cell.id)?.on); }
+
+/** Forget the open case's images and heatmaps (another case is opened). */
+export function forgetTiles() {
+  for (const entry of heat.values()) Object.values(entry.urls).forEach((url) => URL.revokeObjectURL(url));
+  heat.clear();
+  images.clear();
+  pending.clear();
+}
+
+// ---- keys ----------------------------------------------------------------------------------------------------------
+function onTileKey(event, cell) {
+  const target = event.target;
+  if (!cell || target.tagName === "SELECT" || target.tagName === "INPUT" || target.tagName === "BUTTON") return;
+  const order = state.model.display_order || state.model.classes;
+  if (/^[1-9]$/.test(event.key) && Number(event.key) <= order.length) {
+    choose(cell, order[Number(event.key) - 1]);
+  } else if (event.key === "Enter" && target === event.currentTarget) {
+    confirmCell(cell);
+  } else if (event.key === "h" || event.key === "H") {
+    toggleHeatmap(cell);
+  } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+    const tiles = [...document.querySelectorAll("#grid .tile:not([hidden])")];
+    const next = tiles[tiles.indexOf(event.currentTarget) + (event.key === "ArrowRight" ? 1 : -1)];
+    if (next) next.focus();
+  } else {
+    return;
+  }
+  event.preventDefault();
+}

@@ -1,0 +1,71 @@
+// NeuNN review station with a case store: the worklist (#worklist) and one case's review (#case=ID), for a logged-in
+// reviewer. Plain JavaScript modules, no build step; the only network traffic is this server's /api/v1.
+// Modules: cases-api.js (session, CSRF, requests), cases-state.js (shared state, what a cell is), cases-worklist.js,
+// cases-case.js (one case: upload, summary, sign-off, audit), cases-tiles.js (one tile per cell, decisions);
+// review.js (the one-sample page's pure logic: summary, alert and warning wording) is shared with that page.
+import { api, bodyOf, LoggedOut, loadSession, logout, session } from "./cases-api.js";
+import { closeCase, openCase, wireCase } from "./cases-case.js";
+import { $, percent, state } from "./cases-state.js";
+import { loadWorklist, wireWorklist } from "./cases-worklist.js";
+
+function showMessage(message) {
+  $("#page-message-text").textContent = message || "";
+  $("#page-message").hidden = !message;
+}
+
+function renderHeader() {
+  const m = state.model;
+  $("#user-name").textContent = session.user;
+  $("#user-role").textContent = session.role;
+  $("#whoami").hidden = false;
+  $("#logout").hidden = false;
+  const critical = (m.critical_classes || []).join(", ") || "none";
+  $("#model-line").textContent = [m.run ? `Run ${m.run}` : null, m.arch, `${m.backend} backend`,
+    `review under ${percent(m.review_threshold)}`, `critical: ${critical}`].filter(Boolean).join(" · ");
+  $("#model-line").title = `${m.classes.length} classes: ${m.classes.join(", ")}`;
+  $("#synthetic-banner").hidden = !m.synthetic_data;
+}
+
+/** #case=ID → that case; anything else → the worklist. */
+function route() {
+  const match = location.hash.match(/^#case=(\d+)$/);
+  $("#loading").hidden = true;
+  if (match) {
+    $("#worklist-view").hidden = true;
+    $("#case-view").hidden = false;
+    $("#nav-back").hidden = false;
+    openCase(Number(match[1]));
+  } else {
+    closeCase();
+    document.title = "Worklist — NeuNN review station";
+    $("#case-view").hidden = true;
+    $("#nav-back").hidden = true;
+    $("#worklist-view").hidden = false;
+    loadWorklist();
+  }
+}
+
+async function start() {
+  try {
+    await loadSession();
+    const response = await api("/api/v1/model");
+    const body = await bodyOf(response);
+    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    state.model = body;
+    renderHeader();
+    route();
+    window.addEventListener("hashchange", route);
+  } catch (error) {
+    if (error instanceof LoggedOut) return;
+    $("#loading").hidden = true;
+    showMessage(`The station could not start: ${error.message}`);
+  }
+}
+
+$("#logout").addEventListener("click", () => logout());
+$("#page-message-close").addEventListener("click", () => showMessage(""));
+// Leaving while a decision or an upload is on its way: the browser asks first (what is saved already says so).
+window.addEventListener("beforeunload", (event) => { if (state.busy.size || state.uploading) event.preventDefault(); });
+wireWorklist();
+wireCase();
+start();
