@@ -68,8 +68,9 @@ def _cells(data_dir: Path) -> list[tuple[str, bytes]]:
 def station(trained_run, phantom_dir, tmp_path_factory):
     """The station with a case store, two reviewers and a policy that flags some cells: the URL, store, the sample's
     cells and the browser."""
-    predictor = Predictor.from_run(trained_run)
-    cells = _cells(phantom_dir)
+    # NEUNN_PAGE_RUN / NEUNN_PAGE_DATA: another run and its data (docs/img/case_page.png is made with the demo run).
+    predictor = Predictor.from_run(os.environ.get("NEUNN_PAGE_RUN") or trained_run)
+    cells = _cells(Path(os.environ.get("NEUNN_PAGE_DATA") or phantom_dir))
     predictions = predictor.predict_sources(cells)
     # The first cell's class is critical (so at least one cell is flagged) and the least confident of the others
     # goes to the review bin, whatever the tiny model predicts.
