@@ -6,6 +6,7 @@ import { api, errorOf, readToken } from "./api.js";
 import { exportName, exportRows, isClassified, modelCall, summarize, toCsv, toJson } from "./review.js";
 import { $, FILTERS, percent, state } from "./state.js";
 import { buildTile, onCellChange, updateTile } from "./tiles.js";
+import { uploadBatches } from "./batches.js";
 
 async function loadModel() {
   const response = await api("/api/v1/model");
@@ -16,28 +17,6 @@ async function loadModel() {
 }
 
 // ---- uploading -----------------------------------------------------------------------------------------------------
-async function isZipFile(file) {
-  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
-  return head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5);
-}
-
-/** Requests that respect the server's limits, in the files' order: each zip alone, images grouped by count and bytes;
- *  a file too large for any request becomes a group of its own that is never sent. */
-async function batches(files) {
-  const { max_files: maxFiles, max_request_bytes: maxBytes } = state.model.limits;
-  const groups = [];
-  let current = [], bytes = 0;
-  const flush = () => { if (current.length) groups.push({ files: current }); current = []; bytes = 0; };
-  for (const file of files) {
-    const alone = file.size > maxBytes * 0.9 ? "too large for one request" : (await isZipFile(file)) ? null : undefined;
-    if (alone !== undefined) { flush(); groups.push({ files: [file], error: alone }); continue; }
-    if (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8) flush();
-    current.push(file); bytes += file.size;
-  }
-  flush();
-  return groups;
-}
-
 function dataUrlToBlob(url) {
   const [head, data] = url.split(",");
   const bytes = Uint8Array.from(atob(data), (ch) => ch.charCodeAt(0));
@@ -74,7 +53,7 @@ async function addFiles(fileList) {
   progress.classList.remove("error");
   try {
     let sent = 0;
-    for (const group of await batches(files)) {
+    for (const group of await uploadBatches(files, state.model.limits)) {
       progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
       if (group.error) addCell(group.files[0].name, null, null, group.error);
       else await sendBatch(group.files);

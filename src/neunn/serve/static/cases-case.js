@@ -5,6 +5,7 @@ import { $, $$, FILTERS, asReviewCell, isDecided, isSigned, isWaiting, percent, 
 import { buildTile, canAmend, confirmCell, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
 import { statusBadge } from "./cases-worklist.js";
 import { criticalMessage, domainWarning, summarize } from "./review.js";
+import { uploadBatches } from "./batches.js";
 
 let loading = 0;
 
@@ -333,29 +334,7 @@ function renderAudit() {
   $("#audit-table tbody").replaceChildren(...rows);
 }
 
-// ---- uploading (batches as on the one-sample page: app.js) ---------------------------------------------------------
-async function isZipFile(file) {
-  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
-  return head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5);
-}
-
-/** Requests within the server's limits, in the files' order: each zip alone, images grouped by count and bytes;
- *  a file too large for any request becomes a group of its own that is never sent. */
-async function batches(files) {
-  const { max_files: maxFiles, max_request_bytes: maxBytes } = state.model.limits;
-  const groups = [];
-  let current = [], bytes = 0;
-  const flush = () => { if (current.length) groups.push({ files: current }); current = []; bytes = 0; };
-  for (const file of files) {
-    const alone = file.size > maxBytes * 0.9 ? "too large for one request" : (await isZipFile(file)) ? null : undefined;
-    if (alone !== undefined) { flush(); groups.push({ files: [file], error: alone }); continue; }
-    if (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8) flush();
-    current.push(file); bytes += file.size;
-  }
-  flush();
-  return groups;
-}
-
+// ---- uploading ------------------------------------------------------------------------------------------------------
 function renderUploadErrors() {
   const list = $("#upload-errors");
   list.replaceChildren(...state.uploadErrors.map((e) => {
@@ -398,7 +377,7 @@ export async function addFiles(fileList) {
   let added = 0, sent = 0;
   state.uploading = true;
   try {
-    for (const group of await batches(files)) {
+    for (const group of await uploadBatches(files, state.model.limits)) {
       progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
       if (group.error) state.uploadErrors.push({ name: group.files[0].name, error: group.error });
       else added += await sendBatch(caseId, group.files);

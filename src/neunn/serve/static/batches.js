@@ -1,0 +1,23 @@
+// Uploads split into requests that respect the server's limits (both pages use it; no DOM, no state).
+
+async function isZipFile(file) {
+  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  return head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5);
+}
+
+/** Requests within ``limits`` (the model card's), in the files' order: each zip alone, images grouped by count and
+ *  bytes; a file too large for any request becomes a group of its own, with an error, that is never sent. */
+export async function uploadBatches(files, limits) {
+  const { max_files: maxFiles, max_request_bytes: maxBytes } = limits;
+  const groups = [];
+  let current = [], bytes = 0;
+  const flush = () => { if (current.length) groups.push({ files: current }); current = []; bytes = 0; };
+  for (const file of files) {
+    const alone = file.size > maxBytes * 0.9 ? "too large for one request" : (await isZipFile(file)) ? null : undefined;
+    if (alone !== undefined) { flush(); groups.push({ files: [file], error: alone }); continue; }
+    if (current.length >= Math.min(maxFiles, 64) || bytes + file.size > maxBytes * 0.8) flush();
+    current.push(file); bytes += file.size;
+  }
+  flush();
+  return groups;
+}
