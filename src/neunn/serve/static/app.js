@@ -6,7 +6,7 @@ import { api, errorOf, readToken } from "./api.js";
 import { exportName, exportRows, isClassified, modelCall, summarize, toCsv, toJson } from "./review.js";
 import { $, FILTERS, percent, state } from "./state.js";
 import { buildTile, onCellChange, updateTile } from "./tiles.js";
-import { uploadBatches } from "./batches.js";
+import { uploadBatches, wireFileDrop } from "./uploading.js";
 
 async function loadModel() {
   const response = await api("/api/v1/model");
@@ -160,13 +160,7 @@ function newSample() {
 }
 
 function wireControls() {
-  const input = $("#file-input");
-  input.addEventListener("change", () => { addFiles(input.files).then(() => { input.value = ""; }); });
-  const zone = $("#dropzone");
-  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
-  for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => { e.preventDefault(); addFiles(e.dataTransfer.files); });
+  wireFileDrop($("#file-input"), $("#dropzone"), addFiles);
   for (const button of document.querySelectorAll(".filter")) {
     button.addEventListener("click", () => { state.filter = button.dataset.filter; render(); });
   }

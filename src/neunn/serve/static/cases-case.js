@@ -5,7 +5,7 @@ import { $, $$, FILTERS, asReviewCell, isDecided, isSigned, isWaiting, percent, 
 import { buildTile, canAmend, confirmCell, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
 import { statusBadge } from "./cases-worklist.js";
 import { criticalMessage, domainWarning, summarize } from "./review.js";
-import { uploadBatches } from "./batches.js";
+import { uploadBatches, wireFileDrop } from "./uploading.js";
 
 let loading = 0;
 
@@ -441,13 +441,7 @@ export function wireCase() {
     scheduleAudit();
     if (refresh) openCase(state.caseId);
   });
-  const input = $("#file-input");
-  input.addEventListener("change", () => { addFiles(input.files).then(() => { input.value = ""; }); });
-  const zone = $("#dropzone");
-  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
-  for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => { e.preventDefault(); addFiles(e.dataTransfer.files); });
+  wireFileDrop($("#file-input"), $("#dropzone"), addFiles);
   for (const button of $$("#case-view .filter[data-filter]")) {
     button.addEventListener("click", () => { state.filter = button.dataset.filter; render(); });
   }

@@ -1,4 +1,4 @@
-// Uploads split into requests that respect the server's limits (both pages use it; no DOM, no state).
+// Uploading files, for both pages: choosing or dropping them, and splitting them into requests within the limits.
 
 async function isZipFile(file) {
   const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
@@ -20,4 +20,14 @@ export async function uploadBatches(files, limits) {
   }
   flush();
   return groups;
+}
+
+/** Files chosen with ``input`` or dropped on ``zone`` (which also opens the chooser with Enter or Space) go to
+ *  ``addFiles``. */
+export function wireFileDrop(input, zone, addFiles) {
+  input.addEventListener("change", () => { addFiles(input.files).then(() => { input.value = ""; }); });
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); addFiles(e.dataTransfer.files); });
 }
