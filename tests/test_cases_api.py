@@ -146,6 +146,8 @@ def test_a_review_from_upload_to_signature_and_audit(app, images):
     late = client.put(f"/api/v1/cases/{case['id']}/cells/{first['id']}/decision",
                       json={"label": first["predicted_label"], "version": 2, "reason": "second look"}, headers=ben)
     assert late.status_code == 403 and "signer or an admin" in late.json()["error"]
+    more = client.post(f"/api/v1/cases/{case['id']}/cells", files=[("files", images[0])], headers=ben)
+    assert more.status_code == 409 and "takes no new cells" in more.json()["error"]
     exported = client.get(f"/api/v1/cases/{case['id']}/export", headers=ben).json()
     assert exported["case"]["sample_id"] == "S-2026-1" and len(exported["cells"]) == 6
     assert exported["models"][0]["run"] == "tiny" and len(exported["models"][0]["weights_sha256"]) == 64

@@ -32,6 +32,7 @@ from neunn.cases.casework import (
     NewCell,
     add_cells,
     audit_trail,
+    case_summary,
     create_case,
     decide,
     get_case,
@@ -40,6 +41,7 @@ from neunn.cases.casework import (
     sign,
 )
 from neunn.cases.database import CaseStore
+from neunn.cases.errors import Conflict
 from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, rows_csv
 from neunn.cases.images import image_extension
 from neunn.cases.users import Reviewer
@@ -124,7 +126,9 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                  summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
     async def upload_cells(case_id: int, request: Request, who: Reviewer = login) -> JSONResponse:
         with store.transaction() as db:  # a missing or signed case is refused before the upload is read
-            get_case(db, case_id)
+            row = case_summary(db, case_id)
+            if row["status"] == "signed":
+                raise Conflict(f"Case {row['sample_id']!r} is signed; a signed case takes no new cells.")
         async with reading:
             uploads = await read_uploads(request, station.limits)
             body = await anyio.to_thread.run_sync(keep, who, case_id, uploads, limiter=compute)
