@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -188,6 +189,20 @@ def test_export_writes_signed_cells_by_final_label_with_provenance(case_store, p
     assert (corrected["model_label"], corrected["final_label"], corrected["reviewer"], corrected["signed_by"],
             corrected["sample_id"], corrected["model_weights_sha256"]) == ("HYP", "NEU", "ana", "ana", "S-1", "ab" * 32)
     assert (tmp_path / "reviewed" / corrected["file"]).read_bytes() == case_store.images.read(corrected["image_sha256"])
+    assert {r["cell_id"]: r["decision"] for r in rows} == {str(cells[0]["id"]): "accepted_at_signing",
+                                                            str(cells[1]["id"]): "confirm",
+                                                            str(cells[2]["id"]): "reclassify"}
+
+    # An amendment after the export: exporting again into it moves the cell, leaving no copy under its old class.
+    with case_store.transaction() as db:
+        decide(db, ana, case_id, cells[2]["id"], "HYP", version=2, reason="second look")
+    again = export_reviewed(case_store, tmp_path / "reviewed")
+    assert again["n_removed_files"] == 1 and again["per_class"] == {"GBI": 1, "HYP": 1, "NEU": 1}
+    assert sorted(p.parent.name for p in (tmp_path / "reviewed").rglob("*.png")) == ["GBI", "HYP", "NEU"]
+    only_decided = export_reviewed(case_store, tmp_path / "decided", skip_accepted=True)
+    assert only_decided["n_cells"] == 2 and only_decided["n_accepted_at_signing"] == 0
+    with pytest.raises(Invalid, match="No signed case has cells to export"):
+        export_reviewed(case_store, tmp_path / "later", signed_since=datetime.now(timezone.utc) + timedelta(hours=1))
 
 
 def test_an_older_store_upgrades_itself_and_keeps_its_rows(store_url):

@@ -5,8 +5,9 @@ cells of every case as a folder-per-class dataset that ``neunn train --add`` tak
     text = rows_csv(body["cells"], CELL_COLUMNS)        # or rows_csv(body["audit"], AUDIT_COLUMNS)
     report = export_reviewed(store, Path("reviewed"))   # reviewed/<final label>/<sha256>.<ext> + manifest.csv
 
-The dataset's manifest.csv records each cell's provenance: case and sample, the reviewer who decided it, the model's
-call and the final call, and the model (run and weights SHA-256) that made it. An image in several cases is written
+The dataset's manifest.csv records each cell's provenance: case and sample, the reviewer who decided it and how
+(confirmed, reclassified, amended, or accepted as classified at signing), the model's call and the final call, and the
+model (run and weights SHA-256) that made it. An image in several cases is written
 once; its manifest rows say so. A cell whose signed cases disagree on its class is left out and reported.
 """
 
@@ -15,16 +16,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from neunn.atomic import write_text_atomic
+from neunn.atomic import write_atomic, write_text_atomic
 from neunn.cases.casework import audit_trail, get_case
 from neunn.cases.database import CaseStore
 from neunn.cases.errors import Invalid
-from neunn.cases.schema import CASE_SIGNED, Case, Cell, ModelRecord, User
+from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
 from neunn.cases.times import iso
 from neunn.training.extra_images import MANIFEST_NAME
 
@@ -32,7 +34,8 @@ CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "pr
                 "out_of_domain", "ood_score", "critical", "final_label", "decided_by", "decided_at", "model_id",
                 "version")
 AUDIT_COLUMNS = ("id", "at", "user", "action", "cell_id", "from", "to", "detail")
-MANIFEST_COLUMNS = ("file", "final_label", "model_label", "case_id", "sample_id", "cell_id", "reviewer",
+DECISION_ACTIONS = ("confirm", "reclassify", "amend")
+MANIFEST_COLUMNS = ("file", "final_label", "model_label", "decision", "case_id", "sample_id", "cell_id", "reviewer",
                     "decided_at", "signed_by", "signed_at", "model_run", "model_weights_sha256", "image_sha256")
 
 
@@ -51,18 +54,41 @@ def rows_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return out.getvalue()
 
 
-def export_reviewed(store: CaseStore, out: Path) -> dict[str, Any]:
-    """Write the cells of every signed case to ``out``/<final label>/ with manifest.csv; returns counts."""
+def _decisions(db) -> dict[int, str]:
+    """How each cell got its final label: its last decision in the trail (confirm, reclassify, amend), or
+    "accepted_at_signing" when the signer accepted it as classified without deciding it one by one."""
+    how: dict[int, str] = {}
+    for entry in db.scalars(select(AuditEntry).where(AuditEntry.action.in_(DECISION_ACTIONS),
+                                                     AuditEntry.cell_id.is_not(None)).order_by(AuditEntry.id)):
+        accepted = entry.action == "confirm" and (entry.detail or {}).get("accepted_at_signing")
+        how[entry.cell_id] = "accepted_at_signing" if accepted else entry.action
+    return how
+
+
+def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
+                    signed_since: datetime | None = None) -> dict[str, Any]:
+    """Write the cells of signed cases to ``out``/<final label>/ with manifest.csv; returns counts.
+
+    ``skip_accepted`` leaves out the cells accepted as classified at signing (no person confirmed or changed them one
+    by one: they would teach the model its own unflagged calls); ``signed_since`` keeps the cases signed at or after
+    that time (e.g. a held-out set of later reviews). Exporting again into a previous export brings it up to date:
+    files no longer in the manifest (a cell amended to another class since) are removed."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
         raise Invalid(f"{out} is a folder with other content; export into a new folder or a previous export.")
+    query = select(Cell, Case).join(Case, Case.id == Cell.case_id).where(Case.status == CASE_SIGNED)
+    if signed_since is not None:
+        query = query.where(Case.signed_at >= signed_since)
     with store.transaction() as db:
         names = dict(db.execute(select(User.id, User.name)).all())
         models = {m.id: m for m in db.scalars(select(ModelRecord))}
-        found = db.execute(select(Cell, Case).join(Case, Case.id == Cell.case_id)
-                           .where(Case.status == CASE_SIGNED).order_by(Case.id, Cell.position)).all()
+        found = db.execute(query.order_by(Case.id, Cell.position)).all()
+        how = _decisions(db)
+    if skip_accepted:
+        found = [(cell, case) for cell, case in found if how.get(cell.id) != "accepted_at_signing"]
     if not found:
-        raise Invalid("The store has no signed case yet: sign cases at the review station, then export them.")
+        raise Invalid("No signed case has cells to export" + (" with these options" if skip_accepted or signed_since
+                      else "") + ": sign cases at the review station, then export them.")
     labels: dict[str, set[str]] = {}
     for cell, _ in found:
         labels.setdefault(cell.image_sha256, set()).add(cell.final_label)
@@ -75,20 +101,25 @@ def export_reviewed(store: CaseStore, out: Path) -> dict[str, Any]:
         target = out / relative
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(store.images.read(cell.image_sha256))
+            write_atomic(target, lambda tmp, sha=cell.image_sha256: tmp.write_bytes(store.images.read(sha)))
             counts[cell.final_label] = counts.get(cell.final_label, 0) + 1
         model = models[cell.model_id]
         rows.append({"file": relative.as_posix(), "final_label": cell.final_label, "model_label": cell.predicted_label,
-                     "case_id": case.id, "sample_id": case.sample_id, "cell_id": cell.id,
-                     "reviewer": names.get(cell.decided_by), "decided_at": iso(cell.decided_at),
+                     "decision": how.get(cell.id), "case_id": case.id, "sample_id": case.sample_id,
+                     "cell_id": cell.id, "reviewer": names.get(cell.decided_by), "decided_at": iso(cell.decided_at),
                      "signed_by": names.get(case.signed_by), "signed_at": iso(case.signed_at),
                      "model_run": model.run, "model_weights_sha256": model.weights_sha256,
                      "image_sha256": cell.image_sha256})
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / MANIFEST_NAME, rows_csv(rows, MANIFEST_COLUMNS))
+    listed = {r["file"] for r in rows}
+    stale = [p for p in out.glob("*/*") if p.is_file() and p.relative_to(out).as_posix() not in listed]
+    for path in stale:  # an earlier export's cell since amended to another class, or now left out
+        path.unlink()
     corrected = sum(r["final_label"] != r["model_label"] for r in rows)
     return {"out": str(out), "n_cells": len(rows), "n_images": len({r["image_sha256"] for r in rows}),
-            "n_new_files": sum(counts.values()), "n_corrected": corrected,
+            "n_new_files": sum(counts.values()), "n_removed_files": len(stale), "n_corrected": corrected,
+            "n_accepted_at_signing": sum(r["decision"] == "accepted_at_signing" for r in rows),
             "n_cases": len({r["case_id"] for r in rows}), "n_conflicting_images": len(conflicting),
             "per_class": {label: sum(r["final_label"] == label for r in rows)
                           for label in sorted({r["final_label"] for r in rows})}}

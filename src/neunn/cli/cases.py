@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from neunn.cli.common import add_command, add_store
@@ -16,6 +17,14 @@ def _open(args: argparse.Namespace):
     from neunn.cases import open_store
 
     return open_store(args.store, db_url=args.db or os.environ.get("NEUNN_DB"))
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-27 or 2026-11-27T09:00Z)")
+    return moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _read_password(name: str) -> str:
@@ -73,9 +82,10 @@ def _cmd_cases_list(args: argparse.Namespace) -> int:
 def _cmd_cases_export(args: argparse.Namespace) -> int:
     from neunn.cases.export import export_reviewed
 
-    report = export_reviewed(_open(args), args.out)
+    report = export_reviewed(_open(args), args.out, skip_accepted=args.skip_accepted, signed_since=args.signed_since)
     print(f"wrote {report['n_cells']} signed cells of {report['n_cases']} cases to {report['out']} "
-          f"({report['n_corrected']} corrected by reviewers; {report['n_new_files']} new files): {report['per_class']}")
+          f"({report['n_corrected']} corrected by reviewers, {report['n_accepted_at_signing']} accepted as classified "
+          f"at signing; {report['n_new_files']} new files, {report['n_removed_files']} removed): {report['per_class']}")
     if report["n_conflicting_images"]:
         print(f"left out {report['n_conflicting_images']} images that signed cases label differently")
     print(f"train with them: neunn train DATA --add {report['out']} --split-file RUN/splits.json init_from=RUN "
@@ -110,5 +120,11 @@ def add_parsers(sub) -> None:
                     "neunn cases export --reviewed --out reviewed/", _cmd_cases_export)
     p.add_argument("--reviewed", action="store_true", required=True,
                    help="the cells of signed cases, labelled with the reviewers' final calls (the only export)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True,
+                   help="a new folder, or a previous export to bring up to date")
+    p.add_argument("--skip-accepted", action="store_true",
+                   help="leave out cells accepted as classified at signing (nobody decided them one by one)")
+    p.add_argument("--signed-since", type=_utc_time, metavar="TIME",
+                   help="only cases signed at or after TIME (ISO 8601, UTC unless it says otherwise), e.g. for a "
+                        "held-out set of later reviews")
     add_store(p)

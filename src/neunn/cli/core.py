@@ -115,6 +115,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from neunn.evaluation.paired import correct_by_cell, paired_difference
+    from neunn.rundir import RunDir
+
+    evaluations = [RunDir(run).eval_dir(args.split, tta=args.tta) / "predictions.csv" for run in (args.first, args.second)]
+    for run, path in zip((args.first, args.second), evaluations):
+        if not path.is_file():
+            raise NeunnError(f"{run} has no evaluation of the {args.split} split{' with --tta' if args.tta else ''}; "
+                             f"run `neunn evaluate {run} --split {args.split}{' --tta' if args.tta else ''}` first.")
+    result = paired_difference(*(correct_by_cell(path) for path in evaluations))
+    ci = result["difference_ci95"]
+    print(f"{result['n']} cells: {args.first} {100 * result['first_accuracy']:.1f} %, {args.second} "
+          f"{100 * result['second_accuracy']:.1f} %; difference (B - A) {100 * result['difference']:+.1f} points, "
+          f"paired 95 % interval [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]")
+    print(f"only A right on {result['only_first_right']} cells, only B right on {result['only_second_right']}; "
+          f"exact McNemar p = {result['mcnemar_p']:.3g}")
+    verdict = ("B is better" if ci["low"] > 0 else "A is better" if ci["high"] < 0 else
+               "no difference shown: the interval includes zero")
+    print(f"reading: {verdict}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the core subcommands on the top-level subparsers."""
     data = sub.add_parser("data", help="inspect datasets or render phantom data")
@@ -159,6 +181,14 @@ def add_parsers(sub) -> None:
                    help="score with this engine; onnx and onnx-int8 write to RUN_DIR/eval/<split>-<backend>/")
     add_policy(p)
     add_positive(p)
+
+    p = add_command("compare", sub, "two runs evaluated on the same cells: the accuracy difference with a paired 95 % "
+                    "interval, and McNemar's test", "neunn compare runs/current runs/next --split test", _cmd_compare)
+    p.add_argument("first", type=Path, metavar="RUN_A")
+    p.add_argument("second", type=Path, metavar="RUN_B")
+    p.add_argument("--split", default="test", help="the evaluation to compare (each run's eval/<split>, from "
+                                                   "neunn evaluate; 'all' for an external --data folder)")
+    p.add_argument("--tta", action="store_true", help="compare the --tta evaluations")
 
     p = add_command("predict", sub, "classify image files or folders with a trained run",
                 "neunn predict runs/b7 cells/ --out predictions.csv", _cmd_predict)
