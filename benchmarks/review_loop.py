@@ -72,6 +72,7 @@ class LoopSettings:
     threads: int
     preset: str = "cpu-small"
     model: str = "resnet10t"
+    lab_shift: tuple[str, ...] = ()  # perturbations (name=value) applied to P and Q: the lab's samples differ from A
 
 
 # The full run's settings were fixed before its first (pilot) run, except two: Q grew from 60 to 100 cells per class
@@ -123,7 +124,24 @@ def render_data(out: Path, settings: LoopSettings, seed: int) -> dict[str, Path]
     for name, (per_class, base_seed) in sets.items():
         paths[name] = out / "data" / name
         write_phantom_dataset(paths[name], per_class=per_class, seed=base_seed, size=settings.size)
+        if name != "A" and settings.lab_shift:
+            shift_images(paths[name], settings.lab_shift)
     return paths
+
+
+def shift_images(folder: Path, shift: tuple[str, ...]) -> None:
+    """Apply the perturbations to every image of a folder-per-class set, in place (the new lab's stain, scanner...)."""
+    from PIL import Image
+
+    from neunn.evaluation.perturbations import parse_perturbations
+
+    steps = parse_perturbations(list(shift))
+    for path in sorted(folder.glob("*/*.png")):
+        with Image.open(path) as image:
+            shifted = image.convert("RGB")
+        for step in steps:
+            shifted = step(shifted)
+        shifted.save(path)
 
 
 def pool_cells(pool: Path) -> list[tuple[str, Path]]:
@@ -473,7 +491,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Data: A {results['data']['A']['n']} cells (train/val/test {results['data']['A_split']['train']}/"
         f"{results['data']['A_split']['val']}/{results['data']['A_split']['test']}), P {results['data']['P']['n']} "
         f"reviewed, Q {results['data']['Q']['n']} held out; {s['size']} px, {s['preset']} ({s['model']}), batch "
-        f"{s['batch_size']}, {s['threads']} torch thread(s) per training run.", "",
+        f"{s['batch_size']}, {s['threads']} torch thread(s) per training run."
+        + (f" P and Q shifted as another lab's samples: {', '.join(s['lab_shift'])}." if s.get("lab_shift") else ""),
+        "",
         f"Review: {r['n_cases']} cases, {r['n_cells']} cells, every one decided through the HTTP API and every case "
         f"signed; the current model was wrong on {r['n_corrected']} ({_pct(r['n_corrected'] / r['n_cells'])} %), "
         "which the reviewer reclassified.", "",
@@ -517,10 +537,14 @@ def main() -> None:
     parser.add_argument("--tune-epochs", type=int,
                         help=f"the fine-tune's epochs with the reviewed cells (default {FULL.tune_epochs}); the "
                              "control gets at least as many optimiser steps")
+    parser.add_argument("--lab-shift", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="perturb the reviewed pool P and the held-out pool Q (not A) as another laboratory's "
+                             "samples, e.g. hue=0.06 stain=1.25 scale=0.75 (neunn evaluate --perturb's names)")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     changed = {key: value for key, value in (("threads", args.threads), ("weak_epochs", args.weak_epochs),
-                                             ("tune_epochs", args.tune_epochs)) if value}
+                                             ("tune_epochs", args.tune_epochs),
+                                             ("lab_shift", tuple(args.lab_shift))) if value}
     settings = LoopSettings(**{**asdict(settings), **changed})
     command = shlex.join([".venv/bin/python", *sys.argv])
     run_loop(args.out, settings, seed=args.seed, command=command)
