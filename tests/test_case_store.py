@@ -199,8 +199,15 @@ def test_export_writes_signed_cells_by_final_label_with_provenance(case_store, p
     again = export_reviewed(case_store, tmp_path / "reviewed")
     assert again["n_removed_files"] == 1 and again["per_class"] == {"GBI": 1, "HYP": 1, "NEU": 1}
     assert sorted(p.parent.name for p in (tmp_path / "reviewed").rglob("*.png")) == ["GBI", "HYP", "NEU"]
+    with case_store.transaction() as db:  # a cell a person could not classify: decided, never a training image
+        decide(db, ana, case_id, cells[0]["id"], "unidentified", version=2, reason="smudged")
+        assert get_case(db, case_id)["cells"][0]["label"] == "unidentified"
+    later = export_reviewed(case_store, tmp_path / "reviewed")
+    assert later["n_unidentified_left_out"] == 1 and later["per_class"] == {"GBI": 1, "HYP": 1}
     only_decided = export_reviewed(case_store, tmp_path / "decided", skip_accepted=True)
     assert only_decided["n_cells"] == 2 and only_decided["n_accepted_at_signing"] == 0
+    with pytest.raises(Invalid, match="nor 'unidentified'"), case_store.transaction() as db:
+        decide(db, ana, case_id, cells[1]["id"], "smudge", version=2, reason="x")
     with pytest.raises(Invalid, match="No signed case has cells to export"):
         export_reviewed(case_store, tmp_path / "later", signed_since=datetime.now(timezone.utc) + timedelta(hours=1))
 

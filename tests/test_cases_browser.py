@@ -195,6 +195,16 @@ def test_review_reload_sign_and_audit(station):
     page.locator(f"#grid .tile[data-cell-id='{first_id}']").focus()
     page.keyboard.press("Enter")
     _wait_saved(page.locator(f"#grid .tile[data-cell-id='{first_id}']"))
+    # A flagged cell the reviewer cannot classify: key 0, "unidentified" (counted apart, never a training image).
+    unidentified_id = None
+    if page.locator("#grid .tile.waiting").count() >= 2:
+        unidentified = page.locator("#grid .tile.waiting").last
+        unidentified_id = unidentified.get_attribute("data-cell-id")
+        unidentified.focus()
+        page.keyboard.press("0")
+        _wait_saved(page.locator(f"#grid .tile[data-cell-id='{unidentified_id}']"))
+        expect(page.locator(f"#grid .tile[data-cell-id='{unidentified_id}'] .badge")).to_have_text("Unidentified ✓")
+        expect(page.locator("#sum-unidentified")).to_have_text("1")
     while page.locator("#grid .tile.waiting").count():
         waiting = page.locator("#grid .tile.waiting").first
         waiting_id = waiting.get_attribute("data-cell-id")
@@ -203,7 +213,7 @@ def test_review_reload_sign_and_audit(station):
     expect(page.locator("#sign-button")).to_be_enabled()
 
     # What the page shows as saved is in the database, and a reload shows the case exactly as it was left.
-    n_confirmed = len(flagged - {str(changed["id"])})
+    n_confirmed = len(flagged - {str(changed["id"]), unidentified_id})
     expect(page.locator("#audit-table tr[data-action='confirm']")).to_have_count(n_confirmed)  # refreshed after each
     before = _tiles(page)
     decided = {str(c["id"]): c["final_label"] for c in _stored(store, case_id)["cells"] if c["final_label"]}
@@ -259,8 +269,9 @@ def test_review_reload_sign_and_audit(station):
     row.click()
     page.wait_for_url(f"{url}/#case={case_id}")
     expect(page.locator("#signed-text")).to_contain_text(ALICE[0])
-    reclassified = page.locator("#audit-table tr[data-action='reclassify']")
+    reclassified = page.locator("#audit-table tr[data-action='reclassify']").filter(has_text=f"→ {target}")
     expect(reclassified).to_have_count(1)
+    expect(page.locator("#audit-table tr[data-action='reclassify']")).to_have_count(1 + (unidentified_id is not None))
     expect(reclassified.locator("td.who")).to_have_text(ALICE[0])
     expect(reclassified.locator("td.change")).to_have_text(f"{changed['predicted_label']} → {target}")
     expect(page.locator("#audit-table tr[data-action='sign'] td.who")).to_have_text(ALICE[0])
@@ -272,7 +283,10 @@ def test_review_reload_sign_and_audit(station):
     context.close()
     console.check()
     with store.transaction() as db:
-        assert [e["action"] for e in audit_trail(db, case_id)].count("reclassify") == 1
+        trail = audit_trail(db, case_id)
+    assert [e["action"] for e in trail].count("reclassify") == 1 + (unidentified_id is not None)
+    if unidentified_id is not None:
+        assert [e["to"] for e in trail if e["cell_id"] == int(unidentified_id)][-1] == "unidentified"
 
 
 def test_two_reviewers_deciding_the_same_cell_conflict(station):

@@ -10,6 +10,9 @@ Every change writes its audit entry in the same transaction, so a decision the A
 database with its trail. A decision names the cell's version it changes: two reviewers changing the same cell cannot
 overwrite each other silently (the second gets Conflict with who changed it, to what, and when).
 
+A decision is one of the model's classes, or "unidentified": a person looked at the cell and could not classify it (an
+artefact, a smudged or damaged cell, not a cell of the model's kind); such cells are never exported as training data.
+
 Status in the worklist: "to_review" (no decision yet), "in_progress", "signed"; cases with a critical finding first.
 A cell is critical when its current label (the reviewer's, else the model's) is a critical class of the model that
 classified it. Signing needs a decision on every cell the model flagged (for review, out of domain, or critical); the
@@ -34,6 +37,7 @@ from neunn.cases.times import iso, utc_now
 from neunn.cases.users import Reviewer
 
 WORKLIST_ORDER = {"in_progress": 0, "to_review": 1, "signed": 2}
+UNIDENTIFIED = "unidentified"  # a reviewer's call besides the model's classes: looked at, cannot be classified
 MAX_SAMPLE_ID = 128
 
 
@@ -238,9 +242,9 @@ def decide(db: Session, who: Reviewer, case_id: int, cell_id: int, label: str, *
     ``version`` is the cell's version the reviewer saw; a different current version is a Conflict."""
     case, cell = _case(db, case_id, lock=True), get_cell(db, case_id, cell_id)  # serialised with sign()
     model = db.get(ModelRecord, cell.model_id)
-    if label not in model.classes:
+    if label not in model.classes and label != UNIDENTIFIED:
         raise Invalid(f"{label!r} is not a class of the model that classified this cell "
-                      f"({', '.join(model.classes)}).")
+                      f"({', '.join(model.classes)}), nor {UNIDENTIFIED!r}.")
     amending = case.status == CASE_SIGNED
     if amending:
         if not (who.is_admin or who.id == case.signed_by):

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from neunn.atomic import write_atomic, write_text_atomic
-from neunn.cases.casework import audit_trail, get_case
+from neunn.cases.casework import UNIDENTIFIED, audit_trail, get_case
 from neunn.cases.database import CaseStore
 from neunn.cases.errors import Invalid
 from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
@@ -84,6 +84,8 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
         models = {m.id: m for m in db.scalars(select(ModelRecord))}
         found = db.execute(query.order_by(Case.id, Cell.position)).all()
         how = _decisions(db)
+    unidentified = sum(cell.final_label == UNIDENTIFIED for cell, _ in found)
+    found = [(cell, case) for cell, case in found if cell.final_label != UNIDENTIFIED]  # no class to learn from
     if skip_accepted:
         found = [(cell, case) for cell, case in found if how.get(cell.id) != "accepted_at_signing"]
     if not found:
@@ -120,6 +122,7 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
     return {"out": str(out), "n_cells": len(rows), "n_images": len({r["image_sha256"] for r in rows}),
             "n_new_files": sum(counts.values()), "n_removed_files": len(stale), "n_corrected": corrected,
             "n_accepted_at_signing": sum(r["decision"] == "accepted_at_signing" for r in rows),
+            "n_unidentified_left_out": unidentified,
             "n_cases": len({r["case_id"] for r in rows}), "n_conflicting_images": len(conflicting),
             "per_class": {label: sum(r["final_label"] == label for r in rows)
                           for label in sorted({r["final_label"] for r in rows})}}

@@ -1,6 +1,10 @@
 // Shared state of the case pages, and what a stored cell is in the review's terms (review bin, out of domain,
 // critical, corrected), following neunn/cases/casework.py (flagged, critical) and review.js (the bins and badges).
-import { OUT_OF_DOMAIN_TEXT, UNIDENTIFIED_TEXT } from "./review.js";
+import { OUT_OF_DOMAIN_TEXT, UNIDENTIFIED, UNIDENTIFIED_TEXT } from "./review.js";
+
+/** The reviewer's call for a cell that cannot be classified (neunn/cases/casework.py UNIDENTIFIED). */
+export const UNIDENTIFIED_DECISION = "unidentified";
+export const UNIDENTIFIED_DECISION_TEXT = "Unidentified (cannot be classified)";
 
 export const state = {
   model: null,            // GET /api/v1/model
@@ -50,12 +54,13 @@ export const FILTERS = {
 /** The cell in the shape review.js's summarize() reads (the reviewer's decision, else the model's call). */
 export function asReviewCell(c) {
   return { error: null, result: { label: c.predicted_label, needs_review: c.needs_review, out_of_domain: c.out_of_domain },
-           reviewed: isDecided(c), final: c.final_label };
+           reviewed: isDecided(c), final: c.final_label === UNIDENTIFIED_DECISION ? UNIDENTIFIED : c.final_label };
 }
 
 /** The badge over a cell's image, worded as on the one-sample page. */
 export function badgeText(c) {
   const warn = c.critical ? "⚠ " : "";
+  if (c.final_label === UNIDENTIFIED_DECISION) return "Unidentified ✓";
   if (isDecided(c)) return `${warn}${c.final_label} ✓${isCorrected(c) ? " corrected" : ""}`;
   if (c.out_of_domain) return c.critical ? `⚠ Possible ${c.label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
   if (c.needs_review) return c.critical ? `⚠ Possible ${c.label} — review` : UNIDENTIFIED_TEXT;

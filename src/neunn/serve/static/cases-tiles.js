@@ -3,8 +3,8 @@
 // conflict (someone changed the cell first) shows the server's message and the cell as the server has it now.
 import { api, bodyOf, errorOf, LoggedOut, session } from "./cases-api.js";
 import {
-  $, FILTERS, badgeText, className, inReviewBin, isCorrected, isDecided, isOutOfDomain, isSigned, isWaiting, percent,
-  state, when,
+  $, FILTERS, UNIDENTIFIED_DECISION, UNIDENTIFIED_DECISION_TEXT, badgeText, className, inReviewBin, isCorrected,
+  isDecided, isOutOfDomain, isSigned, isWaiting, percent, state, when,
 } from "./cases-state.js";
 
 let onChange = () => {};
@@ -29,6 +29,7 @@ function classOptions(select) {
     const name = className(c);
     select.append(new Option(`${i < 9 ? `${i + 1} · ` : ""}${c}${name ? ` · ${name}` : ""}`, c));
   });
+  select.append(new Option(`0 · ${UNIDENTIFIED_DECISION_TEXT}`, UNIDENTIFIED_DECISION));
 }
 
 export function buildTile(cell) {
@@ -270,6 +271,8 @@ function onTileKey(event, cell) {
   const order = state.model.display_order || state.model.classes;
   if (/^[1-9]$/.test(event.key) && Number(event.key) <= order.length) {
     choose(cell, order[Number(event.key) - 1]);
+  } else if (event.key === "0") {
+    choose(cell, UNIDENTIFIED_DECISION);
   } else if (event.key === "Enter" && target === event.currentTarget) {
     confirmCell(cell);
   } else if (event.key === "h" || event.key === "H") {
