@@ -56,6 +56,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float = 2.0
     ema_decay: float = 0.0  # 0 disables the model EMA
+    bn_clean_cells: int = 0  # after training, BatchNorm statistics re-estimated on N clean training cells; 0: off
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
@@ -94,6 +95,8 @@ def _validate(cfg: TrainConfig) -> None:
     check_review_threshold(cfg.review_threshold)
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
+    if cfg.bn_clean_cells < 0:
+        raise NeunnError(f"bn_clean_cells must be 0 (off) or a number of training cells, got {cfg.bn_clean_cells}.")
     if cfg.head_init_scale < 0.0:
         raise NeunnError(f"head_init_scale must be 0 or more, got {cfg.head_init_scale}.")
 

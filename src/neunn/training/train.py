@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from neunn import __version__
 from neunn.training.augment import augment_batch
+from neunn.training.batchnorm_statistics import clean_batchnorm_statistics
 from neunn.training.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
                               save_checkpoint, unprefixed)
@@ -349,6 +350,8 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
         ctx.barrier()
     bar.close()
     if ctx.is_main and len(val_set) and state.best_epoch:
+        if cfg.bn_clean_cells > 0:  # before calibration and the out-of-domain fit: both see the final statistics
+            clean_batchnorm_statistics(run, train_set, cfg, device)
         _calibrate_best(run, val_set, cfg, device, amp_dtype)
         fit_out_of_domain(run, train_set, val_set, device=device)  # after calibration: it binds to the final weights
     best_f1 = state.best_f1 if state.best_f1 >= 0 else None
