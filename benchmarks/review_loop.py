@@ -48,7 +48,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from neunn import NEUTROPHIL_CLASSES
 

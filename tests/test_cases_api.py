@@ -8,7 +8,6 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
-from neunn.cases import open_store
 from neunn.cases.users import add_user
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
