@@ -89,7 +89,7 @@ def test_experiment_refuses_bad_input_before_writing(phantom_dir: Path, tmp_path
         run_rare_class_experiment(phantom_dir, out, class_name="XYZ", keep=5, arms=["a", "b"], progress=False)
     with pytest.raises(NeunnError, match="below the 20 images a GAN needs"):
         run_rare_class_experiment(phantom_dir, out, class_name="GBI", keep=5, gan_preset="gan-cpu", progress=False)
-    with pytest.raises(NeunnError, match="Unknown arm 'd'"):
+    with pytest.raises(NeunnError, match="Arm 'd' does not run on one cut split"):
         run_rare_class_experiment(phantom_dir, out, class_name="GBI", keep=5, arms=["a", "d"], progress=False)
     assert not out.exists()
 

@@ -48,13 +48,14 @@ class Leukocyte:
     found: bool
 
 
-def _disk(radius: int) -> np.ndarray:
+def disk(radius: int) -> np.ndarray:
+    """A boolean disc of the given radius (at least 1 px): a structuring element."""
     r = max(1, int(round(radius)))
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
     return xx * xx + yy * yy <= r * r
 
 
-def _otsu(values: np.ndarray) -> float:
+def otsu_threshold(values: np.ndarray) -> float:
     """Otsu's threshold of a set of values (256 bins)."""
     counts, edges = np.histogram(values, bins=256)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -88,10 +89,10 @@ def find_leukocyte(rgb: np.ndarray) -> Leukocyte:
     stain = ndimage.gaussian_filter(stain_map(small), max(0.5, SMOOTHING * s))
     if np.ptp(stain) < MIN_CONTRAST:  # a flat field: Otsu would split noise
         return Leukocyte(x=(width - 1) / 2, y=(height - 1) / 2, diameter=float(side), found=False)
-    mask = stain > _otsu(stain)
-    mask = ndimage.binary_opening(mask, structure=_disk(OPENING * s))
+    mask = stain > otsu_threshold(stain)
+    mask = ndimage.binary_opening(mask, structure=disk(OPENING * s))
     margin = round(CLOSING * s) + 1  # closing near the edge would erode what it cannot see past it
-    mask = ndimage.binary_closing(np.pad(mask, margin), structure=_disk(CLOSING * s))[margin:-margin, margin:-margin]
+    mask = ndimage.binary_closing(np.pad(mask, margin), structure=disk(CLOSING * s))[margin:-margin, margin:-margin]
     mask = ndimage.binary_fill_holes(mask)
     labels, n = ndimage.label(mask)
     if n:

@@ -1,8 +1,10 @@
-"""Two runs scored on the same cells: the accuracy difference with a paired bootstrap interval, and McNemar's test.
+"""Two runs scored on the same cells: the accuracy difference with a paired bootstrap interval, and McNemar's test;
+for one rare class, the differences in ROC AUC and average precision with paired intervals.
 
     a = correct_by_cell(RunDir("runs/current").eval_dir("test") / "predictions.csv")
     b = correct_by_cell(RunDir("runs/next").eval_dir("test") / "predictions.csv")
     paired_difference(a, b)   # {"n", "difference", "difference_ci95": {...}, "only_first_right", ..., "mcnemar_p"}
+    paired_ranking_difference(is_vacuolated, scores_a, scores_b)   # {"roc_auc": {"difference", ...}, ...}
 
 Two runs' intervals overlapping says little when both were scored on the same cells: the paired difference resamples
 the cells once for both runs, so what the cells share cancels. The exact McNemar test looks only at the cells one run
@@ -18,8 +20,9 @@ import numpy as np
 from scipy.stats import binomtest
 
 from neunn.errors import NeunnError
-from neunn.evaluation.intervals import N_BOOT, bootstrap, percentile_interval
+from neunn.evaluation.intervals import N_BOOT, Ranking, bootstrap, percentile_interval, weighted_roc_auc
 from neunn.evaluation.metrics import read_predictions_csv
+from neunn.evaluation.rare_class import weighted_average_precision
 
 
 def correct_by_cell(predictions_csv: Path) -> dict[str, bool]:
@@ -44,3 +47,30 @@ def paired_difference(first: dict[str, bool], second: dict[str, bool], *, n_boot
     return {"n": len(cells), "first_accuracy": float(x.mean()), "second_accuracy": float(y.mean()),
             "difference": float(diff.mean()), "difference_ci95": percentile_interval(*samples["d"]),
             "only_first_right": only_first, "only_second_right": only_second, "mcnemar_p": float(p)}
+
+
+def paired_ranking_difference(is_positive: np.ndarray, first: np.ndarray, second: np.ndarray, *, n_boot: int = N_BOOT,
+                              seed: int = 0) -> dict[str, Any]:
+    """Second minus first in ROC AUC and average precision of one class's scores on the same cells, each with its
+    95 % paired bootstrap interval (both rankings scored on every resample, so what the cells share cancels)."""
+    is_positive = np.asarray(is_positive, dtype=bool)
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if not (is_positive.shape == first.shape == second.shape):
+        raise NeunnError("The two rankings do not score the same cells; evaluate both runs on the same cells.")
+    rankings = Ranking.of(first), Ranking.of(second)
+
+    def statistic(counts: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for name, fn in (("roc_auc", weighted_roc_auc), ("average_precision", weighted_average_precision)):
+            (a, a_ok), (b, b_ok) = (fn(r, is_positive, counts) for r in rankings)
+            out[name] = (b - a, a_ok & b_ok)
+        return out
+
+    samples = bootstrap(statistic, len(first), n_boot=n_boot, seed=seed)
+    ones = np.ones((1, len(first)))
+    result = {"n": len(first), "positives": int(is_positive.sum())}
+    for name, fn in (("roc_auc", weighted_roc_auc), ("average_precision", weighted_average_precision)):
+        (a, _), (b, _) = (fn(r, is_positive, ones) for r in rankings)
+        result[name] = {"first": float(a[0]), "second": float(b[0]), "difference": float(b[0] - a[0]),
+                        "difference_ci95": percentile_interval(*samples[name])}
+    return result

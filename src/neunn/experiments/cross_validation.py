@@ -18,6 +18,7 @@ again skips finished folds, resumes an interrupted one from its last checkpoint,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,14 @@ def _training_finished(run: RunDir) -> bool:
     return best.is_file() and "calibration" in read_checkpoint_meta(best)
 
 
-def _run_fold(data: Path, fold_dir: Path, split_file: Path, cfg: TrainConfig, *, positive: str | None,
+FoldOverrides = Callable[[int, Path], list[str]]  # (fold number, its split file) -> overrides of that fold's config
+
+
+def _run_fold(data: Path, fold: int, fold_dir: Path, split_file: Path, cfg: TrainConfig, *, preset: str | None,
+              overrides: list[str], fold_overrides: FoldOverrides | None, positive: str | None,
               target_sensitivity: float | None, tta: bool, progress: bool) -> dict[str, Any]:
-    """Train (or continue) one fold and evaluate it on its test split; reuses finished work."""
+    """Train (or continue) one fold and evaluate it on its test split; reuses finished work. ``fold_overrides`` is
+    called only when the fold starts training (a resumed fold keeps its saved config)."""
     run = RunDir(fold_dir)
     saved_file = run.eval_dir("test", tta=tta) / "metrics.json"
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else None
@@ -98,6 +104,8 @@ def _run_fold(data: Path, fold_dir: Path, split_file: Path, cfg: TrainConfig, *,
     if not _training_finished(run):
         resume = run.has_run()
         say(f"{fold_dir.name}: {'resuming' if resume else 'training'}")
+        if not resume and fold_overrides is not None:
+            cfg = resolve_config(preset=preset, overrides=[*overrides, *fold_overrides(fold, split_file)])
         train(open_training_run(data, fold_dir, None if resume else cfg, resume=resume,
                                 split_file=None if resume else split_file, progress=progress))
     return evaluate_run(fold_dir, data_dir=data, split="test", device=str(resolve_device(cfg.device)), tta=tta,
@@ -147,9 +155,11 @@ def _pooled_choice(fold_metrics: list[dict[str, Any]], rows: list[dict[str, Any]
 def run_cross_validation(
     data_dir: str | Path, out: str | Path, *, folds: int = 5, seed: int = 0, preset: str | None = None,
     overrides: list[str] | None = None, positive: str | None = None, target_sensitivity: float | None = None,
-    tta: bool = False, progress: bool = True,
+    tta: bool = False, fold_overrides: FoldOverrides | None = None, progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate ``folds`` folds, pool their test predictions; writes OUT/pooled/ and OUT/results.{json,md}."""
+    """Train and evaluate ``folds`` folds, pool their test predictions; writes OUT/pooled/ and OUT/results.{json,md}.
+    ``fold_overrides(fold, split_file)`` adds config overrides made for one fold (e.g. synthetic images made from that
+    fold's training cells only)."""
     out, data = Path(out), Path(data_dir)
     cfg = resolve_config(preset=preset, overrides=overrides)  # validates the overrides before anything runs
     settings = CrossValidationSettings(str(data.resolve()), folds, seed, preset, list(overrides or []))
@@ -165,9 +175,10 @@ def run_cross_validation(
     say(f"cross-validation: {folds} folds of {data}, {len(scan.images)} images, test folds of "
         f"{', '.join(str(len(s.splits['test'])) for s in splits)} images")
 
-    fold_metrics = [_run_fold(data, fold_dir, split_file, cfg, positive=positive,
-                              target_sensitivity=target_sensitivity, tta=tta, progress=progress)
-                    for fold_dir, split_file in zip(fold_dirs, split_files)]
+    fold_metrics = [_run_fold(data, fold, fold_dir, split_file, cfg, preset=preset, overrides=list(overrides or []),
+                              fold_overrides=fold_overrides, positive=positive, target_sensitivity=target_sensitivity,
+                              tta=tta, progress=progress)
+                    for fold, (fold_dir, split_file) in enumerate(zip(fold_dirs, split_files), start=1)]
     rows, pooled_classes = _pooled_rows(fold_dirs, tta)
     _check_tested_once(rows, splits)
     choice, thresholds = _pooled_choice(fold_metrics, rows, target_sensitivity)

@@ -36,7 +36,9 @@ from neunn.rundir import RunDir
 from neunn.training.setup import open_training_run
 from neunn.training.train import train
 
-ARMS = {"a": "no augmentation of the class", "b": "oversampling (balance=sampler)", "c": "GAN images added"}
+ARMS = {"a": "no augmentation of the class", "b": "oversampling (balance=sampler)", "c": "GAN images added",
+        "d": "vacuoles painted into cells of another class (--paste-from; with --folds)"}
+SINGLE_SPLIT_ARMS = ("a", "b", "c")
 CLASS_METRICS = ("sensitivity", "precision", "f1")
 OVERALL_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "mcc")
 
@@ -107,10 +109,11 @@ def _synthetic_for_seed(out: Path, settings: ExperimentSettings, seed: int, n: i
     return gan_dir, samples
 
 
-def _arm_overrides(arm: str, seed: int, synthetic: Path | None, class_name: str) -> list[str]:
-    extra = {"a": ["balance=none"], "b": ["balance=sampler"],
-             "c": ["balance=none", "synthetic=" + json.dumps([f"{synthetic}:{class_name}"])]}[arm]
-    return [f"seed={seed}", *extra]
+def arm_overrides(arm: str, synthetic: Path | None, class_name: str) -> list[str]:
+    """The config overrides of an arm: its class balance and, for the synthetic arms, the folder of images added."""
+    if arm in ("c", "d"):
+        return ["balance=none", "synthetic=" + json.dumps([f"{synthetic}:{class_name}"])]
+    return ["balance=none" if arm == "a" else "balance=sampler"]
 
 
 def row_from_metrics(metrics: dict[str, Any], class_name: str) -> dict[str, float]:
@@ -129,9 +132,10 @@ def run_rare_class_experiment(
     """Run arms (a), (b), (c) over ``seeds`` on one cut split; writes OUT/results.{json,md,png} and returns the results."""
     from neunn.experiments.rare_class_report import summarise_experiment, write_experiment_report
 
-    bad_arms = [a for a in arms if a not in ARMS]
+    bad_arms = [a for a in arms if a not in SINGLE_SPLIT_ARMS]
     if bad_arms or not arms:
-        raise NeunnError(f"Unknown arm '{bad_arms[0] if bad_arms else ''}'; choose among a, b, c.")
+        raise NeunnError(f"Arm '{bad_arms[0] if bad_arms else ''}' does not run on one cut split; choose among "
+                         "a, b, c (arm d runs with --folds).")
     if not seeds or len(set(seeds)) != len(seeds):
         raise NeunnError("Give one or more distinct seeds (three or more for a mean ± sd).")
     out, data = Path(out), Path(data_dir)
@@ -167,8 +171,8 @@ def run_rare_class_experiment(
         for arm in arms:
             say(f"[seed {seed}] arm ({arm}): {ARMS[arm]}")
             run_dir = out / "runs" / f"{arm}-seed{seed}"
-            metrics = _train_and_score(data, run_dir, _arm_overrides(arm, seed, synthetic, class_name), settings,
-                                       split_path, progress)
+            arm_config = [f"seed={seed}", *arm_overrides(arm, synthetic, class_name)]
+            metrics = _train_and_score(data, run_dir, arm_config, settings, split_path, progress)
             rows.append({"arm": arm, "seed": seed, "run": str(run_dir), **row_from_metrics(metrics, class_name)})
         if "c" in arms and evaluate_gans and "a" in arms:
             quality_dir = out / "gan_quality" / f"seed{seed}"
