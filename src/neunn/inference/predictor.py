@@ -31,8 +31,12 @@ from neunn.inference.backends import create_engine
 from neunn.inference.engines import LogitsEngine
 from neunn.inference.out_of_domain import OodScorer, load_out_of_domain
 from neunn.inference.policy import DecisionPolicy
+from neunn.inference.scope_gate import read_gate
 from neunn.inference.tta import dihedral_views
 from neunn.rundir import RunDir
+
+
+Decoded = tuple[str, "torch.Tensor | str", "torch.Tensor | None"]  # name, pixels or an error, the gate's pixels
 
 
 @dataclass
@@ -47,21 +51,46 @@ class Prediction:
     critical: bool = False
     needs_review: bool = False
     ood_score: float | None = None  # higher = further from the training cells; None without a fitted score
-    out_of_domain: bool | None = None  # score above the run's threshold: "outside the model's experience"
+    out_of_domain: bool | None = None  # score above the run's threshold, or out of scope: "outside its experience"
+    cell_type: str | None = None  # the cell-type gate's class (None without a gate)
+    out_of_scope: bool | None = None  # the gate's class is not one the model is for (None without a gate)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "probability": self.probability,
                 "top": [{"label": c, "probability": p} for c, p in self.top], "critical": self.critical,
                 "needs_review": self.needs_review, "out_of_domain": self.out_of_domain, "ood_score": self.ood_score,
-                "error": self.error}
+                "cell_type": self.cell_type, "out_of_scope": self.out_of_scope, "error": self.error}
+
+
+@dataclass
+class ScopeGate:
+    """A cell-type gate in front of a model (inference/scope_gate.py): the gate's predictor and the gate classes that
+    the model is for."""
+
+    predictor: Predictor
+    scope: tuple[str, ...]
+
+    def cell_types(self, pixels: torch.Tensor) -> list[str]:
+        """The gate's class for each cell of an N×3×S×S batch prepared for the gate."""
+        probs = self.predictor.probabilities(pixels)
+        return [self.predictor.classes[int(i)] for i in probs.argmax(axis=1)]
+
+    def in_scope(self, cell_type: str) -> bool:
+        return cell_type in self.scope
+
+    def as_dict(self) -> dict[str, Any]:
+        run = self.predictor.run
+        return {"run": str(run.root) if run is not None else None, "scope": list(self.scope),
+                "classes": list(self.predictor.classes), "arch": self.predictor.meta.get("arch")}
 
 
 class Predictor:
     """A trained classifier ready to score images."""
 
     def __init__(self, engine: LogitsEngine, *, tta: bool = False, policy: DecisionPolicy | None = None,
-                 run: RunDir | None = None, checkpoint: str = "best", ood: OodScorer | None = None) -> None:
+                 run: RunDir | None = None, checkpoint: str = "best", ood: OodScorer | None = None,
+                 gate: ScopeGate | None = None) -> None:
         meta = engine.meta
         # An engine without features (an ONNX file exported before them) cannot give a feature-space score.
         self.ood = ood if ood is None or not ood.needs_features or getattr(engine, "has_features", True) else None
@@ -73,23 +102,28 @@ class Predictor:
         self.temperature = float(meta.get("temperature", 1.0))
         self.jpeg_draft = bool(meta.get("jpeg_draft", False))  # decode as the run's training images were
         self.crop = float(meta.get("crop", 1.0))  # runs before the crop existed used the whole image
+        self.gate = gate  # a cell-type gate in front of the model (inference/scope_gate.py), or None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch", device: str = "cpu",
                  tta: bool = False, review_threshold: float | None = None,
-                 critical: str | Iterable[str] | None = None) -> Predictor:
+                 critical: str | Iterable[str] | None = None, gate: bool = True) -> Predictor:
         """Load a run's checkpoint (``best`` or ``last``) with a backend (``neunn.BACKENDS``) onto a device.
 
         ``tta`` averages the probabilities over the 8 flips and 90° rotations of each cell (8× the compute);
-        ``review_threshold`` and ``critical`` (e.g. ``"GBI,BAC"``) override the model's decision policy.
+        ``review_threshold`` and ``critical`` (e.g. ``"GBI,BAC"``) override the model's decision policy;
+        ``gate=False`` leaves out the run's cell-type gate (``neunn ood gate``), if it has one.
         """
         run = RunDir(Path(run_dir))
         run.require_trained()
         engine = create_engine(run, checkpoint=checkpoint, backend=backend, device=device)
         policy = DecisionPolicy.of_model(engine.meta).overridden(review_threshold=review_threshold,
                                                                  critical=critical, classes=engine.meta["classes"])
+        record = read_gate(run) if gate else None
         return cls(engine, tta=tta, policy=policy, run=run, checkpoint=checkpoint,
-                   ood=load_out_of_domain(run, checkpoint))
+                   ood=load_out_of_domain(run, checkpoint),
+                   gate=None if record is None else ScopeGate(cls.from_run(record.run, backend=backend, device=device,
+                                                                           gate=False), record.scope))
 
     @property
     def backend(self) -> str:
@@ -112,24 +146,32 @@ class Predictor:
         probs = [torch.softmax(x.float() / self.temperature, dim=1) for x in logits]
         return torch.stack(probs).mean(0).numpy(), scores
 
-    def _result(self, path: str, probs: np.ndarray, ood_score: float | None = None) -> Prediction:
+    def _result(self, path: str, probs: np.ndarray, ood_score: float | None = None,
+                cell_type: str | None = None) -> Prediction:
         order = np.argsort(-probs)
         label = self.classes[int(order[0])]
         out_of_domain = None if ood_score is None else bool(self.ood.flags(np.asarray([ood_score]))[0])
+        out_of_scope = None if cell_type is None else not self.gate.in_scope(cell_type)
+        if out_of_scope is not None:
+            out_of_domain = bool(out_of_domain) or out_of_scope
         return Prediction(path=path, label=label, probability=float(probs[order[0]]),
                           top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
                           probs=[float(p) for p in probs], critical=self.policy.is_critical(label),
                           needs_review=self.policy.needs_review(float(probs[order[0]])),
-                          ood_score=ood_score, out_of_domain=out_of_domain)
+                          ood_score=ood_score, out_of_domain=out_of_domain, cell_type=cell_type,
+                          out_of_scope=out_of_scope)
 
-    def _predict_decoded(self, decoded: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
-        """Predictions for (name, pixels) pairs in order; a pair holding an error message instead gets that error."""
-        good = [i for i, (_, px) in enumerate(decoded) if isinstance(px, torch.Tensor)]
-        results = [Prediction(path=name, error=px) if isinstance(px, str) else None for name, px in decoded]
+    def _predict_decoded(self, decoded: list[Decoded]) -> list[Prediction]:
+        """Predictions for decoded cells in order; one holding an error message instead gets that error."""
+        good = [i for i, (_, px, _) in enumerate(decoded) if isinstance(px, torch.Tensor)]
+        results = [Prediction(path=name, error=px) if isinstance(px, str) else None for name, px, _ in decoded]
         if good:
             probs, scores = self.probabilities_and_ood(torch.stack([decoded[i][1] for i in good]))
+            cell_types = (self.gate.cell_types(torch.stack([decoded[i][2] for i in good])) if self.gate is not None
+                          else [None] * len(good))
             for n, (i, pr) in enumerate(zip(good, probs)):
-                results[i] = self._result(decoded[i][0], pr, None if scores is None else float(scores[n]))
+                results[i] = self._result(decoded[i][0], pr, None if scores is None else float(scores[n]),
+                                          cell_types[n])
         return results
 
     def load_pixels(self, source: str | Path | bytes) -> torch.Tensor:
@@ -137,14 +179,19 @@ class Predictor:
         return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft, crop=self.crop)
 
     def _decode(self, name: str, source: str | Path | bytes,
-                transform: Callable[[Image.Image], Image.Image] | None = None) -> tuple[str, torch.Tensor | str]:
+                transform: Callable[[Image.Image], Image.Image] | None = None) -> Decoded:
+        """(name, the model's input or an error message, the gate's input or None): each prepared as its model was
+        trained."""
+        gate = self.gate.predictor if self.gate is not None else None
         try:
             if transform is None:
-                return name, self.load_pixels(source)
+                return name, self.load_pixels(source), gate.load_pixels(source) if gate is not None else None
             # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels).
-            return name, image_to_uint8(transform(load_rgb(source).image), self.img_size, self.crop)
+            image = transform(load_rgb(source).image)
+            return (name, image_to_uint8(image, self.img_size, self.crop),
+                    image_to_uint8(image, gate.img_size, gate.crop) if gate is not None else None)
         except (UnreadableImage, OSError) as exc:
-            return name, str(exc)
+            return name, str(exc), None
 
     def predict_sources(self, sources: Sequence[tuple[str, str | Path | bytes]]) -> list[Prediction]:
         """Predict a batch of (name, path-or-bytes) pairs; an unreadable one gets an error, the others still run."""

@@ -83,6 +83,8 @@ function renderModel() {
     ["Review under", percent(m.review_threshold)], ["Critical", m.critical_classes.join(", ") || "none"],
     ["Out of domain", m.out_of_domain ? `${m.out_of_domain.method} over ${m.out_of_domain.threshold.toPrecision(4)}`
       : "not fitted (neunn ood fit)"],
+    ["Cell-type gate", m.cell_type_gate ? `${m.cell_type_gate.scope.join(", ")} of ${m.cell_type_gate.classes.length} types`
+      : "none"],
   ];
   if (m.validation?.val_macro_f1 != null) facts.push(["Val macro-F1", m.validation.val_macro_f1.toFixed(3)]);
   if (m.test_metrics?.accuracy != null) facts.push(["Test accuracy", percent(m.test_metrics.accuracy)]);

@@ -79,6 +79,7 @@ export function updateTile(cell, tile = tileOf(cell)) {
   else if (cell.reviewed) badge.textContent = `${bin} ✓${isCorrected(cell) ? " corrected" : ""}`;
   else if (outOfDomain) {
     badge.textContent = critical ? `⚠ Possible ${label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
+    if (cell.result.out_of_scope) badge.textContent += ` (looks like: ${cell.result.cell_type})`;
   }
   else if (unidentified) badge.textContent = critical ? `⚠ Possible ${label} — review` : UNIDENTIFIED_TEXT;
   else badge.textContent = (critical ? "⚠ " : "") + label;
