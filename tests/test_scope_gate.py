@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_OVERRIDES
+from fastapi.testclient import TestClient
 from PIL import ImageFilter
 
 from neunn.cli import main
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.inference.scope_gate import GATE_FILE, remove_gate, set_gate
+from neunn.serve import create_app
 from neunn.training.config import resolve_config
 from neunn.training.setup import open_training_run
 from neunn.training.train import train
@@ -75,6 +77,13 @@ def test_gate_flags_other_cell_types_and_leaves_the_model_alone(finding_run: Pat
     rows = list(csv.DictReader(out.open()))
     assert [r["cell_type"] for r in rows] == gate_calls
     assert [r["out_of_domain"] == "yes" for r in rows] == [bool(p.out_of_domain) for p in gated]
+
+    # The review station: each cell's gate class and scope, and the gate in the model card.
+    client = TestClient(create_app(predictor))
+    assert client.get("/api/v1/model").json()["cell_type_gate"]["scope"] == ["NEU", "HYP"]
+    body = client.post("/api/v1/predict", files=[("files", (f.name, f.read_bytes())) for f in files]).json()
+    assert [r["cell_type"] for r in body["results"]] == gate_calls
+    assert [r["out_of_domain"] for r in body["results"]] == [p.out_of_domain for p in gated]
 
     assert remove_gate(finding_run) and not remove_gate(finding_run)
     assert Predictor.from_run(finding_run).gate is None

@@ -3,6 +3,7 @@ base, a GAN's folder (:class:`neunn.gan.folder.GanDir`).
 
     RUN_DIR/config.yaml   RUN_DIR/splits.json   RUN_DIR/run.json   RUN_DIR/log.jsonl
     RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>[-variant]/{metrics.json,...}
+    RUN_DIR/gate.json     (optional) the run's cell-type gate: another run's path, its weights' hash, the scope
 
     run = RunDir(Path("runs/b7")); run.check_can_open(resume=False)   # a new run refuses a folder holding another
 """
