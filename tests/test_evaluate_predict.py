@@ -43,9 +43,20 @@ def test_evaluate_refuses_a_test_set_that_changed(trained_run: Path, phantom_dir
         evaluate_run(trained_run, data_dir=copy, split="test")
 
 
-def test_evaluate_all_scores_an_external_folder(trained_run: Path, phantom_dir: Path):
+def test_evaluate_all_scores_an_external_folder(trained_run: Path, phantom_dir: Path, tmp_path: Path):
     metrics = evaluate_run(trained_run, data_dir=phantom_dir, split="all")
     assert metrics["n"] == 84 and (trained_run / "eval" / "all" / "report.html").is_file()
+    # The run's own dataset, scored whole, holds the cells it learnt from: the figures say so at the top.
+    split = json.loads((trained_run / "splits.json").read_text())["splits"]
+    seen = len(split["train"]) + len(split["val"])
+    assert metrics["warnings"][0].startswith(f"{seen} of the 84 cells scored are images this run trained on")
+    assert metrics["warnings"][0] in (trained_run / "eval" / "all" / "report.html").read_text()
+    # A folder of only its test cells carries no such warning.
+    for entry in split["test"]:
+        (tmp_path / entry["label"]).mkdir(exist_ok=True)
+        (tmp_path / entry["label"] / Path(entry["path"]).name).write_bytes((phantom_dir / entry["path"]).read_bytes())
+    unseen = evaluate_run(trained_run, data_dir=tmp_path, split="all")
+    assert unseen["n"] == len(split["test"]) and not any("trained on" in w for w in unseen["warnings"])
 
 
 def test_predictor_results_are_consistent(trained_run: Path, phantom_dir: Path):

@@ -44,18 +44,35 @@ EVAL_SPLITS = (*SPLIT_NAMES, "all")
 BOOT_SEED = 0  # one fixed seed: the intervals in metrics.json recompute from predictions.csv
 
 
-def _entries_to_score(run: RunDir, data_dir: Path, split: str, classes: list[str]) -> list[tuple[str, str]]:
-    """(relative path, true class) pairs to evaluate, after checking the dataset against the run's split."""
+def _entries_to_score(run: RunDir, data_dir: Path, split: str,
+                      classes: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(relative path, true class) pairs to evaluate, after checking the dataset against the run's split; and a
+    warning when a folder scored whole (``all``) holds images the run learnt from or chose its epoch on."""
     if split == "all":
         scan = scan_dataset(data_dir, progress=True)
         report_scan(scan)
         unknown = [c for c in scan.classes if c not in classes]
         if unknown:
             say(f"note: classes unknown to the model are left out: {', '.join(unknown)}")
-        return [(r.path, r.label) for r in scan.images if r.label in classes]
+        kept = [r for r in scan.images if r.label in classes]
+        return [(r.path, r.label) for r in kept], _seen_warning(run, kept)
     dataset_split = load_split(run.splits)
     verify_split_files(dataset_split, data_dir, names=(split,))  # hashes only this split's files
-    return [(e.path, e.label) for e in dataset_split.splits[split]]
+    return [(e.path, e.label) for e in dataset_split.splits[split]], []
+
+
+def _seen_warning(run: RunDir, images: list) -> list[str]:
+    """A warning when some of ``images`` (by their bytes) are in the run's training or validation split."""
+    if not run.splits.is_file():
+        return []
+    split = load_split(run.splits)
+    seen = {e.sha256 for name in ("train", "val") for e in split.splits.get(name, [])}
+    n = sum(r.sha256 in seen for r in images)
+    if not n:
+        return []
+    return [f"{n} of the {len(images)} cells scored are images this run trained on or chose its epoch on (the same "
+            "file bytes as its training or validation split): these figures are optimistic; score cells it never "
+            "saw (its test split, or another folder)."]
 
 
 def _is_synthetic(data_dir: Path) -> bool:
@@ -127,7 +144,7 @@ def _threshold_choice(run: RunDir, predictor: Predictor, data_dir: Path, split: 
     if split != "val":
         # An external set (split "all") has no validation split: the run's own dataset holds it.
         val_dir = Path(run.read_info().get("data_dir") or data_dir) if split == "all" else data_dir
-        entries = _entries_to_score(run, val_dir, "val", predictor.classes)
+        entries, _ = _entries_to_score(run, val_dir, "val", predictor.classes)
         rows, _ = _score(predictor, val_dir, entries, desc="validation")
         _write_predictions_csv(out / "val_predictions.csv", rows, predictor.classes)
     labels, probs = _arrays(rows, predictor.classes)
@@ -201,7 +218,7 @@ def evaluate_run(
     predictor = Predictor.from_run(run.root, checkpoint=checkpoint, device=device, tta=tta, backend=backend,
                                    review_threshold=review_threshold, critical=critical)
     classes = predictor.classes
-    entries = _entries_to_score(run, data_dir, split, classes)
+    entries, seen_warning = _entries_to_score(run, data_dir, split, classes)
     if not entries:
         raise NeunnError(f"The {split} split of {run.root} has no images to evaluate.")
     positive = resolve_positive(classes, [classes.index(label) for _, label in entries], positive, target_sensitivity)
@@ -217,6 +234,7 @@ def evaluate_run(
     choice = None if target_sensitivity is None else _threshold_choice(
         run, predictor, data_dir, split, rows, positive, target_sensitivity, out)
     metrics = summarise_predictions(rows, classes, positive=positive, choice=choice)
+    metrics["warnings"] = seen_warning + metrics["warnings"]
     index = {c: i for i, c in enumerate(classes)}
     # What the "Unidentified — review" bin buys at the run's threshold, the risk–coverage curve, and ECE before/after
     # temperature scaling (with --tta the "before" is recovered from averaged probabilities, so it is approximate).
