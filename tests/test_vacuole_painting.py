@@ -12,16 +12,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from neunn.data.cell_regions import CYTOPLASM_REACH, REFERENCE_SIDE, find_nucleus
 from neunn.data.phantom import render_cell
 from neunn.data.scan import scan_dataset
 from neunn.data.split import DatasetSplit
-from neunn.data.vacuole_painting import (
-    CYTOPLASM_REACH,
-    REFERENCE_SIDE,
-    find_nucleus,
-    paint_vacuoles,
-    write_painted_folder,
-)
+from neunn.data.vacuole_painting import paint_vacuoles, write_painted_folder
 from neunn.errors import NeunnError
 from neunn.training.extra_images import SYNTHETIC, scan_extra_images
 

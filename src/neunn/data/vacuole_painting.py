@@ -1,7 +1,6 @@
 """Vacuole painting: synthesise vacuolated neutrophils by painting a few pale, round holes into normal ones' cytoplasm.
 
     painted = paint_vacuoles(rgb, np.random.default_rng(0))   # H×W×3 uint8 copy with 2–6 soft pale vacuoles
-    nucleus = find_nucleus(rgb)                                # H×W bool: where no vacuole is ever painted
     write_painted_folder(normal_paths, Path("painted"), class_name="vacuolated", n=500, seed=0)
     # painted/vacuolated/painted_000000.png ... and painted/manifest.json {"synthetic": true, ...}
 
@@ -10,11 +9,7 @@ training split only. It is calibrated on CellaVision May-Grünwald-Giemsa crops 
 white to faintly bluish, soft-edged round hole of about 3–12 px across in the lilac granular cytoplasm, a few per
 cell; every length is a share of the image's side, so other sizes get the same cell.
 
-The cell is found without a learnt model. The nucleus is by far the most stained thing in the crop: the stain map of
-`leukocyte_framing` (red OD less half the blue) is smoothed and thresholded (Otsu), and the largest region near the
-centre is taken. The cytoplasm is the band out to `CYTOPLASM_REACH` around it that is stained (not the cream
-background) and lilac rather than pink (red cells absorb blue about as much as red; the cytoplasm less). A vacuole's
-centre is drawn where the whole disc fits inside that band, so it never touches the nucleus, the background or another
+The nucleus and the cytoplasm are found without a learnt model (`cell_regions`). A vacuole's centre is drawn where the whole disc fits inside that band, so it never touches the nucleus, the background or another
 vacuole. It is painted in optical density: the stain inside the disc is scaled down towards the image's own brightest
 light (slightly bluish), with a soft edge, a drawn opacity, a trace of grain and sometimes a faint darker rim. Where no
 nucleus is found, a nucleus-sized disc at the centre stands in for it.
@@ -32,12 +27,18 @@ from PIL import Image
 from scipy import ndimage
 
 from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.leukocyte_framing import disk, otsu_threshold, stain_map
+from neunn.data.cell_regions import (
+    REFERENCE_SIDE,
+    background_light,
+    find_cytoplasm,
+    find_nucleus,
+    image_scale,
+    stand_in_nucleus,
+)
 from neunn.errors import NeunnError
 from neunn.log import say
 
 GENERATOR = "vacuole-painting"
-REFERENCE_SIDE = 360  # the crops the sizes below were measured on (CellaVision, 360×363)
 COUNTS = (2, 3, 4, 5, 6)  # vacuoles per cell ...
 COUNT_WEIGHTS = (0.22, 0.26, 0.22, 0.17, 0.13)  # ... and how often each count is drawn
 RADIUS_MEDIAN = 3.3  # px at REFERENCE_SIDE; radii are log-normal around it ...
@@ -52,79 +53,8 @@ BLUE_TINT = (0.0, 0.04)  # how much redder light a vacuole loses (a faint blue c
 RIM_CHANCE = 0.4  # share of vacuoles with a faint darker rim ...
 RIM_DENSITY = (0.03, 0.08)  # ... whose extra optical density (on every channel) is drawn from this range
 GRAIN = 1.5  # standard deviation (8-bit levels) of the grain left inside a vacuole
-CYTOPLASM_REACH = 28  # px at REFERENCE_SIDE: the farthest a vacuole's edge lies from the nucleus
 NUCLEUS_GAP = 1.0  # px at REFERENCE_SIDE: the least cytoplasm kept between a vacuole's outer edge and the nucleus
-SMOOTHING = 1.5  # px at REFERENCE_SIDE: Gaussian sigma of the stain map the nucleus is thresholded on
-COLOUR_SMOOTHING = 3.0  # px at REFERENCE_SIDE: sigma of the optical densities the cytoplasm is told apart on
-STAINED = 0.4  # a cytoplasm pixel has at least this share of the median optical density next to the nucleus
-RED_CELL_BLUE_RATIO = 0.9  # blue OD / red OD at or above which a pixel is a red cell's (pink), not cytoplasm (lilac)
-MIN_CONTRAST = 0.2  # least range of the smoothed stain map, in OD, for there to be a nucleus to find
-MIN_NUCLEUS_SHARE = 0.004  # a nucleus covers at least this share of the image ...
-CENTRE_REACH = 0.3  # ... and its centroid lies within this share of the side from the centre
-STAND_IN_RADIUS = 0.11  # radius (share of the side) of the disc that stands in for a nucleus not found
 PLACEMENT_TRIES = 3  # a vacuole that does not fit is shrunk (to 0.7 of its radius) and tried again, this often
-
-
-def _scale(rgb: np.ndarray) -> float:
-    return max(rgb.shape[:2]) / REFERENCE_SIDE
-
-
-def _light(rgb: np.ndarray) -> np.ndarray:
-    """The image's brightest light per channel (99th percentile): its empty background, the colour of a hole."""
-    return np.maximum(np.percentile(rgb.reshape(-1, 3), 99.0, axis=0), 1.0)
-
-
-def find_nucleus(rgb: np.ndarray) -> np.ndarray:
-    """H×W bool mask of the leukocyte's nucleus (all False when none is found): the largest strongly stained region
-    near the centre of the smoothed stain map, its holes filled."""
-    rgb = np.asarray(rgb)
-    height, width = rgb.shape[:2]
-    scale = _scale(rgb)
-    stain = ndimage.gaussian_filter(stain_map(rgb), max(0.5, SMOOTHING * scale))
-    none = np.zeros((height, width), dtype=bool)
-    if np.ptp(stain) < MIN_CONTRAST:
-        return none
-    mask = stain > otsu_threshold(stain)
-    mask = ndimage.binary_opening(mask, structure=disk(max(1, round(2 * scale))))  # specks and thin rims go
-    mask = ndimage.binary_fill_holes(mask)
-    labels, n = ndimage.label(mask)
-    if not n:
-        return none
-    index = np.arange(1, n + 1)
-    areas = ndimage.sum_labels(mask, labels, index)
-    centres = np.asarray(ndimage.center_of_mass(mask, labels, index)).reshape(-1, 2)
-    near = np.hypot(centres[:, 0] - (height - 1) / 2, centres[:, 1] - (width - 1) / 2) <= CENTRE_REACH * max(
-        height, width)
-    usable = near & (areas >= MIN_NUCLEUS_SHARE * height * width)
-    if not usable.any():
-        return none
-    return labels == int(np.argmax(np.where(usable, areas, -1))) + 1
-
-
-def _stand_in_nucleus(rgb: np.ndarray) -> np.ndarray:
-    """A nucleus-sized disc at the image's centre, for a crop whose nucleus was not found."""
-    height, width = rgb.shape[:2]
-    yy, xx = np.ogrid[:height, :width]
-    radius = STAND_IN_RADIUS * max(height, width)
-    return (yy - (height - 1) / 2) ** 2 + (xx - (width - 1) / 2) ** 2 <= radius * radius
-
-
-def _cytoplasm(rgb: np.ndarray, nucleus: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """Where a vacuole may lie: the band around the nucleus, kept to its stained, lilac pixels where enough are."""
-    scale = _scale(rgb)
-    distance = ndimage.distance_transform_edt(~nucleus)
-    band = (distance > 0) & (distance <= CYTOPLASM_REACH * scale)
-    od = np.maximum(-np.log(np.maximum(rgb.astype(np.float64), 1.0) / light), 0.0)
-    od = ndimage.gaussian_filter(od, (COLOUR_SMOOTHING * scale, COLOUR_SMOOTHING * scale, 0))
-    total = od.sum(axis=2)
-    inner = band & (distance <= CYTOPLASM_REACH * scale / 3)
-    level = float(np.median(total[inner])) if inner.any() else 0.0
-    stained = total >= STAINED * level
-    lilac = od[..., 2] < RED_CELL_BLUE_RATIO * od[..., 0]
-    for keep in (stained & lilac, stained):
-        if (band & keep).sum() >= 0.25 * band.sum():  # the filter leaves a plausible cytoplasm
-            return band & keep
-    return band
 
 
 def paint_vacuoles(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -133,13 +63,13 @@ def paint_vacuoles(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise NeunnError(f"Vacuoles are painted on H×W×3 uint8 images, got {rgb.dtype} of shape {rgb.shape}.")
-    scale = _scale(rgb)
-    light = _light(rgb)
+    scale = image_scale(rgb)
+    light = background_light(rgb)
     nucleus = find_nucleus(rgb)
     if not nucleus.any():
-        nucleus = _stand_in_nucleus(rgb)
+        nucleus = stand_in_nucleus(rgb)
     # Distance from each pixel to the nearest place a vacuole must not reach: the nucleus, background, red cells.
-    room = ndimage.distance_transform_edt(_cytoplasm(rgb, nucleus, light))
+    room = ndimage.distance_transform_edt(find_cytoplasm(rgb, nucleus, light))
     gap = NUCLEUS_GAP * scale + JITTER  # the centre may move by up to JITTER px (under one pixel's diagonal)
 
     out = rgb.astype(np.float64)
