@@ -9,7 +9,8 @@ intervals (NeuNN's own rare-class report); the operating point: each fold's thre
 chosen on the fold's own non-test cells (its training and validation splits) and applied to its test cells, as the
 cross-validation does for a CNN. With --versus (cross-validation folders, or a rare-class experiment's arms), each
 CNN's pooled out-of-fold scores are compared with the pallor on the same cells (paired bootstrap), and so is their
-parameter-free combination, the mean of the two ranks.
+parameter-free combination, the mean of the two ranks, and what a run with a pallor screen (`neunn pallor fit`)
+would send on: the model's own call, or a cell at or over its fold's pallor threshold.
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ def main() -> None:
         cnn[[index[p] for p in got]] = probs[:, classes.index(args.positive)]
         combined = (rankdata(cnn) + rankdata(pallor)) / (2 * len(paths))
         cnn_report = _report(cnn, is_positive, args.positive)
+        # What a run with a pallor screen does: the model's own call, or a pale cell sent to review.
+        called = np.zeros(len(paths), dtype=bool)
+        called[[index[p] for p in got]] = probs.argmax(axis=1) == classes.index(args.positive)
+        either = called | (pallor >= thresholds)
+        screen = {"model_call": {"sensitivity": float(called[is_positive].mean()),
+                                 "specificity": float(1 - called[~is_positive].mean())},
+                  "call_or_pale": {"sensitivity": float(either[is_positive].mean()),
+                                   "specificity": float(1 - either[~is_positive].mean())}}
         versus = paired_ranking_difference(is_positive, cnn, pallor)
         with_both = paired_ranking_difference(is_positive, cnn, combined)
         print(f"{folder}: CNN ROC AUC {figure_text(cnn_report['roc_auc'])}, AP "
@@ -91,8 +100,11 @@ def main() -> None:
               f"AP {_difference(versus, 'average_precision')}; mean rank of both − CNN: AUC "
               f"{_difference(with_both, 'roc_auc')} (AUC {100 * with_both['roc_auc']['second']:.1f}), AP "
               f"{_difference(with_both, 'average_precision')} (AP {100 * with_both['average_precision']['second']:.1f})")
+        print("  the model's call: sensitivity {sensitivity:.1%}, specificity {specificity:.1%}".format(
+            **screen["model_call"]) + "; its call or pale (a pallor screen): sensitivity {sensitivity:.1%}, "
+              "specificity {specificity:.1%}".format(**screen["call_or_pale"]))
         result["versus"][str(folder)] = {"cnn": cnn_report, "pallor_minus_cnn": versus,
-                                         "mean_rank_minus_cnn": with_both}
+                                         "mean_rank_minus_cnn": with_both, "screen": screen}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -14,7 +14,7 @@ from neunn import __version__
 from neunn.errors import NeunnError
 
 # Each module registers its own subcommands; add a module here to add commands.
-_COMMAND_MODULES = ("core", "serve", "cases", "gan", "experiments", "ood", "adapt")
+_COMMAND_MODULES = ("core", "serve", "cases", "gan", "experiments", "ood", "pallor", "adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:

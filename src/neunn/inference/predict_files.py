@@ -45,9 +45,11 @@ FORMATS = ("csv", "json")
 # review_threshold: the decision policy in force for the row (the model's default or --review-threshold).
 # out_of_domain: "yes" when the cell is unlike the run's training cells; it and ood_score are empty for a run (or an
 # older ONNX file) without a fitted out-of-domain score. cell_type: the class of the run's cell-type gate (`neunn ood
-# gate`), empty without one; a cell whose gate class is not one the run is for is out of domain too.
+# gate`), empty without one; a cell whose gate class is not one the run is for is out of domain too. pallor: the
+# cytoplasm's pallor when the run has a pallor screen (`neunn pallor fit`); a pale cell not called the finding goes to
+# review.
 CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "out_of_domain",
-              "ood_score", "cell_type", "review_threshold", "error"]
+              "ood_score", "cell_type", "pallor", "review_threshold", "error"]
 SHARD_BARRIER_TIMEOUT = timedelta(days=7)  # how long finished ranks wait for the slowest one before giving up
 
 T = TypeVar("T")
@@ -129,7 +131,8 @@ def _csv_row(p: Prediction, policy: DecisionPolicy) -> list[str]:
     prob = "" if p.probability is None else f"{p.probability:.6f}"
     score = "" if p.ood_score is None else f"{p.ood_score:.6g}"
     return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", "yes" if p.needs_review else "",
-            "yes" if p.out_of_domain else "", score, p.cell_type or "", f"{policy.review_threshold:g}", p.error or ""]
+            "yes" if p.out_of_domain else "", score, p.cell_type or "", "" if p.pallor is None else f"{p.pallor:.4f}",
+            f"{policy.review_threshold:g}", p.error or ""]
 
 
 def _csv_line(fields: list[str]) -> str:

@@ -26,17 +26,27 @@ import torch
 from PIL import Image
 
 from neunn.data.image_io import UnreadableImage, load_rgb
+from neunn.data.cytoplasm_pallor import cytoplasm_pallor
 from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.inference.backends import create_engine
 from neunn.inference.engines import LogitsEngine
 from neunn.inference.out_of_domain import OodScorer, load_out_of_domain
 from neunn.inference.policy import DecisionPolicy
+from neunn.inference.pallor_screen import PallorScreen, read_pallor_screen
 from neunn.inference.scope_gate import read_gate
 from neunn.inference.tta import dihedral_views
 from neunn.rundir import RunDir
 
 
-Decoded = tuple[str, "torch.Tensor | str", "torch.Tensor | None"]  # name, pixels or an error, the gate's pixels
+@dataclass
+class DecodedCell:
+    """One input read and prepared: the model's pixels (or why it could not be read), the gate's, its pallor."""
+
+    name: str
+    pixels: torch.Tensor | None = None
+    error: str | None = None
+    gate_pixels: torch.Tensor | None = None  # prepared as the cell-type gate was trained, when the run has a gate
+    pallor: float | None = None  # the cytoplasm's pallor at full resolution, when the run has a pallor screen
 
 
 @dataclass
@@ -54,13 +64,16 @@ class Prediction:
     out_of_domain: bool | None = None  # score above the run's threshold, or out of scope: "outside its experience"
     cell_type: str | None = None  # the cell-type gate's class (None without a gate)
     out_of_scope: bool | None = None  # the gate's class is not one the model is for (None without a gate)
+    pallor: float | None = None  # the cytoplasm's pallor (None without a pallor screen)
+    pale: bool | None = None  # pallor at or over the screen's threshold (None without a pallor screen)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "probability": self.probability,
                 "top": [{"label": c, "probability": p} for c, p in self.top], "critical": self.critical,
                 "needs_review": self.needs_review, "out_of_domain": self.out_of_domain, "ood_score": self.ood_score,
-                "cell_type": self.cell_type, "out_of_scope": self.out_of_scope, "error": self.error}
+                "cell_type": self.cell_type, "out_of_scope": self.out_of_scope, "pallor": self.pallor,
+                "pale": self.pale, "error": self.error}
 
 
 @dataclass
@@ -90,7 +103,7 @@ class Predictor:
 
     def __init__(self, engine: LogitsEngine, *, tta: bool = False, policy: DecisionPolicy | None = None,
                  run: RunDir | None = None, checkpoint: str = "best", ood: OodScorer | None = None,
-                 gate: ScopeGate | None = None) -> None:
+                 gate: ScopeGate | None = None, pallor_screen: PallorScreen | None = None) -> None:
         meta = engine.meta
         # An engine without features (an ONNX file exported before them) cannot give a feature-space score.
         self.ood = ood if ood is None or not ood.needs_features or getattr(engine, "has_features", True) else None
@@ -103,6 +116,7 @@ class Predictor:
         self.jpeg_draft = bool(meta.get("jpeg_draft", False))  # decode as the run's training images were
         self.crop = float(meta.get("crop", 1.0))  # runs before the crop existed used the whole image
         self.gate = gate  # a cell-type gate in front of the model (inference/scope_gate.py), or None
+        self.pallor_screen = pallor_screen  # a second look for a finding that pales the cytoplasm, or None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", backend: str = "torch", device: str = "cpu",
@@ -121,7 +135,7 @@ class Predictor:
                                                                  critical=critical, classes=engine.meta["classes"])
         record = read_gate(run) if gate else None
         return cls(engine, tta=tta, policy=policy, run=run, checkpoint=checkpoint,
-                   ood=load_out_of_domain(run, checkpoint),
+                   ood=load_out_of_domain(run, checkpoint), pallor_screen=read_pallor_screen(run),
                    gate=None if record is None else ScopeGate(cls.from_run(record.run, backend=backend, device=device,
                                                                            gate=False), record.scope))
 
@@ -146,32 +160,35 @@ class Predictor:
         probs = [torch.softmax(x.float() / self.temperature, dim=1) for x in logits]
         return torch.stack(probs).mean(0).numpy(), scores
 
-    def _result(self, path: str, probs: np.ndarray, ood_score: float | None = None,
-                cell_type: str | None = None) -> Prediction:
+    def _result(self, path: str, probs: np.ndarray, ood_score: float | None = None, cell_type: str | None = None,
+                pallor: float | None = None) -> Prediction:
         order = np.argsort(-probs)
         label = self.classes[int(order[0])]
         out_of_domain = None if ood_score is None else bool(self.ood.flags(np.asarray([ood_score]))[0])
         out_of_scope = None if cell_type is None else not self.gate.in_scope(cell_type)
         if out_of_scope is not None:
             out_of_domain = bool(out_of_domain) or out_of_scope
+        pale = None if pallor is None else self.pallor_screen.flags(pallor)
+        needs_review = self.policy.needs_review(float(probs[order[0]]))
+        if pale and label != self.pallor_screen.finding:  # pale enough for the finding the model did not call
+            needs_review = True
         return Prediction(path=path, label=label, probability=float(probs[order[0]]),
                           top=[(self.classes[int(i)], float(probs[i])) for i in order[:3]],
                           probs=[float(p) for p in probs], critical=self.policy.is_critical(label),
-                          needs_review=self.policy.needs_review(float(probs[order[0]])),
-                          ood_score=ood_score, out_of_domain=out_of_domain, cell_type=cell_type,
-                          out_of_scope=out_of_scope)
+                          needs_review=needs_review, ood_score=ood_score, out_of_domain=out_of_domain,
+                          cell_type=cell_type, out_of_scope=out_of_scope, pallor=pallor, pale=pale)
 
-    def _predict_decoded(self, decoded: list[Decoded]) -> list[Prediction]:
-        """Predictions for decoded cells in order; one holding an error message instead gets that error."""
-        good = [i for i, (_, px, _) in enumerate(decoded) if isinstance(px, torch.Tensor)]
-        results = [Prediction(path=name, error=px) if isinstance(px, str) else None for name, px, _ in decoded]
+    def _predict_decoded(self, decoded: list[DecodedCell]) -> list[Prediction]:
+        """Predictions for decoded cells in order; one that could not be read gets its error."""
+        results = [Prediction(path=cell.name, error=cell.error) if cell.error else None for cell in decoded]
+        good = [i for i, cell in enumerate(decoded) if cell.error is None]
         if good:
-            probs, scores = self.probabilities_and_ood(torch.stack([decoded[i][1] for i in good]))
-            cell_types = (self.gate.cell_types(torch.stack([decoded[i][2] for i in good])) if self.gate is not None
-                          else [None] * len(good))
-            for n, (i, pr) in enumerate(zip(good, probs)):
-                results[i] = self._result(decoded[i][0], pr, None if scores is None else float(scores[n]),
-                                          cell_types[n])
+            probs, scores = self.probabilities_and_ood(torch.stack([decoded[i].pixels for i in good]))
+            cell_types = (self.gate.cell_types(torch.stack([decoded[i].gate_pixels for i in good]))
+                          if self.gate is not None else [None] * len(good))
+            for n, i in enumerate(good):
+                results[i] = self._result(decoded[i].name, probs[n], None if scores is None else float(scores[n]),
+                                          cell_types[n], decoded[i].pallor)
         return results
 
     def load_pixels(self, source: str | Path | bytes) -> torch.Tensor:
@@ -179,19 +196,27 @@ class Predictor:
         return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft, crop=self.crop)
 
     def _decode(self, name: str, source: str | Path | bytes,
-                transform: Callable[[Image.Image], Image.Image] | None = None) -> Decoded:
-        """(name, the model's input or an error message, the gate's input or None): each prepared as its model was
-        trained."""
+                transform: Callable[[Image.Image], Image.Image] | None = None) -> DecodedCell:
+        """One input prepared for the model (and for the gate, and its pallor, when the run has them), or its error."""
         gate = self.gate.predictor if self.gate is not None else None
         try:
-            if transform is None:
-                return name, self.load_pixels(source), gate.load_pixels(source) if gate is not None else None
-            # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels).
-            image = transform(load_rgb(source).image)
-            return (name, image_to_uint8(image, self.img_size, self.crop),
-                    image_to_uint8(image, gate.img_size, gate.crop) if gate is not None else None)
+            cell = DecodedCell(name)
+            if transform is None:  # each model's input decoded as it was at training (e.g. a JPEG draft)
+                cell.pixels = self.load_pixels(source)
+                cell.gate_pixels = gate.load_pixels(source) if gate is not None else None
+            if transform is not None or self.pallor_screen is not None:
+                # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels), and so
+                # is the pallor.
+                image = load_rgb(source).image
+                if transform is not None:
+                    image = transform(image)
+                    cell.pixels = image_to_uint8(image, self.img_size, self.crop)
+                    cell.gate_pixels = image_to_uint8(image, gate.img_size, gate.crop) if gate is not None else None
+                if self.pallor_screen is not None:
+                    cell.pallor = cytoplasm_pallor(np.asarray(image))
+            return cell
         except (UnreadableImage, OSError) as exc:
-            return name, str(exc), None
+            return DecodedCell(name, error=str(exc))
 
     def predict_sources(self, sources: Sequence[tuple[str, str | Path | bytes]]) -> list[Prediction]:
         """Predict a batch of (name, path-or-bytes) pairs; an unreadable one gets an error, the others still run."""

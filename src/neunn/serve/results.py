@@ -54,7 +54,8 @@ def error_result(name: str, reason: str, status: int) -> dict[str, Any]:
     """The result of a file that could not be classified."""
     return {"name": name, "status": status, "error": reason, "label": None, "display_label": None,
             "probability": None, "top": [], "probabilities": None, "critical": False, "needs_review": False,
-            "out_of_domain": None, "ood_score": None, "cell_type": None, "out_of_scope": None}
+            "out_of_domain": None, "ood_score": None, "cell_type": None, "out_of_scope": None, "pallor": None,
+            "pale": None}
 
 
 def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
