@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -61,6 +64,21 @@ def test_a_case_is_kept_exactly_as_it_was_left(case_store, people):
     assert case["cells"][1]["decided_by"] == "ana" and case["cells"][1]["version"] == 2
     assert case["models"][0]["weights_sha256"] == "ab" * 32 and case["models"][0]["critical_classes"] == ["GBI"]
     reopened.close()
+
+
+def test_a_models_screens_are_recorded_and_a_model_without_them_keeps_its_record(case_store, people):
+    ana, _, _ = people
+    screened = dataclasses.replace(MODEL, screens={"pallor_screen": {"finding": "HYP", "threshold": 0.5}})
+    with case_store.transaction() as db:
+        case = create_case(db, ana, "S-screens")
+        add_cells(db, ana, case["id"], MODEL, [_cell(case_store, 10)])
+        add_cells(db, ana, case["id"], screened, [_cell(case_store, 11)])
+        add_cells(db, ana, case["id"], MODEL, [_cell(case_store, 12)])
+        models = get_case(db, case["id"])["models"]
+    assert [m["screens"] for m in models] == [None, {"pallor_screen": {"finding": "HYP", "threshold": 0.5}}]
+    # The fingerprint of a model without screens is the one it had before the field existed (no second record).
+    before = {k: v for k, v in dataclasses.asdict(MODEL).items() if k != "screens"}
+    assert MODEL.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
 
 
 def test_two_reviewers_on_one_cell_get_a_conflict_not_an_overwrite(case_store, people):
@@ -227,7 +245,7 @@ def test_an_older_store_upgrades_itself_and_keeps_its_rows(store_url):
                               f"'{action}', 7)"))
     old.close()
     store = open_store(folder, db_url=url)
-    assert schema_revision(store.engine) == "0002"
+    assert schema_revision(store.engine) == "0003"
     with store.transaction() as db:
         row = list_cases(db)[0]
     assert (row["sample_id"], row["status"], row["n_amendments"], row["signed_by"]) == ("OLD-1", "signed", 2, "ana")
@@ -244,7 +262,7 @@ def test_migrating_twice_is_harmless(store_url):
     folder, url = store_url
     store = open_store(folder, db_url=url)
     migrate(store.engine)
-    assert schema_revision(store.engine) == "0002"
+    assert schema_revision(store.engine) == "0003"
     store.close()
 
 

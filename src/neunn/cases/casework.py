@@ -54,9 +54,13 @@ class ModelInfo:
     critical_classes: tuple[str, ...]
     classes: tuple[str, ...]
     ood_threshold: float | None = None
+    screens: dict[str, Any] | None = None  # {"cell_type_gate": {...}, "pallor_screen": {...}} when the run has them
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        fields = asdict(self)
+        if fields["screens"] is None:  # as before the field existed: a model's record is found again after upgrade
+            del fields["screens"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ def model_json(model: ModelRecord) -> dict[str, Any]:
     return {"id": model.id, "run": model.run, "weights_sha256": model.weights_sha256, "arch": model.arch,
             "backend": model.backend, "temperature": model.temperature, "review_threshold": model.review_threshold,
             "critical_classes": model.critical_classes, "classes": model.classes,
-            "ood_threshold": model.ood_threshold, "first_used_at": iso(model.created_at)}
+            "ood_threshold": model.ood_threshold, "screens": model.screens, "first_used_at": iso(model.created_at)}
 
 
 def case_summary(db: Session, case_id: int) -> dict[str, Any]:

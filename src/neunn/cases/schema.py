@@ -61,6 +61,7 @@ class ModelRecord(Base):
     critical_classes: Mapped[list] = mapped_column(JSON)
     classes: Mapped[list] = mapped_column(JSON)
     ood_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    screens: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # cell-type gate, pallor screen (migration 0003)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

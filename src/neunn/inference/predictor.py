@@ -143,6 +143,11 @@ class Predictor:
     def backend(self) -> str:
         return self.engine.backend
 
+    def screens(self) -> dict[str, Any]:
+        """What besides the model flags cells: its cell-type gate and pallor screen (None for each it lacks)."""
+        return {"cell_type_gate": self.gate.as_dict() if self.gate is not None else None,
+                "pallor_screen": self.pallor_screen.as_dict() if self.pallor_screen is not None else None}
+
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities for an N×3×S×S uint8 batch already at the model's input size."""
         return self.probabilities_and_ood(pixels)[0]

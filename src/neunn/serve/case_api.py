@@ -80,7 +80,8 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
                      temperature=float(predictor.temperature),
                      review_threshold=float(predictor.policy.review_threshold),
                      critical_classes=tuple(sorted(predictor.policy.critical_classes)),
-                     classes=tuple(predictor.classes), ood_threshold=ood.get("threshold"))
+                     classes=tuple(predictor.classes), ood_threshold=ood.get("threshold"),
+                     screens={k: v for k, v in predictor.screens().items() if v is not None} or None)
 
 
 def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_name: str,
