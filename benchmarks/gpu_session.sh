@@ -8,6 +8,9 @@
 #   bash benchmarks/gpu_session.sh b7                          # ~7 min: a second call, or the next session
 #   bash benchmarks/gpu_session.sh throughput                  # ~5 min: the next session
 #   bash benchmarks/gpu_session.sh gan                         # one seed of the rare-class experiment: its own session
+#   python benchmarks/pack_dataset.py ../shared/data/neutro-vac-dev .carry/vac360 --size 360   # once: ~16 MiB
+#   bash benchmarks/gpu_session.sh vacuoles                    # the GAN at 128 px on neutro-vac-dev's folds; resumes:
+#                                                              # call it again until EXP/results.md is in the tarball
 #
 # Every stage writes its log and a tarball of its results (tables, metrics, logs; no checkpoints) under $OUT (the
 # device tool brings that folder back), so a stage cut off by the time limit still returns what it finished.
@@ -15,6 +18,7 @@
 set -euo pipefail
 
 PACK=${PACK:-.carry/pbc224}
+VAC_PACK=${VAC_PACK:-.carry/vac360}
 OUT=${OUT:-/tmp/neunn-gpu-session}
 RUNS=${RUNS:-/tmp/neunn-gpu-runs}
 SMOKE=${SMOKE:-0}
@@ -26,11 +30,16 @@ if [[ $SMOKE == 1 ]]; then  # toy sizes on the CPU: the same code paths, in a co
     DEVICE=cpu; COMPILE=false; ACC_SET=(img_size=32 epochs=1 workers=2); B7_SET=(model=resnet10t img_size=32 epochs=1 batch_size=32)
     TP_ARGS=(--preset cpu-small --batch-size 32 --epochs 2 --steps 3 --set img_size=32)
     GAN_ARGS=(--seeds 0 --preset cpu-small img_size=32 epochs=1 --gan-preset gan-cpu gan.steps=20 gan.resolution=32 --no-gan-eval)
+    VAC_ARGS=(img_size=32 epochs=1 --n-synthetic 10 --gan-preset gan-cpu gan.steps=20 gan.resolution=32 gan.min_images=5)
+    VAC_LIMIT=600
 else
     DEVICE=cuda; COMPILE=true; ACC_SET=(img_size=224 epochs=60 workers=8); B7_SET=(img_size=224 epochs=40 batch_size=64)
     TP_ARGS=(--preset neunn-b7 --batch-size 64 --epochs 3 --compile)
     GAN_ARGS=(--seeds "${GAN_SEED:-0}" --preset cpu-small model=efficientnet_b0 img_size=224
               epochs=30 batch_size=64 device=cuda --gan-preset gan-128 gan.device=cuda)
+    # The CPU arms of docs/results.md §6 (crop 0.5 at 128 px, 15 epochs), with the GAN at the paper's 128 px.
+    VAC_ARGS=(img_size=128 crop=0.5 epochs=15 device=cuda workers=8 --n-synthetic 100 --gan-preset gan-128 gan.device=cuda)
+    VAC_LIMIT=${VAC_LIMIT:-540}  # stop inside one call's 10 minutes; the next call resumes the experiment
 fi
 
 pack_results() {  # pack_results NAME FOLDER...: tables, metrics and logs of the folders' runs, without weights
@@ -79,10 +88,19 @@ stage_gan() {  # issue 4: the rare-class experiment at 128 px, one seed per call
     pack_results gan exp-basophil100
 }
 
-[[ $# -gt 0 ]] || { echo "usage: $0 check|accuracy|b7|throughput|gan ..." >&2; exit 2; }
-[[ -f $PACK/splits.json ]] || { echo "No pack at $PACK: run benchmarks/pack_dataset.py first (see the top of $0)." >&2; exit 2; }
+stage_vacuoles() {  # issue 17 (2): the rare-class experiment on neutro-vac-dev's 5 folds, its GAN arm at 128 px
+    [[ -d $VAC_PACK/data ]] || { echo "No pack at $VAC_PACK: run benchmarks/pack_dataset.py (top of $0)." >&2; return 2; }
+    timeout "$VAC_LIMIT" $PY -m neunn experiment rare-class "$VAC_PACK/data" --class vacuolated --folds 5 \
+        --out "$RUNS/exp-vac" --arms a c d --paste-from normal --target-sensitivity 0.9 --tta \
+        --preset cpu-robust-160 "${VAC_ARGS[@]}" || echo "stopped at the time limit: call the stage again to resume"
+    pack_results vacuoles exp-vac
+}
+
+[[ $# -gt 0 ]] || { echo "usage: $0 check|accuracy|b7|throughput|gan|vacuoles ..." >&2; exit 2; }
+[[ -f $PACK/splits.json || " $* " == " vacuoles " ]] || {
+    echo "No pack at $PACK: run benchmarks/pack_dataset.py first (see the top of $0)." >&2; exit 2; }
 for stage in "$@"; do
-    declare -F "stage_$stage" >/dev/null || { echo "Unknown stage '$stage'; use check, accuracy, b7, throughput or gan." >&2; exit 2; }
+    declare -F "stage_$stage" >/dev/null || { echo "Unknown stage '$stage'; use check, accuracy, b7, throughput, gan or vacuoles." >&2; exit 2; }
     echo "=== $stage ($(date -u +%H:%M:%S))"
     SECONDS=0
     "stage_$stage" 2>&1 | tee "$OUT/$stage.log"

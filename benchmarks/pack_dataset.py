@@ -6,7 +6,7 @@
 Writes PACK/data/<class>/<file> (each crop resized to SIZE×SIZE the way training resizes it, re-encoded as JPEG at
 --quality) and, with --split-file, PACK/splits.json: the same train/val/test membership, file for file, with the
 content hashes of the packed files, so a run on the pack uses exactly the split of the runs on the original. Keep the
-pack in a folder git ignores (it is derived from the dataset and is never committed): `echo /.carry/ >> .git/info/exclude`.
+pack in a folder git ignores (it is derived from the dataset and is never committed): `.carry/` is in .gitignore.
 A model trained on the pack at img_size=SIZE sees the images of a run on the original at that size, up to one JPEG
 re-encoding at --quality; benchmarks/gpu_session.sh uses it.
 """

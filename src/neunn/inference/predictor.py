@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.cytoplasm_pallor import cytoplasm_pallor
+from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.inference.backends import create_engine
 from neunn.inference.engines import LogitsEngine
 from neunn.inference.out_of_domain import OodScorer, load_out_of_domain
-from neunn.inference.policy import DecisionPolicy
 from neunn.inference.pallor_screen import PallorScreen, read_pallor_screen
+from neunn.inference.policy import DecisionPolicy
 from neunn.inference.scope_gate import read_gate
 from neunn.inference.tta import dihedral_views
 from neunn.rundir import RunDir
