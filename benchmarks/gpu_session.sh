@@ -43,7 +43,7 @@ else
 fi
 
 pack_results() {  # pack_results NAME FOLDER...: tables, metrics and logs of the folders' runs, without weights
-    (cd "$RUNS" && find "${@:2}" \( -path '*/synthetic/*' -o -path '*/runs/*/splits.json' \) -prune -o \
+    (cd "$RUNS" && find "${@:2}" \( -path '*/synthetic/*' -o -path '*/painted/*' -o -path '*/runs/*/splits.json' \) -prune -o \
         \( -name '*.md' -o -name '*.json' -o -name '*.jsonl' -o -name '*.yaml' -o -name '*.html' -o -name '*.png' \) \
         -size -4M -print0 | tar czf "$OUT/$1.tgz" --null -T -)
 }
