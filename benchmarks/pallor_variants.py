@@ -5,7 +5,8 @@ each variant's ROC AUC on all cells, and the selection repeated inside each fold
         --folds /tmp/vacab/crop-only/splits
 
 Variants: the optical density of the cytoplasm (summed over channels, against the crop's background light), raw or
-smoothed (sigma 1 or 2 px), over the whole band, its inner part (within 14 px of the nucleus) or the band eroded by 3 px;
+smoothed (sigma 1 or 2 px), over the whole band, its inner part (within 14 px of the nucleus) or the band eroded by
+3 px;
 its 0.5th, 1st, 2nd or 5th percentile, raw or divided by the median, and the share of pixels under half the median.
 A variant and its sign (paler = positive or not) are chosen by ROC AUC on a fold's non-test cells and scored on its
 test cells; the pooled test cells then say what the procedure, not one lucky variant, achieves. The shipped

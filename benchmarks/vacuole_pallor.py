@@ -99,7 +99,8 @@ def main() -> None:
               f"{figure_text(cnn_report['average_precision'])}; pallor − CNN: AUC {_difference(versus, 'roc_auc')}, "
               f"AP {_difference(versus, 'average_precision')}; mean rank of both − CNN: AUC "
               f"{_difference(with_both, 'roc_auc')} (AUC {100 * with_both['roc_auc']['second']:.1f}), AP "
-              f"{_difference(with_both, 'average_precision')} (AP {100 * with_both['average_precision']['second']:.1f})")
+              f"{_difference(with_both, 'average_precision')} "
+              f"(AP {100 * with_both['average_precision']['second']:.1f})")
         print("  the model's call: sensitivity {sensitivity:.1%}, specificity {specificity:.1%}".format(
             **screen["model_call"]) + "; its call or pale (a pallor screen): sensitivity {sensitivity:.1%}, "
               "specificity {specificity:.1%}".format(**screen["call_or_pale"]))

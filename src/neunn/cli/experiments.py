@@ -26,9 +26,8 @@ def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
         raise NeunnError("--paste-from, --tta and --target-sensitivity go with --folds.")
     results = run_rare_class_experiment(
         args.data_dir, args.out, class_name=args.class_name, keep=args.keep, seeds=args.seeds or [0, 1, 2],
-        arms=args.arms,
-        preset=args.preset, overrides=overrides, gan_preset=args.gan_preset, gan_overrides=gan_overrides,
-        n_synthetic=args.n_synthetic, one_gan=args.one_gan, split_file=args.split_file,
+        arms=args.arms, preset=args.preset, overrides=overrides, gan_preset=args.gan_preset,
+        gan_overrides=gan_overrides, n_synthetic=args.n_synthetic, one_gan=args.one_gan, split_file=args.split_file,
         evaluate_gans=not args.no_gan_eval)
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.md'}, results.json and results.png")
@@ -45,9 +44,8 @@ def _rare_class_folds(args: argparse.Namespace, overrides: list[str], gan_overri
                          "--split-file, --one-gan and give at most one --seeds (the fold seed).")
     results = run_rare_class_folds(
         args.data_dir, args.out, class_name=args.class_name, folds=args.folds, seed=(args.seeds or [0])[0],
-        arms=args.arms,
-        preset=args.preset, overrides=overrides, gan_preset=args.gan_preset, gan_overrides=gan_overrides,
-        n_synthetic=args.n_synthetic, paste_from=args.paste_from, target_sensitivity=args.target_sensitivity,
+        arms=args.arms, preset=args.preset, overrides=overrides, gan_preset=args.gan_preset,
+        gan_overrides=gan_overrides, n_synthetic=args.n_synthetic, paste_from=args.paste_from, target_sensitivity=args.target_sensitivity,
         tta=args.tta, evaluate_gans=not args.no_gan_eval)
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.md'} and results.json; each arm: {Path(args.out) / 'arms'}")
@@ -75,7 +73,7 @@ def add_parsers(sub) -> None:
                     "for a rare class: cut to N training images over seeds, or as it is on cross-validation folds",
                     "neunn experiment rare-class data/pbc --class basophil --keep 100 --out exp/basophil\n"
                     "  neunn experiment rare-class data/neutrophils --class vacuolated --folds 5 --arms a b c d "
-                    "--paste-from normal --out exp/vac --positive vacuolated --target-sensitivity 0.9",
+                    "--paste-from normal --out exp/vac --target-sensitivity 0.9",
                     _cmd_experiment_rare_class)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--class", dest="class_name", required=True, metavar="NAME")
