@@ -10,10 +10,10 @@ white to faintly bluish, soft-edged round hole of about 3–12 px across in the 
 cell; every length is a share of the image's side, so other sizes get the same cell.
 
 The nucleus and the cytoplasm are found without a learnt model (`cell_regions`). A vacuole's centre is drawn where the
-whole disc fits inside the cytoplasm, so it never touches the nucleus, the background or another vacuole. It is painted in
-optical density: the stain inside the disc is scaled down towards the image's own brightest light (slightly bluish),
-with a soft edge, a drawn opacity, a trace of grain and sometimes a faint darker rim. Where no nucleus is found, a
-nucleus-sized disc at the centre stands in for it.
+whole disc fits inside the cytoplasm, so it never touches the nucleus, the background or another vacuole. It is
+painted in optical density: the stain inside the disc is scaled down towards the image's own brightest light (slightly
+bluish), with a soft edge, a drawn opacity, a trace of grain and sometimes a faint darker rim. Where no nucleus is
+found, a nucleus-sized disc at the centre stands in for it.
 """
 
 from __future__ import annotations
