@@ -3,6 +3,8 @@ a cross-validation, beside the CNNs trained on them.
 
     PYTHONPATH=src python benchmarks/vacuole_pallor.py ../shared/data/neutro-vac-dev --positive vacuolated \
         --folds /tmp/vacab/crop-only/splits --target-sensitivity 0.9 --versus /tmp/vacab/crop-only [--json out.json]
+    PYTHONPATH=src python benchmarks/vacuole_pallor.py OTHER_CELLS/ --positive monocyte_vacuolated \
+        --only monocyte monocyte_vacuolated          # ranking only, on another cell type
 
 Every image gets its pallor (no training). ROC AUC and average precision of the pooled cells, with 95 % bootstrap
 intervals (NeuNN's own rare-class report); the operating point: each fold's threshold for the target sensitivity is
@@ -45,19 +47,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--positive", required=True)
-    parser.add_argument("--folds", type=Path, required=True, help="a cross-validation's splits/ folder")
+    parser.add_argument("--folds", type=Path, help="a cross-validation's splits/ folder (for the operating point)")
+    parser.add_argument("--only", nargs="+", metavar="CLASS", help="score only these classes of DATA")
     parser.add_argument("--target-sensitivity", type=float, default=0.9)
     parser.add_argument("--versus", type=Path, nargs="*", default=[], help="cross-validation folders to compare")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     scan = scan_dataset(args.data)
-    paths = sorted(r.path for r in scan.images)
-    label = {r.path: r.label for r in scan.images}
+    images = [r for r in scan.images if args.only is None or r.label in args.only]
+    paths = sorted(r.path for r in images)
+    label = {r.path: r.label for r in images}
     pallor = np.array([cytoplasm_pallor(np.asarray(Image.open(args.data / p).convert("RGB"))) for p in paths])
     is_positive = np.array([label[p] == args.positive for p in paths])
     index = {p: i for i, p in enumerate(paths)}
 
+    if args.folds is None:  # ranking only: no threshold to choose
+        report = _report(pallor, is_positive, args.positive)
+        print(f"cytoplasm pallor, {len(paths)} cells ({int(is_positive.sum())} {args.positive}), no training: "
+              f"ROC AUC {figure_text(report['roc_auc'])}, average precision {figure_text(report['average_precision'])}")
+        if args.json:
+            args.json.write_text(json.dumps({"n": len(paths), "pallor": report}, indent=1))
+        return
     thresholds, folds = np.full(len(paths), np.nan), []
     for fold_file in sorted(args.folds.glob("fold-*.json")):
         test = np.array([index[e.path] for e in load_split(fold_file).splits["test"]])
