@@ -8,7 +8,8 @@ that its edge against the background and the nucleus does not count. Its optical
 taken against the crop's own background light, has a median (the cytoplasm's stain) and a 1st percentile (its palest
 pixels); the pallor is 1 less their ratio. Dividing by the median takes out how strongly a cell, or a slide, is
 stained. Measured on neutro-vac-dev (docs/results.md, section 6), it ranks vacuolated neutrophils above normal ones
-better than the CNN recipes trained on the same cells; it was designed on those cells.
+better than the CNN recipes trained on the same cells (it was designed on those cells), and pbc-dev's vacuolated
+monocytes at chance: a measure for neutrophils.
 """
 
 from __future__ import annotations

@@ -6,12 +6,11 @@
 
 On neutro-vac-dev the cytoplasm's pallor (`neunn.data.cytoplasm_pallor`, measured without a learnt model) ranked
 vacuolated neutrophils above normal ones better than any CNN trained on the same 780 cells, and vacuolated monocytes
-at chance (docs/results.md §6): a measure for neutrophils, checked where it is used. A run
-with a screen computes each cell's pallor on the full-resolution image; a cell at or over the threshold that the model
-did not call the finding goes to review (``needs_review``), so a screening aid does not let a pale cell through as
-normal on the model's word alone. The model's class and probabilities are never changed. The threshold is chosen on
-the run's own training and validation cells (pallor learns nothing from them) for a target sensitivity, and kept in
-``RUN_DIR/pallor.json``.
+at chance (docs/results.md §6): a measure for neutrophils, checked where it is used. A run with a screen computes each
+cell's pallor on the full-resolution image; a cell at or over the threshold that the model did not call the finding
+goes to review (``needs_review``), so a screening aid does not let a pale cell through as normal on the model's word
+alone. The model's class and probabilities are never changed. The threshold is chosen on the run's own training and
+validation cells (pallor learns nothing from them) for a target sensitivity, and kept in ``RUN_DIR/pallor.json``.
 """
 
 from __future__ import annotations
