@@ -85,6 +85,8 @@ function renderModel() {
       : "not fitted (neunn ood fit)"],
     ["Cell-type gate", m.cell_type_gate ? `${m.cell_type_gate.scope.join(", ")} of ${m.cell_type_gate.classes.length} types`
       : "none"],
+    ["Pallor screen", m.pallor_screen ? `${m.pallor_screen.finding} at pallor ≥ ${m.pallor_screen.threshold.toFixed(3)}`
+      : "none"],
   ];
   if (m.validation?.val_macro_f1 != null) facts.push(["Val macro-F1", m.validation.val_macro_f1.toFixed(3)]);
   if (m.test_metrics?.accuracy != null) facts.push(["Test accuracy", percent(m.test_metrics.accuracy)]);

@@ -81,7 +81,10 @@ export function updateTile(cell, tile = tileOf(cell)) {
     badge.textContent = critical ? `⚠ Possible ${label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
     if (cell.result.out_of_scope) badge.textContent += ` (looks like: ${cell.result.cell_type})`;
   }
-  else if (unidentified) badge.textContent = critical ? `⚠ Possible ${label} — review` : UNIDENTIFIED_TEXT;
+  else if (unidentified) {
+    badge.textContent = critical ? `⚠ Possible ${label} — review` : UNIDENTIFIED_TEXT;
+    if (cell.result.pale) badge.textContent += " (pale cytoplasm)";
+  }
   else badge.textContent = (critical ? "⚠ " : "") + label;
   const select = tile.querySelector(".reclassify");
   if (select) select.value = cell.reviewed ? cell.final : modelCall(cell);
