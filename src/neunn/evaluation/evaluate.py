@@ -24,7 +24,7 @@ import numpy as np
 
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.data.phantom import GENERATOR as PHANTOM_GENERATOR
-from neunn.data.scan import scan_dataset
+from neunn.data.scan import ImageRecord, report_scan, scan_dataset
 from neunn.data.split import SPLIT_NAMES, load_split, verify_split_files
 from neunn.errors import NeunnError
 from neunn.evaluation.caveats import metric_warnings
@@ -33,10 +33,9 @@ from neunn.evaluation.metrics import compute_metrics
 from neunn.evaluation.out_of_domain import flag_report, ood_columns
 from neunn.evaluation.perturbations import Perturbation, parse_perturbations
 from neunn.evaluation.rare_class import choose_threshold, rare_class_report, resolve_positive
-from neunn.inference.predictor import Predictor
 from neunn.evaluation.report import write_report
 from neunn.evaluation.selective import selective_report
-from neunn.data.scan import report_scan
+from neunn.inference.predictor import Predictor
 from neunn.log import progress, say
 from neunn.rundir import RunDir
 
@@ -61,7 +60,7 @@ def _entries_to_score(run: RunDir, data_dir: Path, split: str,
     return [(e.path, e.label) for e in dataset_split.splits[split]], []
 
 
-def _seen_warning(run: RunDir, images: list) -> list[str]:
+def _seen_warning(run: RunDir, images: list[ImageRecord]) -> list[str]:
     """A warning when some of ``images`` (by their bytes) are in the run's training or validation split."""
     if not run.splits.is_file():
         return []
