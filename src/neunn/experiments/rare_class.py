@@ -94,18 +94,27 @@ def _train_and_score(data_dir: Path, run_dir: Path, overrides: list[str], settin
     return evaluate_run(run.root, data_dir=data_dir, split="test")
 
 
+def gan_samples(data_dir: str | Path, class_name: str, gan_dir: Path, samples: Path, *, gan_preset: str | None,
+                gan_overrides: list[str], seed: int, n: int, split_file: Path, progress: bool) -> Path:
+    """Train (or continue) a GAN in ``gan_dir`` on the training images of ``class_name`` in ``split_file``, then sample
+    ``n`` images into ``samples`` once; returns ``samples``. Every finished step is reused."""
+    if not (samples / "manifest.json").is_file():
+        resume = GanDir(gan_dir).has_run()
+        cfg = None if resume else resolve_gan_config(preset=gan_preset, overrides=[*gan_overrides, f"seed={seed}"])
+        train_gan(data_dir, gan_dir, class_names=[class_name], cfg=cfg, split_file=None if resume else split_file,
+                  resume=resume, progress=progress)
+        sample_images(gan_dir, n=n, out=samples, seed=0, progress=progress)
+    return samples
+
+
 def _synthetic_for_seed(out: Path, settings: ExperimentSettings, seed: int, n: int, split_file: Path,
                         progress: bool) -> tuple[Path, Path]:
     """Train (or continue) the GAN for ``seed`` on the kept images and sample ``n`` images; returns (gan, samples)."""
     gan_seed = 0 if settings.one_gan else seed
-    gan_dir, samples = out / "gan" / f"seed{gan_seed}", out / "synthetic" / f"seed{gan_seed}"
-    if not (samples / "manifest.json").is_file():
-        resume = GanDir(gan_dir).has_run()
-        cfg = None if resume else resolve_gan_config(preset=settings.gan_preset,
-                                                    overrides=[*settings.gan_overrides, f"seed={gan_seed}"])
-        train_gan(settings.data_dir, gan_dir, class_names=[settings.class_name], cfg=cfg,
-                  split_file=None if resume else split_file, resume=resume, progress=progress)
-        sample_images(gan_dir, n=n, out=samples, seed=0, progress=progress)
+    gan_dir = out / "gan" / f"seed{gan_seed}"
+    samples = gan_samples(settings.data_dir, settings.class_name, gan_dir, out / "synthetic" / f"seed{gan_seed}",
+                          gan_preset=settings.gan_preset, gan_overrides=settings.gan_overrides, seed=gan_seed, n=n,
+                          split_file=split_file, progress=progress)
     return gan_dir, samples
 
 

@@ -38,12 +38,9 @@ from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.paired import paired_ranking_difference
 from neunn.experiments.cross_validation import run_cross_validation
 from neunn.experiments.folder import open_experiment
-from neunn.experiments.rare_class import ARMS, arm_overrides, default_synthetic_count
+from neunn.experiments.rare_class import ARMS, arm_overrides, default_synthetic_count, gan_samples
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.evaluate import evaluate_gan, summarise
-from neunn.gan.folder import GanDir
-from neunn.gan.sample import sample_images
-from neunn.gan.train import train_gan
 from neunn.log import say
 from neunn.training.config import resolve_config
 
@@ -79,16 +76,11 @@ def _synthetic_count(settings: FoldExperimentSettings, split_file: Path) -> int:
 
 
 def _gan_images(out: Path, settings: FoldExperimentSettings, fold: int, split_file: Path, progress: bool) -> Path:
-    """Train (or continue) fold ``fold``'s GAN on its training images of the class; sample it once; the samples."""
-    gan_dir, samples = out / "gan" / f"fold-{fold}", out / "synthetic" / f"fold-{fold}"
-    if not (samples / "manifest.json").is_file():
-        resume = GanDir(gan_dir).has_run()
-        cfg = None if resume else resolve_gan_config(preset=settings.gan_preset,
-                                                    overrides=[*settings.gan_overrides, f"seed={fold}"])
-        train_gan(settings.data_dir, gan_dir, class_names=[settings.class_name], cfg=cfg,
-                  split_file=None if resume else split_file, resume=resume, progress=progress)
-        sample_images(gan_dir, n=_synthetic_count(settings, split_file), out=samples, seed=0, progress=progress)
-    return samples
+    """Fold ``fold``'s GAN, trained on its training images of the class only, and its samples."""
+    return gan_samples(settings.data_dir, settings.class_name, out / "gan" / f"fold-{fold}",
+                       out / "synthetic" / f"fold-{fold}", gan_preset=settings.gan_preset,
+                       gan_overrides=settings.gan_overrides, seed=fold, n=_synthetic_count(settings, split_file),
+                       split_file=split_file, progress=progress)
 
 
 def _painted_images(out: Path, settings: FoldExperimentSettings, fold: int, split_file: Path) -> Path:

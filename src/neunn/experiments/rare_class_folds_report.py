@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from neunn.evaluation.metrics import interval_text
+from neunn.experiments.rare_class_report import gan_quality_table
 
 COLUMNS = (("rare_roc_auc", "ROC AUC"), ("rare_average_precision", "average precision"),
            ("rare_sensitivity", "sensitivity at threshold"), ("rare_specificity", "specificity at threshold"),
@@ -50,12 +51,7 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_difference(d['roc_auc'])} | {_difference(d['average_precision'])} |")
     if results["gan_quality"]:
         lines += ["", "GAN samples of each fold, scored with arm (a)'s classifier of that fold:", "",
-                  "| fold | agreement | held-out real agreement | FID | KID | near-copies (pixel / feature) |",
-                  "|---|---|---|---|---|---|"]
-        for fold, q in results["gan_quality"].items():
-            held = "n/a" if q.get("heldout_agreement") is None else f"{q['heldout_agreement']:.3f}"
-            lines.append(f"| {fold} | {q['agreement']:.3f} | {held} | {q['fid']:.2f} | {q['kid']:.4f} | "
-                         f"{q['near_copies_pixel']} / {q['near_copies_feature']} of {q['n_synthetic']} |")
+                  *gan_quality_table(results["gan_quality"], "Fold")]
     warned = [(row["arm"], w) for row in results["rows"] for w in row["warnings"]]
     if warned:
         lines += ["", "Warnings (pooled):", *(f"- arm ({arm}): {w}" for arm, w in warned)]

@@ -54,6 +54,18 @@ def _cell(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
 
 
+def gan_quality_table(gan_quality: dict[str, dict[str, Any]], key: str) -> list[str]:
+    """Markdown rows of GAN sample quality, one per seed or fold (``key`` names the first column)."""
+    lines = [f"| {key} | Agreement | Held-out real agreement | FID | KID | Precision | Recall | Near-copies (pixel / "
+             "feature) |", "|---|---|---|---|---|---|---|---|"]
+    for name, q in gan_quality.items():
+        held = "—" if q.get("heldout_agreement") is None else f"{q['heldout_agreement']:.3f}"
+        lines.append(f"| {name} | {q['agreement']:.3f} | {held} | {q['fid']:.2f} | {q['kid']:.4f} | "
+                     f"{q['precision']:.3f} | {q['recall']:.3f} | {q['near_copies_pixel']} / "
+                     f"{q['near_copies_feature']} of {q['n_synthetic']} |")
+    return lines
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The experiment's results as a Markdown document."""
     c = results["class"]
@@ -77,13 +89,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                                                      for m in paired) + " |")
     if results["gan_quality"]:
         lines += ["", "GAN samples, scored with the arm (a) classifier of the same seed (classifier features):", "",
-                  "| Seed | Agreement | Held-out real agreement | FID | KID | Precision | Recall | Near-copies (pixel / feature) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for seed, q in results["gan_quality"].items():
-            held = "—" if q.get("heldout_agreement") is None else f"{q['heldout_agreement']:.3f}"
-            lines.append(f"| {seed} | {q['agreement']:.3f} | {held} | {q['fid']:.2f} | {q['kid']:.4f} | "
-                         f"{q['precision']:.3f} | {q['recall']:.3f} | {q['near_copies_pixel']} / "
-                         f"{q['near_copies_feature']} of {q['n_synthetic']} |")
+                  *gan_quality_table(results["gan_quality"], "Seed")]
     lines += ["", "Per run:", "", "| Arm | Seed | " + " | ".join(METRIC_LABELS[m].format(c=c) for m in metrics) + " |",
               "|" + "---|" * (len(metrics) + 2)]
     for r in results["rows"]:
