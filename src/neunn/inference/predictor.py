@@ -200,25 +200,27 @@ class Predictor:
         """One image file (or its bytes) as model input: 3×S×S uint8, prepared as at training; raises UnreadableImage."""
         return load_pixels(source, self.img_size, jpeg_draft=self.jpeg_draft, crop=self.crop)
 
+    def _prepare(self, source: str | Path | bytes, image: Image.Image | None, transformed: bool) -> torch.Tensor:
+        """This model's input from the image already decoded at full size when that is what training saw (or when it
+        was perturbed), else decoded from ``source`` as at training (e.g. a JPEG draft)."""
+        if image is not None and (transformed or not self.jpeg_draft):
+            return image_to_uint8(image, self.img_size, self.crop)
+        return self.load_pixels(source)
+
     def _decode(self, name: str, source: str | Path | bytes,
                 transform: Callable[[Image.Image], Image.Image] | None = None) -> DecodedCell:
-        """One input prepared for the model (and for the gate, and its pallor, when the run has them), or its error."""
-        gate = self.gate.predictor if self.gate is not None else None
+        """One input prepared for the model (and for the gate, and its pallor, when the run has them), or its error.
+        The file is decoded at full size at most once: perturbations and the pallor are defined on that image."""
         try:
-            cell = DecodedCell(name)
-            if transform is None:  # each model's input decoded as it was at training (e.g. a JPEG draft)
-                cell.pixels = self.load_pixels(source)
-                cell.gate_pixels = gate.load_pixels(source) if gate is not None else None
+            cell, image = DecodedCell(name), None
             if transform is not None or self.pallor_screen is not None:
-                # A perturbation is defined on the full-resolution image (e.g. a blur radius in its pixels), and so
-                # is the pallor.
                 image = load_rgb(source).image
-                if transform is not None:
-                    image = transform(image)
-                    cell.pixels = image_to_uint8(image, self.img_size, self.crop)
-                    cell.gate_pixels = image_to_uint8(image, gate.img_size, gate.crop) if gate is not None else None
+                image = transform(image) if transform is not None else image
                 if self.pallor_screen is not None:
                     cell.pallor = cytoplasm_pallor(np.asarray(image))
+            cell.pixels = self._prepare(source, image, transform is not None)
+            if self.gate is not None:
+                cell.gate_pixels = self.gate.predictor._prepare(source, image, transform is not None)
             return cell
         except (UnreadableImage, OSError) as exc:
             return DecodedCell(name, error=str(exc))
