@@ -29,7 +29,6 @@ from scipy import ndimage
 
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.cell_regions import (
-    REFERENCE_SIDE,
     background_light,
     find_cytoplasm,
     find_nucleus,

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neunn.atomic import write_text_atomic
 from neunn.training.config import resolve_config
 from neunn.data.scan import scan_dataset
 from neunn.data.split import DatasetSplit, load_split, save_split, stratified_split
