@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.cell_regions import (
     background_light,
     find_cytoplasm,
@@ -35,6 +34,7 @@ from neunn.data.cell_regions import (
     image_scale,
     stand_in_nucleus,
 )
+from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.errors import NeunnError
 from neunn.log import say
 
