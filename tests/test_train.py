@@ -113,3 +113,23 @@ def test_synthetic_images_join_the_training_split_only(phantom_dir: Path, tmp_pa
     assert info["synthetic"][0]["counts"] == {"GBI": 5}
     split = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert all(not e["path"].startswith(str(synth)) for entries in split["splits"].values() for e in entries)
+
+
+@pytest.mark.parametrize("select_by", ["loss", "ap", "last"])
+def test_select_by_chooses_the_best_checkpoint_by_that_validation_figure(phantom_dir: Path, tmp_path: Path,
+                                                                         select_by: str):
+    cfg = resolve_config(overrides=[*TINY_OVERRIDES, "epochs=4", "eval_every=1", f"select_by={select_by}"])
+    result = train(open_training_run(phantom_dir, tmp_path / "run", cfg=cfg, progress=False))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["val_ap"] <= 1.0 and 0.0 <= r["val_auc"] <= 1.0 for r in log)
+    key = {"loss": lambda r: -r["val_loss"], "ap": lambda r: (r["val_ap"], -r["val_loss"]),
+           "last": lambda r: r["epoch"]}[select_by]
+    chosen = max(log, key=key)
+    meta = read_checkpoint_meta(tmp_path / "run" / "checkpoints" / "best")
+    assert meta["epoch"] == chosen["epoch"] == result.best_epoch
+    assert result.select_by == select_by and result.best_val["val_loss"] == chosen["val_loss"]
+
+
+def test_an_unknown_select_by_is_refused_in_one_sentence():
+    with pytest.raises(NeunnError, match="select_by must be one of macro_f1, loss, auc, ap, last, got 'f2'"):
+        resolve_config(overrides=[*TINY_OVERRIDES, "select_by=f2"])

@@ -28,6 +28,21 @@ def _cmd_data_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+_SELECTED_BY = {"macro_f1": ("val_macro_f1", "macro-F1"), "loss": ("val_loss", "loss"), "auc": ("val_auc", "ROC AUC"),
+                "ap": ("val_ap", "average precision")}
+
+
+def _best_epoch_text(result) -> str:
+    """'best validation macro-F1 0.912 at epoch 7', or how the epoch was chosen when nothing was validated."""
+    if not result.best_val:
+        return f"no validation split: the last epoch's weights ({result.best_epoch}) kept"
+    if result.select_by == "last":
+        return f"the last epoch's weights kept (validation macro-F1 {result.best_val['val_macro_f1']:.3f})"
+    key, label = _SELECTED_BY[result.select_by]
+    value = result.best_val.get(key)
+    return f"best validation {label} {'n/a' if value is None else f'{value:.3f}'} at epoch {result.best_epoch}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from neunn.distributed import is_main_process
     from neunn.training.config import resolve_config
@@ -44,9 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(open_training_run(args.data_dir, args.out, cfg, resume=args.resume, split_file=args.split_file))
     if not is_main_process():  # under torchrun, rank 0 reports
         return 0
-    f1 = "n/a" if result.best_val_macro_f1 is None else f"{result.best_val_macro_f1:.3f}"
-    print(f"trained {result.epochs} epochs in {result.seconds / 60:.1f} min; best validation macro-F1 {f1} "
-          f"at epoch {result.best_epoch}; checkpoints in {result.run_dir / 'checkpoints'}")
+    print(f"trained {result.epochs} epochs in {result.seconds / 60:.1f} min; {_best_epoch_text(result)}; "
+          f"checkpoints in {result.run_dir / 'checkpoints'}")
     print(f"next: neunn evaluate {result.run_dir}")
     return 0
 

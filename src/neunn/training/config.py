@@ -17,6 +17,7 @@ from neunn.errors import NeunnError
 from neunn.inference.policy import DEFAULT_CRITICAL_CLASSES, DEFAULT_REVIEW_THRESHOLD, check_review_threshold
 
 DEFAULT_PRESET = "cpu-small"
+SELECT_BY = ("macro_f1", "loss", "auc", "ap", "last")
 PRESETS = "presets"
 
 
@@ -57,6 +58,9 @@ class TrainConfig:
     grad_clip: float = 2.0
     ema_decay: float = 0.0  # 0 disables the model EMA
     bn_clean_cells: int = 0  # after training, BatchNorm statistics re-estimated on N clean training cells; 0: off
+    # which epoch's weights become the best checkpoint: the highest validation macro-F1 | the lowest validation loss |
+    # the highest mean one-vs-rest ROC AUC or average precision over the classes | the last epoch's
+    select_by: str = "macro_f1"  # macro_f1 | loss | auc | ap | last
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
@@ -81,6 +85,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise NeunnError(f"split must be three non-negative fractions (train, val, test) summing to 1, got {cfg.split}.")
     if cfg.balance not in ("none", "sampler", "loss"):
         raise NeunnError(f"balance must be one of none, sampler, loss, got '{cfg.balance}'.")
+    if cfg.select_by not in SELECT_BY:
+        raise NeunnError(f"select_by must be one of {', '.join(SELECT_BY)}, got '{cfg.select_by}'.")
     if cfg.data_cache not in ("auto", "memory", "stream"):
         raise NeunnError(f"data_cache must be one of auto, memory, stream, got '{cfg.data_cache}'.")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):

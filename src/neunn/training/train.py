@@ -30,7 +30,7 @@ from neunn.training.augment import augment_batch
 from neunn.training.batchnorm_statistics import clean_batchnorm_statistics
 from neunn.training.calibration import fit_temperature
 from neunn.checkpoint import (optimizer_from_tensors, optimizer_to_tensors, prefixed, read_checkpoint,
-                              save_checkpoint, unprefixed)
+                              read_checkpoint_meta, save_checkpoint, unprefixed)
 from neunn.configfile import config_to_dict
 from neunn.rundir import RunDir
 from neunn.training.config import TrainConfig
@@ -40,6 +40,7 @@ from neunn.distributed import Distributed, per_rank_batch, shutdown
 from neunn.errors import NeunnError
 from neunn.inference.forward import batched_logits
 from neunn.evaluation.metrics import compute_metrics, expected_calibration_error
+from neunn.evaluation.rare_class import average_precision
 from neunn.model import classifier_for_config, classifier_from_checkpoint
 from neunn.log import say
 from neunn.training.setup import TrainingRun
@@ -55,7 +56,8 @@ class TrainResult:
 
     run_dir: Path
     best_epoch: int
-    best_val_macro_f1: float | None
+    select_by: str  # the validation figure that chose the best epoch (TrainConfig.select_by)
+    best_val: dict[str, float]  # the validation figures of the best epoch; empty without a validation split
     epochs: int
     seconds: float
 
@@ -103,9 +105,24 @@ def _validate(model, val: DecodedImages, cfg: TrainConfig, device, amp_dtype, cl
     logits = batched_logits(model, val.pixels, mean=cfg.mean, std=cfg.std, batch_size=cfg.batch_size * 2,
                             device=device, autocast=amp_dtype, channels_last=cfg.channels_last and device.type == "cuda")
     loss = F.cross_entropy(logits, val.labels).item()
-    metrics = compute_metrics(val.labels.numpy(), torch.softmax(logits, 1).numpy(), classes)
+    labels, probs = val.labels.numpy(), torch.softmax(logits, 1).numpy()
+    metrics = compute_metrics(labels, probs, classes)
+    precisions = [average_precision(probs[:, k], labels == k) for k in range(len(classes))]
+    defined = [p for p in precisions if p is not None]
     return {"val_loss": loss, "val_accuracy": metrics["overall"]["accuracy"],
-            "val_macro_f1": metrics["overall"]["macro"]["f1"]}
+            "val_macro_f1": metrics["overall"]["macro"]["f1"],
+            "val_auc": metrics["overall"]["macro"]["roc_auc"],
+            "val_ap": sum(defined) / len(defined) if defined else None}
+
+
+def _selection_score(row: dict[str, Any], select_by: str) -> float:
+    """The figure an epoch is chosen by (higher is better): cfg.select_by read from its validation row."""
+    if select_by == "last":
+        return float(row["epoch"])
+    if select_by == "loss":
+        return -row["val_loss"]
+    value = row[{"macro_f1": "val_macro_f1", "auc": "val_auc", "ap": "val_ap"}[select_by]]
+    return -1.0 if value is None else value  # undefined (a class absent from validation): never better than defined
 
 
 def _calibrate_best(run, val_set: DecodedImages, cfg: TrainConfig, device, amp_dtype) -> None:
@@ -132,8 +149,8 @@ class _State:
     """Where the loop stands: the next epoch and the best validation result so far."""
 
     start_epoch: int = 1
-    best_f1: float = -1.0
-    best_loss: float = math.inf
+    best_score: float = -math.inf  # _selection_score of the best epoch
+    best_loss: float = math.inf  # its validation loss: the tie-break
     best_epoch: int = 0
 
 
@@ -155,7 +172,9 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
     if ctx.is_main:
         run.trim_log("epoch", meta["epoch"])
     say(f"resuming after epoch {meta['epoch']}")
-    return _State(meta["epoch"] + 1, meta["best_val_macro_f1"], meta["best_val_loss"], meta["best_epoch"])
+    # a checkpoint written before select_by existed holds the macro-F1 it was chosen by under its old name
+    score = meta.get("best_val_score", meta.get("best_val_macro_f1", -math.inf))
+    return _State(meta["epoch"] + 1, score, meta["best_val_loss"], meta["best_epoch"])
 
 
 def _init_from_run(model: torch.nn.Module, cfg: TrainConfig, classes: list[str]) -> None:
@@ -354,8 +373,15 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
             clean_batchnorm_statistics(run, train_set, cfg, device)
         _calibrate_best(run, val_set, cfg, device, amp_dtype)
         fit_out_of_domain(run, train_set, val_set, device=device)  # after calibration: it binds to the final weights
-    best_f1 = state.best_f1 if state.best_f1 >= 0 else None
-    return TrainResult(run.root, state.best_epoch, best_f1, cfg.epochs, time.time() - started)
+    return TrainResult(run.root, state.best_epoch, cfg.select_by, _best_validation(run), cfg.epochs,
+                       time.time() - started)
+
+
+def _best_validation(run: RunDir) -> dict[str, float]:
+    """The validation figures stored with the best checkpoint (none when the run had no validation split)."""
+    if not run.checkpoint("best").with_suffix(".safetensors").is_file():
+        return {}
+    return read_checkpoint_meta(run.checkpoint("best")).get("val", {})
 
 
 @dataclass
@@ -382,9 +408,10 @@ def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
     if len(val_set) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
         row.update(_validate(eval_model, val_set, cfg, device, amp_dtype, setup.split.classes))
     row["epoch_seconds"] = time.time() - t0
-    improved = "val_macro_f1" in row and (row["val_macro_f1"], -row["val_loss"]) > (state.best_f1, -state.best_loss)
+    score = _selection_score(row, cfg.select_by) if "val_loss" in row else -math.inf
+    improved = "val_loss" in row and (score, -row["val_loss"]) > (state.best_score, -state.best_loss)
     if improved or (not len(val_set) and epoch == cfg.epochs):
-        state.best_f1, state.best_loss = row.get("val_macro_f1", -1.0), row.get("val_loss", math.inf)
+        state.best_score, state.best_loss = score, row.get("val_loss", math.inf)
         state.best_epoch = epoch
         val = {k: v for k, v in row.items() if k.startswith("val_")}
         save_checkpoint(run.checkpoint("best"), eval_model.state_dict(), _checkpoint_meta(
@@ -399,7 +426,7 @@ def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
     save_checkpoint(run.checkpoint("last"), tensors, _checkpoint_meta(
         setup, epoch=epoch, step=row["step"], kind="last", extra={
             "optimizer": opt_meta, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "best_val_macro_f1": state.best_f1,
+            "best_val_score": state.best_score if math.isfinite(state.best_score) else -1e30,
             "best_val_loss": state.best_loss if math.isfinite(state.best_loss) else 1e30,
             "best_epoch": state.best_epoch}))
     val_text = f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}" if "val_accuracy" in row else ""
