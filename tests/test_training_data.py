@@ -54,8 +54,10 @@ def test_a_streamed_file_that_breaks_is_left_out_and_named_once(phantom_dir: Pat
         order = torch.arange(len(images))
         got = list(images.batches(order, per_batch=5, steps=len(images) // 5 + 1,
                                   on_skip=lambda path, reason: heard.append(path)))
-        assert sum(len(labels) for _, labels in got) == len(images) - len(broken)
-        assert all(px.shape[1:] == (3, 32, 32) and px.dtype == torch.uint8 for px, _ in got if len(px))
+        assert sum(len(labels) for _, labels, _ in got) == len(images) - len(broken)
+        assert all(px.shape[1:] == (3, 32, 32) and px.dtype == torch.uint8 for px, _, _ in got if len(px))
+        kept = [images.paths[i] for _, _, index in got for i in index.tolist()]  # the index names each kept image
+        assert sorted(kept) == sorted(p for p in images.paths if p.split("/")[-1] not in broken)
     assert sorted(heard) == sorted(f"GBI/{name}" for name in broken)
 
 

@@ -2,6 +2,7 @@
 
     images = decode_images(root, split.splits["train"], classes, size=224, jpeg_draft=True, workers=4)
     images.pixels  # N×3×224×224 uint8;  images.labels  # N int64;  images.skipped  # [(path, reason)]
+    for pixels, labels, index in images.batches(order, per_batch=32, steps=10): ...   # index: rows of the set
 
 At 360 px the paper's 5,605 crops take about 2.2 GB; a file that cannot be decoded is skipped and named, never fatal.
 """
@@ -39,12 +40,14 @@ class DecodedImages:
                              self.paths + other.paths, self.skipped + other.skipped)
 
     def batches(self, order: torch.Tensor, *, per_batch: int, steps: int, pin_memory: bool = False,
-                on_skip: Callable[[str, str], None] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(pixels, labels) for the first ``steps`` batches of ``order``, taken from wherever the set lives."""
+                on_skip: Callable[[str, str], None] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(pixels, labels, index in the set) for the first ``steps`` batches of ``order``, taken from wherever the
+        set lives."""
         order = order.to(self.pixels.device)
         for i in range(steps):
             idx = order[i * per_batch : (i + 1) * per_batch]
-            yield self.pixels[idx], self.labels[idx]
+            yield self.pixels[idx], self.labels[idx], idx
 
     def place(self, device: torch.device, *, max_share: float = 0.25) -> str:
         """On a GPU, move the set there when it takes at most ``max_share`` of free memory, else pin it in host

@@ -1,7 +1,7 @@
 """Training images read from disk batch by batch, for datasets whose decoded set would not fit in memory.
 
     images = streamed_images(root, entries, classes, size=360, jpeg_draft=True, workers=8)
-    for pixels, labels in images.batches(order, per_batch=32, steps=100, pin_memory=True):
+    for pixels, labels, index in images.batches(order, per_batch=32, steps=100, pin_memory=True):
         ...                                   # N×3×360×360 uint8 and N int64, decoded by DataLoader worker processes
 
 It has the interface of the in-memory set (``labels``, ``paths``, ``len``, ``concat``, ``batches``), so the training
@@ -67,8 +67,10 @@ class StreamedImages:
                               self.skipped + other.skipped)
 
     def batches(self, order: torch.Tensor, *, per_batch: int, steps: int, pin_memory: bool = False,
-                on_skip: Callable[[str, str], None] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(pixels, labels) for the first ``steps`` batches of ``order``, decoded ahead by worker processes.
+                on_skip: Callable[[str, str], None] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(pixels, labels, index in the set) for the first ``steps`` batches of ``order``, decoded ahead by worker
+        processes; a file that cannot be decoded is left out of its batch.
 
         ``on_skip(path, reason)`` hears once about each file that could not be decoded.
         """
@@ -85,7 +87,7 @@ class StreamedImages:
                     self.skipped.append((self.paths[i], reason))
                     if on_skip is not None:
                         on_skip(self.paths[i], reason)
-            yield pixels, self.labels[idx]
+            yield pixels, self.labels[idx], idx
 
 
 def streamed_images(root: Path, entries: Sequence, classes: Sequence[str], *, size: int, jpeg_draft: bool,

@@ -43,7 +43,7 @@ def clean_batchnorm_statistics(run: RunDir, train_set: Any, cfg: TrainConfig, de
     order = torch.randperm(len(train_set), generator=generator)[: cfg.bn_clean_cells]
     used = 0
     with torch.no_grad():
-        for pixels, labels in train_set.batches(order, per_batch=_BATCH, steps=math.ceil(len(order) / _BATCH)):
+        for pixels, labels, _ in train_set.batches(order, per_batch=_BATCH, steps=math.ceil(len(order) / _BATCH)):
             if len(labels):
                 model(normalize_batch(pixels.to(device), cfg.mean, cfg.std))
                 used += len(labels)

@@ -41,6 +41,11 @@ class TrainConfig:
     balance: str = "none"  # none | sampler | loss
     synthetic: tuple[str, ...] = ()  # "DIR" or "DIR:CLASS" folders of synthetic images, added to the training split only
     added_data: tuple[str, ...] = ()  # folder-per-class sets of more labelled cells (reviewed), training split only
+    # auxiliary targets: a CSV of cell attributes (a `path` column, matched to images by file name; WBCAtt's layout),
+    # one extra head per attribute trained beside the classes (neunn.training.attribute_heads); the model is unchanged
+    attributes: str = ""
+    attribute_columns: tuple[str, ...] = ()  # which columns; empty: all but `path` (leave out the one your classes are)
+    attribute_weight: float = 0.5  # the attribute loss (mean over attributes) is added with this weight
     # augmentation (applied to batches as tensors, on the training device)
     aug_flip: bool = True
     aug_rot90: bool = True
@@ -103,6 +108,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise NeunnError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}.")
     if cfg.bn_clean_cells < 0:
         raise NeunnError(f"bn_clean_cells must be 0 (off) or a number of training cells, got {cfg.bn_clean_cells}.")
+    if cfg.attribute_weight < 0.0:
+        raise NeunnError(f"attribute_weight must be 0 or more, got {cfg.attribute_weight}.")
+    if cfg.attribute_columns and not cfg.attributes:
+        raise NeunnError("attribute_columns names columns of an attribute table; set attributes=CSV as well.")
     if cfg.head_init_scale < 0.0:
         raise NeunnError(f"head_init_scale must be 0 or more, got {cfg.head_init_scale}.")
 

@@ -1,7 +1,7 @@
 """The images a training run learns from: its training split (plus synthetic and added images) and its validation split.
 
     train_set, val_set = training_images(setup, device, progress=True)
-    for pixels, labels in train_set.batches(order, per_batch=32, steps=93): ...
+    for pixels, labels, index in train_set.batches(order, per_batch=32, steps=93): ...
 
 The training set is decoded once into memory (moved to GPU memory or pinned on a GPU machine) or, when its decoded size
 would not fit (``data_cache=auto``) or when asked (``data_cache=stream``), streamed from disk batch by batch; both give

@@ -41,7 +41,7 @@ def _train_outputs(engine: TorchEngine, images: Any) -> tuple[torch.Tensor, torc
     n = len(images)
     order = torch.arange(n)
     feats, labels = [], []
-    for pixels, batch_labels in images.batches(order, per_batch=_BATCH, steps=math.ceil(n / _BATCH)):
+    for pixels, batch_labels, _ in images.batches(order, per_batch=_BATCH, steps=math.ceil(n / _BATCH)):
         if len(batch_labels):
             feats.append(engine.outputs(pixels.cpu())[1])
             labels.append(batch_labels.cpu())

@@ -46,8 +46,11 @@ from neunn.log import say
 from neunn.training.setup import TrainingRun
 from neunn.runtime import autocast_dtype, use_fast_gpu_kernels
 from neunn.training.schedule import ema_decay_at, lr_at
-from neunn.training.images import JPEG_DRAFT, say_skipped, training_images
+from neunn.training.images import JPEG_DRAFT, TrainingImages, say_skipped, training_images
 from neunn.training.out_of_domain import fit_out_of_domain
+from neunn.training.attribute_heads import PREFIX as ATTRIBUTE_PREFIX
+from neunn.training.attribute_heads import WithAttributes, attribute_loss
+from neunn.data.attribute_table import AttributeTable, read_attribute_table
 
 
 @dataclass
@@ -145,6 +148,31 @@ def _calibrate_best(run, val_set: DecodedImages, cfg: TrainConfig, device, amp_d
 
 
 @dataclass
+class _Attributes:
+    """The auxiliary attribute targets of a run (cfg.attributes): the table, the joint model, each training image's
+    targets (N x A, -1 unknown, on the training device)."""
+
+    table: AttributeTable
+    joint: WithAttributes
+    targets: torch.Tensor
+
+
+def _attribute_targets(cfg: TrainConfig, train_set: TrainingImages) -> tuple[AttributeTable, torch.Tensor] | None:
+    """Read cfg.attributes and match its rows to the training images by file name; say how many it describes."""
+    if not cfg.attributes:
+        return None
+    table = read_attribute_table(cfg.attributes, cfg.attribute_columns)
+    targets = table.targets(train_set.paths)
+    described = int((targets >= 0).any(dim=1).sum())
+    if not described:
+        raise NeunnError(f"None of the {len(train_set)} training images has a row in the attribute table "
+                         f"{cfg.attributes} (rows are matched by file name).")
+    say(f"attributes: {len(table.columns)} auxiliary heads ({', '.join(table.columns)}), weight "
+        f"{cfg.attribute_weight}; {described} of {len(train_set)} training images described")
+    return table, targets
+
+
+@dataclass
 class _State:
     """Where the loop stands: the next epoch and the best validation result so far."""
 
@@ -154,8 +182,9 @@ class _State:
     best_epoch: int = 0
 
 
-def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
-    """Load the last checkpoint into the model, EMA and optimiser, and drop log lines written after it."""
+def _restore(run, model, ema, optimizer, scaler, ctx: Distributed, attributes: _Attributes | None) -> _State:
+    """Load the last checkpoint into the model, EMA, attribute heads and optimiser, and drop log lines written after
+    it."""
     last = run.checkpoint("last")
     if not last.with_suffix(".safetensors").is_file():
         if ctx.is_main:
@@ -164,6 +193,11 @@ def _restore(run, model, ema, optimizer, scaler, ctx: Distributed) -> _State:
         return _State()
     tensors, meta = read_checkpoint(last)
     model.load_state_dict(unprefixed("model", tensors))
+    if attributes is not None:
+        if meta.get("attributes") != attributes.table.spec():
+            raise NeunnError(f"The attribute table {attributes.table.source} has other columns or values than when "
+                             "this run started; restore it, or start a new run.")
+        attributes.joint.heads.load_state_dict(unprefixed(ATTRIBUTE_PREFIX, tensors))
     if ema is not None:
         ema.module.load_state_dict(unprefixed("ema", tensors))
     optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
@@ -270,23 +304,28 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
     say(f"train {len(train_set)} images{f' (incl. {extra})' if extra else ''}, val {len(val_set)}, device {device}"
         f"{f' x {ctx.world_size} processes' if ctx.enabled else ''}, model {cfg.model} at {cfg.img_size}px")
 
+    auxiliary = _attribute_targets(cfg, train_set)
     torch.manual_seed(cfg.seed)
     model = classifier_for_config(cfg, len(classes))
     if cfg.init_from and not setup.resume:  # a resumed run restores its own weights below
         _init_from_run(model, cfg, classes)
+    # what the optimiser trains: the classifier, or the classifier with its attribute heads
+    trained = WithAttributes(model, auxiliary[0].spec()) if auxiliary else model
     if ctx.enabled and cfg.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(device)
+        trained = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained)
+    trained = trained.to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        trained = trained.to(memory_format=torch.channels_last)
+    attributes = _Attributes(auxiliary[0], trained, auxiliary[1].to(device)) if auxiliary else None
+    model = trained.model if attributes else trained
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    optimizer = create_optimizer(model, cfg)
+    optimizer = create_optimizer(trained, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     class_weights = _class_weights(train_set.labels.cpu(), len(classes)).to(device) if cfg.balance == "loss" else None
-    state = _restore(run, model, ema, optimizer, scaler, ctx) if setup.resume else _State()
-    net = model
+    state = _restore(run, model, ema, optimizer, scaler, ctx, attributes) if setup.resume else _State()
+    net = trained
     if ctx.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+        net = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
     if cfg.compile:
         net = torch.compile(net)  # checkpoints still come from `model`, whose parameters the compiled module shares
@@ -299,7 +338,7 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
     started = time.time()
     bar = tqdm(total=total_steps, initial=(state.start_epoch - 1) * steps_per_epoch, disable=not progress,
                unit="step", dynamic_ncols=True)
-    loop = _Loop(setup, model, ema, optimizer, scaler, state, val_set, amp_dtype, bar)
+    loop = _Loop(setup, model, ema, optimizer, scaler, state, val_set, amp_dtype, bar, attributes)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     for epoch in range(state.start_epoch, cfg.epochs + 1):
         net.train()
@@ -310,12 +349,12 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
                                     on_skip=say_skipped)
         # images, loss sum, correct: kept on the device, read by the host only every SYNC_EVERY steps (a GPU sync)
         t0 = time.time()
-        totals = torch.zeros(3, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+        totals = torch.zeros(4, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
 
         def read_totals(step: int) -> None:
             """Sync with the device: stop on a non-finite loss, and show progress."""
-            seen, loss_sum, correct = totals.tolist()
+            seen, loss_sum, correct, _ = totals.tolist()
             if not math.isfinite(loss_sum):
                 raise NeunnError(f"The training loss became {loss_sum} by epoch {epoch}, step {step}; "
                                  "lower lr or use precision=fp32.")
@@ -323,7 +362,7 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.2e}",
                                 img_s=f"{seen * ctx.world_size / (time.time() - t0):.0f}")
 
-        for i, (pixels, labels) in enumerate(batches):
+        for i, (pixels, labels, index) in enumerate(batches):
             if not len(labels):  # every file of a streamed batch became unreadable (each was named)
                 continue
             step = (epoch - 1) * steps_per_epoch + i
@@ -338,9 +377,14 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:
-                logits = net(x)
+                out = net(x)
+                logits = out[0] if attributes else out
                 loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
                                        label_smoothing=cfg.label_smoothing)
+                if attributes:
+                    extra_loss = attribute_loss(out[1], attributes.targets[index.to(device)])
+                    totals[3] += extra_loss.detach() * len(labels)
+                    loss = loss + cfg.attribute_weight * extra_loss
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -359,11 +403,13 @@ def _train_loop(setup: TrainingRun) -> TrainResult:
         read_totals(epoch * steps_per_epoch - 1)
         if ctx.enabled:
             dist.all_reduce(totals)
-        seen, loss_sum, correct = totals.tolist()
+        seen, loss_sum, correct, attribute_sum = totals.tolist()
         seen = max(seen, 1)
         row: dict[str, Any] = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": lr,
                                "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                                "images_per_s": seen / (time.time() - t0)}
+        if attributes:  # train_loss is what was optimised: the class loss plus attribute_weight x this
+            row["train_attribute_loss"] = attribute_sum / seen
         if ctx.is_main:
             _finish_epoch(loop, row, t0)
         ctx.barrier()
@@ -397,6 +443,7 @@ class _Loop:
     val_set: DecodedImages
     amp_dtype: torch.dtype | None
     bar: tqdm
+    attributes: _Attributes | None
 
 
 def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
@@ -421,6 +468,8 @@ def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
     run.append_log(row)  # before the checkpoint: a resume drops log lines newer than the checkpoint
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
     tensors = {**prefixed("model", model.state_dict()), **opt_tensors}
+    if loop.attributes is not None:
+        tensors.update(prefixed(ATTRIBUTE_PREFIX, loop.attributes.joint.heads.state_dict()))
     if ema is not None:
         tensors.update(prefixed("ema", ema.module.state_dict()))
     save_checkpoint(run.checkpoint("last"), tensors, _checkpoint_meta(
@@ -428,7 +477,8 @@ def _finish_epoch(loop: _Loop, row: dict[str, Any], t0: float) -> None:
             "optimizer": opt_meta, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "best_val_score": state.best_score if math.isfinite(state.best_score) else -1e30,
             "best_val_loss": state.best_loss if math.isfinite(state.best_loss) else 1e30,
-            "best_epoch": state.best_epoch}))
+            "best_epoch": state.best_epoch,
+            "attributes": loop.attributes.table.spec() if loop.attributes is not None else None}))
     val_text = f", val acc {row['val_accuracy']:.3f}, macro-F1 {row['val_macro_f1']:.3f}" if "val_accuracy" in row else ""
     loop.bar.write(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.3f}{val_text}, {row['images_per_s']:.0f} img/s",
               file=sys.stderr)
