@@ -12,7 +12,8 @@ from neunn.cli.common import add_command
 def _cmd_pallor_fit(args: argparse.Namespace) -> int:
     from neunn.training.pallor_fit import fit_pallor_screen
 
-    screen = fit_pallor_screen(args.run_dir, finding=args.finding, target_sensitivity=args.target_sensitivity)
+    screen = fit_pallor_screen(args.run_dir, finding=args.finding, target_sensitivity=args.target_sensitivity,
+                               workers=args.workers)
     fitted = screen.fitted_on
     print(f"pallor screen for '{screen.finding}': threshold {screen.threshold:.4f}, chosen on {fitted['n']} training "
           f"and validation cells ({fitted['n_positive']} {screen.finding}), where it flagged "
@@ -41,6 +42,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--finding", required=True, metavar="CLASS", help="the class whose cells have a pale cytoplasm")
     p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
                    help="share of the finding's cells the threshold flags on those cells (default 0.9)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
     p = add_command("remove", pallor_sub, "remove a run's pallor screen", "neunn pallor remove runs/vacuoles",
                     _cmd_pallor_remove)
     p.add_argument("run_dir", type=Path)

@@ -10,6 +10,7 @@ named.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,12 @@ from neunn.log import progress, say
 from neunn.rundir import RunDir
 
 
-def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: float = 0.9,
+def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: float = 0.9, workers: int = 2,
                       show_progress: bool = True) -> PallorScreen:
-    """Choose the pallor threshold for ``target_sensitivity`` on the run's train and val cells; write pallor.json."""
+    """Choose the pallor threshold for ``target_sensitivity`` on the run's train and val cells; write pallor.json.
+
+    ``workers`` threads decode and measure cells side by side (image decoding and most of the measure release the GIL).
+    """
     run = RunDir(Path(run_dir))
     run.require_trained()
     if not 0.0 < target_sensitivity <= 1.0:
@@ -39,15 +43,22 @@ def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: 
         raise NeunnError(f"The pallor threshold is chosen on the run's training images, and its dataset {data_dir} "
                          "is not available; run it where the data is.")
     entries = [e for name in ("train", "val") for e in split.splits[name]]
-    scores, positive = [], []
-    for entry in progress(entries, total=len(entries), desc="pallor", enabled=show_progress):
+
+    def measure(entry) -> float | str:
         try:
-            rgb = np.asarray(load_rgb(Path(data_dir) / entry.path).image)
+            return cytoplasm_pallor(np.asarray(load_rgb(Path(data_dir) / entry.path).image))
         except UnreadableImage as exc:
-            say(f"  skipped {entry.path}: {exc}")
-            continue
-        scores.append(cytoplasm_pallor(rgb))
-        positive.append(entry.label == finding)
+            return str(exc)
+
+    scores, positive = [], []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        measured = progress(pool.map(measure, entries), total=len(entries), desc="pallor", enabled=show_progress)
+        for entry, score in zip(entries, measured):
+            if isinstance(score, str):
+                say(f"  skipped {entry.path}: {score}")
+                continue
+            scores.append(score)
+            positive.append(entry.label == finding)
     if not any(positive):
         raise NeunnError(f"The run's training and validation splits hold no readable '{finding}' cell to choose a "
                          "threshold on.")
