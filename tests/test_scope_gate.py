@@ -4,6 +4,7 @@ without changing its own calls; a gate that changed or vanished is refused."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -13,11 +14,13 @@ from conftest import TINY_OVERRIDES
 from fastapi.testclient import TestClient
 from PIL import ImageFilter
 
+from neunn.cases.users import add_user
 from neunn.cli import main
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.inference.scope_gate import GATE_FILE, remove_gate, set_gate
 from neunn.serve import create_app
+from neunn.training.pallor_fit import fit_pallor_screen
 from neunn.training.config import resolve_config
 from neunn.training.setup import open_training_run
 from neunn.training.train import train
@@ -110,3 +113,29 @@ def test_gate_requests_are_checked(finding_run: Path, gate_run: Path, tmp_path: 
         Predictor.from_run(finding_run)
     assert main(["ood", "gate", str(finding_run), "--remove"]) == 0
     assert "removed" in capsys.readouterr().out and not (finding_run / GATE_FILE).exists()
+
+
+def test_a_stored_case_keeps_what_the_screens_said_of_each_cell(finding_run: Path, gate_run: Path, phantom_dir: Path,
+                                                               tmp_path: Path, case_store) -> None:
+    run = Path(shutil.copytree(finding_run, tmp_path / "screened"))
+    set_gate(run, gate_run, scope=list(SCOPE))
+    fit_pallor_screen(run, finding="HYP", target_sensitivity=0.9, show_progress=False)
+    predictor = Predictor.from_run(run)
+    files = _files(phantom_dir)
+    expected = list(predictor.predict_files(files))
+    with case_store.transaction() as db:
+        add_user(db, "ana", "ana-password-1", role="reviewer")
+    client = TestClient(create_app(predictor, store=case_store, model_info={"run": "screened"}))
+    csrf = {"X-CSRF-Token": client.post("/api/v1/session", json={"name": "ana", "password": "ana-password-1"})
+            .json()["csrf_token"]}
+    case = client.post("/api/v1/cases", json={"sample_id": "S-screens"}, headers=csrf).json()
+    upload = client.post(f"/api/v1/cases/{case['id']}/cells", headers=csrf,
+                         files=[("files", (f.name, f.read_bytes())) for f in files])
+    assert upload.status_code == 200, upload.text
+    stored = client.get(f"/api/v1/cases/{case['id']}").json()["cells"]
+    assert [(c["cell_type"], c["out_of_scope"], c["pale"]) for c in stored] == [
+        (p.cell_type, p.out_of_scope, p.pale) for p in expected]
+    assert [c["pallor"] for c in stored] == pytest.approx([p.pallor for p in expected])
+    assert any(c["pale"] for c in stored) and any(c["out_of_scope"] for c in stored)
+    exported = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/cases/{case['id']}/export?format=csv").text)))
+    assert [r["cell_type"] for r in exported] == [p.cell_type for p in expected]

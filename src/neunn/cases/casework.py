@@ -76,6 +76,10 @@ class NewCell:
     needs_review: bool
     out_of_domain: bool | None = None
     ood_score: float | None = None
+    cell_type: str | None = None  # the cell-type gate's call, when the model has one
+    out_of_scope: bool | None = None
+    pallor: float | None = None  # the cytoplasm's pallor, when the model has a pallor screen
+    pale: bool | None = None
 
 
 def _audit(db: Session, who: Reviewer | None, action: str, case_id: int | None, *, cell_id: int | None = None,
@@ -182,7 +186,8 @@ def cell_json(cell: Cell, models: dict[int, ModelRecord], names: dict[int, str])
             "image_url": f"/api/v1/cases/{cell.case_id}/cells/{cell.id}/image", "model_id": cell.model_id,
             "predicted_label": cell.predicted_label, "probability": cell.probability,
             "probabilities": cell.probabilities, "needs_review": cell.needs_review,
-            "out_of_domain": cell.out_of_domain, "ood_score": cell.ood_score, "flagged": _flagged(cell, models),
+            "out_of_domain": cell.out_of_domain, "ood_score": cell.ood_score, "cell_type": cell.cell_type,
+            "out_of_scope": cell.out_of_scope, "pallor": cell.pallor, "pale": cell.pale, "flagged": _flagged(cell, models),
             "critical": _critical(cell, models), "final_label": cell.final_label,
             "label": cell.final_label or cell.predicted_label, "decided_by": names.get(cell.decided_by),
             "decided_at": iso(cell.decided_at), "version": cell.version}
@@ -227,7 +232,8 @@ def add_cells(db: Session, who: Reviewer, case_id: int, model: ModelInfo,
         cell = Cell(case_id=case_id, position=position + offset, name=new.name[:512], image_sha256=new.image_sha256,
                     image_ext=new.image_ext, model_id=record.id, predicted_label=new.label,
                     probability=new.probability, probabilities=new.probabilities, needs_review=new.needs_review,
-                    out_of_domain=new.out_of_domain, ood_score=new.ood_score, version=1)
+                    out_of_domain=new.out_of_domain, ood_score=new.ood_score, cell_type=new.cell_type,
+                    out_of_scope=new.out_of_scope, pallor=new.pallor, pale=new.pale, version=1)
         db.add(cell)
         db.flush()
         _audit(db, who, "predict", case_id, cell_id=cell.id, after=new.label,

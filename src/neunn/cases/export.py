@@ -31,8 +31,8 @@ from neunn.cases.times import iso
 from neunn.training.extra_images import MANIFEST_NAME
 
 CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "probability", "needs_review",
-                "out_of_domain", "ood_score", "critical", "final_label", "decided_by", "decided_at", "model_id",
-                "version")
+                "out_of_domain", "ood_score", "cell_type", "out_of_scope", "pallor", "pale", "critical", "final_label",
+                "decided_by", "decided_at", "model_id", "version")
 AUDIT_COLUMNS = ("id", "at", "user", "action", "cell_id", "from", "to", "detail")
 DECISION_ACTIONS = ("confirm", "reclassify", "amend")
 MANIFEST_COLUMNS = ("file", "final_label", "model_label", "decision", "case_id", "sample_id", "cell_id", "reviewer",

@@ -99,6 +99,11 @@ class Cell(Base):
     needs_review: Mapped[bool] = mapped_column(Boolean)
     out_of_domain: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     ood_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the model's screens (migration 0004; None without them): the cell-type gate's call, the cytoplasm's pallor
+    cell_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    out_of_scope: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    pallor: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pale: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     final_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

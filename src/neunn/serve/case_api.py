@@ -118,7 +118,8 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                 label=prediction.label, probability=float(prediction.probability),
                 probabilities={c: float(p) for c, p in zip(station.predictor.classes, prediction.probs or [])},
                 needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
-                ood_score=prediction.ood_score))
+                ood_score=prediction.ood_score, cell_type=prediction.cell_type, out_of_scope=prediction.out_of_scope,
+                pallor=prediction.pallor, pale=prediction.pale))
         with store.transaction() as db:
             cells = add_cells(db, who, case_id, model, classified) if classified else []
         return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}

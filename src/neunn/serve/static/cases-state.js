@@ -62,8 +62,14 @@ export function badgeText(c) {
   const warn = c.critical ? "⚠ " : "";
   if (c.final_label === UNIDENTIFIED_DECISION) return "Unidentified ✓";
   if (isDecided(c)) return `${warn}${c.final_label} ✓${isCorrected(c) ? " corrected" : ""}`;
-  if (c.out_of_domain) return c.critical ? `⚠ Possible ${c.label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
-  if (c.needs_review) return c.critical ? `⚠ Possible ${c.label} — review` : UNIDENTIFIED_TEXT;
+  if (c.out_of_domain) {
+    const text = c.critical ? `⚠ Possible ${c.label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
+    return c.out_of_scope ? `${text} (looks like: ${c.cell_type})` : text;
+  }
+  if (c.needs_review) {
+    const text = c.critical ? `⚠ Possible ${c.label} — review` : UNIDENTIFIED_TEXT;
+    return c.pale ? `${text} (pale cytoplasm)` : text;
+  }
   return warn + c.label;
 }
 
