@@ -17,8 +17,10 @@ from PIL import ImageFilter
 from neunn.cases.users import add_user
 from neunn.cli import main
 from neunn.errors import NeunnError
+from neunn.inference.int8 import write_int8_model
 from neunn.inference.predictor import Predictor
 from neunn.inference.scope_gate import GATE_FILE, remove_gate, set_gate
+from neunn.rundir import RunDir
 from neunn.serve import create_app
 from neunn.training.pallor_fit import fit_pallor_screen
 from neunn.training.config import resolve_config
@@ -139,3 +141,19 @@ def test_a_stored_case_keeps_what_the_screens_said_of_each_cell(finding_run: Pat
     assert any(c["pale"] for c in stored) and any(c["out_of_scope"] for c in stored)
     exported = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/cases/{case['id']}/export?format=csv").text)))
     assert [r["cell_type"] for r in exported] == [p.cell_type for p in expected]
+
+
+def test_the_gate_runs_on_the_models_backend_int8_included(finding_run: Path, gate_run: Path, phantom_dir: Path,
+                                                           tmp_path: Path) -> None:
+    run = Path(shutil.copytree(finding_run, tmp_path / "finding"))
+    gate = Path(shutil.copytree(gate_run, tmp_path / "gate"))
+    for folder in (run, gate):  # the tiny models' margins are too thin for the real agreement bar
+        write_int8_model(RunDir(folder), min_agreement=0.0)
+    set_gate(run, gate, scope=list(SCOPE))
+    files = _files(phantom_dir)
+    gated = Predictor.from_run(run, backend="onnx-int8")
+    assert gated.gate is not None and gated.gate.predictor.backend == "onnx-int8"
+    gate_calls = [p.label for p in Predictor.from_run(gate, backend="onnx-int8").predict_files(files)]
+    results = list(gated.predict_files(files))
+    assert [p.cell_type for p in results] == gate_calls
+    assert all(p.out_of_scope == (p.cell_type not in SCOPE) for p in results)
