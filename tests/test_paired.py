@@ -38,3 +38,42 @@ def test_compare_reads_two_evaluations(trained_run, capsys):
     out = capsys.readouterr().out
     assert "difference (B - A) +0.0 points" in out and "only A right on 0 cells, only B right on 0" in out
     assert "no difference shown" in out
+
+
+def _pooled(folder, scores: dict[str, float]):
+    """A cross-validation folder whose pooled predictions give each cell (named '<class>/<n>.png') a vacuolated score."""
+    (folder / "pooled").mkdir(parents=True)
+    (folder / "experiment.json").write_text("{}")
+    lines = ["path,true,pred,prob_normal,prob_vacuolated"]
+    for path, p in scores.items():
+        true = path.split("/")[0]
+        lines.append(f"{path},{true},{'vacuolated' if p >= 0.5 else 'normal'},{1 - p},{p}")
+    (folder / "pooled" / "predictions.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_compare_two_cross_validations_on_a_rare_class(tmp_path, capsys):
+    cells = [f"normal/{i}.png" for i in range(90)] + [f"vacuolated/{i}.png" for i in range(10)]
+    worst = {c: 0.3 - 0.001 * i for i, c in enumerate(cells)}                      # the vacuolated cells rank last
+    good = {c: (0.4 + 0.001 * i if c.startswith("vacuolated") else 0.1 + 0.001 * i) for i, c in enumerate(cells)}
+    a, b = _pooled(tmp_path / "a", worst), _pooled(tmp_path / "b", good)
+    assert main(["compare", str(a), str(b), "--positive", "vacuolated"]) == 0
+    out = capsys.readouterr().out
+    assert f"A: {a / 'pooled' / 'predictions.csv'}" in out
+    assert "'vacuolated' against the rest (10 of 100 cells)" in out
+    assert "ROC AUC: A 0.0, B 100.0; difference (B - A) +100.0 points" in out and "B is better" in out
+
+    assert main(["compare", str(a), str(b), "--positive", "eosinophil"]) == 2
+    assert "'eosinophil' is not a class" in capsys.readouterr().err
+    (b / "pooled" / "predictions.csv").unlink()
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "experiment without pooled predictions yet" in capsys.readouterr().err
+
+
+def test_rankings_of_different_cells_or_labels_are_refused():
+    from neunn.evaluation.paired import paired_ranking_by_cell
+
+    with pytest.raises(NeunnError, match="do not score the same cells"):
+        paired_ranking_by_cell({"a": (True, 0.1)}, {"b": (True, 0.1)})
+    with pytest.raises(NeunnError, match="different labels"):
+        paired_ranking_by_cell({"a": (True, 0.1), "b": (False, 0.2)}, {"a": (False, 0.1), "b": (False, 0.2)})

@@ -129,15 +129,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from neunn.evaluation.paired import correct_by_cell, paired_difference
+def _evaluation_to_compare(folder: Path, split: str, tta: bool) -> Path:
+    """A cross-validation's pooled out-of-fold predictions, or a run's evaluation of ``split``."""
     from neunn.rundir import RunDir
 
-    evaluations = [RunDir(run).eval_dir(args.split, tta=args.tta) / "predictions.csv" for run in (args.first, args.second)]
-    for run, path in zip((args.first, args.second), evaluations):
-        if not path.is_file():
-            raise NeunnError(f"{run} has no evaluation of the {args.split} split{' with --tta' if args.tta else ''}; "
-                             f"run `neunn evaluate {run} --split {args.split}{' --tta' if args.tta else ''}` first.")
+    pooled = folder / "pooled" / "predictions.csv"
+    if (folder / "experiment.json").is_file():
+        if not pooled.is_file():
+            raise NeunnError(f"{folder} is an experiment without pooled predictions yet; finish it (run the same "
+                             "`neunn experiment cv` command again) first.")
+        return pooled
+    path = RunDir(folder).eval_dir(split, tta=tta) / "predictions.csv"
+    if not path.is_file():
+        raise NeunnError(f"{folder} has no evaluation of the {split} split{' with --tta' if tta else ''}; "
+                         f"run `neunn evaluate {folder} --split {split}{' --tta' if tta else ''}` first.")
+    return path
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from neunn.evaluation.paired import correct_by_cell, paired_difference, paired_ranking_by_cell, scores_by_cell
+
+    evaluations = [_evaluation_to_compare(folder, args.split, args.tta) for folder in (args.first, args.second)]
+    print(f"A: {evaluations[0]}\nB: {evaluations[1]}")
     result = paired_difference(*(correct_by_cell(path) for path in evaluations))
     ci = result["difference_ci95"]
     print(f"{result['n']} cells: {args.first} {100 * result['first_accuracy']:.1f} %, {args.second} "
@@ -145,10 +158,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           f"paired 95 % interval [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]")
     print(f"only A right on {result['only_first_right']} cells, only B right on {result['only_second_right']}; "
           f"exact McNemar p = {result['mcnemar_p']:.3g}")
-    verdict = ("B is better" if ci["low"] > 0 else "A is better" if ci["high"] < 0 else
-               "no difference shown: the interval includes zero")
-    print(f"reading: {verdict}")
+    print(f"reading: {_verdict(ci)}")
+    if args.positive:
+        ranking = paired_ranking_by_cell(*(scores_by_cell(path, args.positive) for path in evaluations))
+        print(f"'{args.positive}' against the rest ({ranking['positives']} of {ranking['n']} cells):")
+        for key, name in (("roc_auc", "ROC AUC"), ("average_precision", "average precision")):
+            figure, ci = ranking[key], ranking[key]["difference_ci95"]
+            print(f"  {name}: A {100 * figure['first']:.1f}, B {100 * figure['second']:.1f}; difference (B - A) "
+                  f"{100 * figure['difference']:+.1f} points, paired 95 % interval [{100 * ci['low']:+.1f}, "
+                  f"{100 * ci['high']:+.1f}]: {_verdict(ci)}")
     return 0
+
+
+def _verdict(ci: dict[str, float]) -> str:
+    return ("B is better" if ci["low"] > 0 else "A is better" if ci["high"] < 0 else
+            "no difference shown: the interval includes zero")
 
 
 def add_parsers(sub) -> None:
@@ -196,11 +220,15 @@ def add_parsers(sub) -> None:
     add_policy(p)
     add_positive(p)
 
-    p = add_command("compare", sub, "two runs evaluated on the same cells: the accuracy difference with a paired 95 % "
-                    "interval, and McNemar's test", "neunn compare runs/current runs/next --split test", _cmd_compare)
-    p.add_argument("first", type=Path, metavar="RUN_A")
-    p.add_argument("second", type=Path, metavar="RUN_B")
-    p.add_argument("--split", default="test", help="the evaluation to compare (each run's eval/<split>, from "
+    p = add_command("compare", sub, "two runs (or two cross-validations) scored on the same cells: the accuracy "
+                    "difference with a paired 95 % interval and McNemar's test; with --positive, the paired ROC AUC "
+                    "and average precision differences of a rare class",
+                    "neunn compare exp/baseline exp/recipe --positive vacuolated", _cmd_compare)
+    p.add_argument("first", type=Path, metavar="A", help="a run folder, or a `neunn experiment cv` folder (its pooled "
+                                                          "out-of-fold predictions)")
+    p.add_argument("second", type=Path, metavar="B")
+    p.add_argument("--positive", metavar="CLASS", help="also compare how the two rank this class against the rest")
+    p.add_argument("--split", default="test", help="for run folders: the evaluation to compare (eval/<split>, from "
                                                    "neunn evaluate; 'all' for an external --data folder)")
     p.add_argument("--tta", action="store_true", help="compare the --tta evaluations")
 

@@ -5,6 +5,7 @@ for one rare class, the differences in ROC AUC and average precision with paired
     b = correct_by_cell(RunDir("runs/next").eval_dir("test") / "predictions.csv")
     paired_difference(a, b)   # {"n", "difference", "difference_ci95": {...}, "only_first_right", ..., "mcnemar_p"}
     paired_ranking_difference(is_vacuolated, scores_a, scores_b)   # {"roc_auc": {"difference", ...}, ...}
+    paired_ranking_by_cell(scores_by_cell(csv_a, "vacuolated"), scores_by_cell(csv_b, "vacuolated"))   # by path
 
 Two runs' intervals overlapping says little when both were scored on the same cells: the paired difference resamples
 the cells once for both runs, so what the cells share cancels. The exact McNemar test looks only at the cells one run
@@ -23,6 +24,27 @@ from neunn.errors import NeunnError
 from neunn.evaluation.intervals import N_BOOT, Ranking, bootstrap, percentile_interval, weighted_roc_auc
 from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.rare_class import weighted_average_precision
+
+
+def scores_by_cell(predictions_csv: Path, positive: str) -> dict[str, tuple[bool, float]]:
+    """Whether each cell (by path) is of class ``positive``, and the probability the run gave that class."""
+    paths, classes, labels, probs = read_predictions_csv(Path(predictions_csv))
+    if positive not in classes:
+        raise NeunnError(f"'{positive}' is not a class of {predictions_csv}; its classes are {', '.join(classes)}.")
+    k = classes.index(positive)
+    return dict(zip(paths, zip((labels == k).tolist(), probs[:, k].tolist()), strict=True))
+
+
+def paired_ranking_by_cell(first: dict[str, tuple[bool, float]], second: dict[str, tuple[bool, float]],
+                           **kwargs: Any) -> dict[str, Any]:
+    """:func:`paired_ranking_difference` of two :func:`scores_by_cell` answers, matched by cell."""
+    if first.keys() != second.keys():
+        raise NeunnError("The two evaluations do not score the same cells; evaluate both runs on the same split.")
+    cells = sorted(first)
+    if any(first[c][0] != second[c][0] for c in cells):
+        raise NeunnError("The two evaluations give the same cells different labels; they are not of the same data.")
+    return paired_ranking_difference(np.array([first[c][0] for c in cells]), np.array([first[c][1] for c in cells]),
+                                     np.array([second[c][1] for c in cells]), **kwargs)
 
 
 def correct_by_cell(predictions_csv: Path) -> dict[str, bool]:
