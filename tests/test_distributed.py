@@ -54,14 +54,25 @@ def test_sharded_predict_waits_a_week_for_the_slowest_rank(monkeypatch, tmp_path
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun is not installed beside this Python")
-def test_two_process_training_on_cpu(phantom_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("with_attributes", [False, True], ids=["plain", "attribute-heads"])
+def test_two_process_training_on_cpu(phantom_dir: Path, tmp_path: Path, with_attributes: bool):
     run = tmp_path / "ddp"
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    extra = []
+    if with_attributes:  # one attribute, known for half the cells: batches without a known value happen
+        table = tmp_path / "attributes.csv"
+        names = sorted(p.name for p in phantom_dir.rglob("*.png"))
+        table.write_text("path,shade\n" + "".join(f"{n},{'dark' if i % 4 else 'pale'}\n"
+                                                   for i, n in enumerate(names[::2])))
+        extra = [f"attributes={table}"]
     result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neunn", "train",  # Gloo, even
-                             str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=2", "device=cpu"],  # on GPUs
-                            env=env, capture_output=True, text=True, timeout=300)
+                             str(phantom_dir), "--out", str(run), *TINY_OVERRIDES, "epochs=2", "device=cpu",  # on GPUs
+                             *extra], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    if with_attributes:
+        assert all("train_attribute_loss" in line for line in (run / "log.jsonl").read_text().splitlines())
+        assert read_checkpoint_meta(run / "checkpoints" / "last")["attributes"] == {"shade": ["dark", "pale"]}
     assert result.stdout.count("trained 2 epochs") == 1  # rank 0 alone reports
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]  # rank 0 alone logs
