@@ -2,6 +2,8 @@
 
     python benchmarks/pooled_rare_class.py /tmp/vac/recipe --variant test --positive vacuolated   # without TTA
     python benchmarks/pooled_rare_class.py /tmp/vac/recipe --variant test-tta --positive vacuolated
+    python benchmarks/pooled_rare_class.py /tmp/vac/recipe --variant test-last-tta --positive vacuolated \
+        --write /tmp/recipe-last.csv      # then: neunn compare /tmp/vac/recipe /tmp/recipe-last.csv --positive vacuolated
 
 For variants that `neunn experiment cv` did not pool itself (e.g. each fold re-evaluated with `neunn evaluate
 EXP/fold-N` without --tta): ROC AUC and average precision of the pooled cells, each with a 95 % percentile bootstrap
@@ -24,14 +26,21 @@ def main() -> None:
     parser.add_argument("experiment", type=Path)
     parser.add_argument("--variant", default="test", help="the folds' eval/<variant> folder (test, test-tta, ...)")
     parser.add_argument("--positive", required=True)
+    parser.add_argument("--write", type=Path, metavar="CSV", help="also write the pooled rows (the folds' predictions.csv "
+                                                                  "rows, one header) for `neunn compare`")
     args = parser.parse_args()
-    labels, scores = [], []
+    labels, scores, lines = [], [], []
     for fold in sorted(args.experiment.glob("fold-*")):
-        _, classes, y, probs = read_predictions_csv(fold / "eval" / args.variant / "predictions.csv")
+        path = fold / "eval" / args.variant / "predictions.csv"
+        rows = path.read_text().splitlines()
+        lines += rows if not lines else rows[1:]
+        _, classes, y, probs = read_predictions_csv(path)
         k = classes.index(args.positive)
         labels.append(y == k)
         scores.append(probs[:, k])
     positive, score = np.concatenate(labels), np.concatenate(scores)
+    if args.write:
+        args.write.write_text("\n".join(lines) + "\n")
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, len(score), len(score)) for _ in range(1000)]
     draws = [d for d in draws if positive[d].any() and not positive[d].all()]

@@ -63,6 +63,9 @@ def test_compare_two_cross_validations_on_a_rare_class(tmp_path, capsys):
     assert "'vacuolated' against the rest (10 of 100 cells)" in out
     assert "ROC AUC: A 0.0, B 100.0; difference (B - A) +100.0 points" in out and "B is better" in out
 
+    assert main(["compare", str(a / "pooled" / "predictions.csv"), str(b), "--positive", "vacuolated"]) == 0
+    assert "ROC AUC: A 0.0, B 100.0" in capsys.readouterr().out  # a predictions.csv itself, e.g. a re-evaluation
+
     assert main(["compare", str(a), str(b), "--positive", "eosinophil"]) == 2
     assert "'eosinophil' is not a class" in capsys.readouterr().err
     (b / "pooled" / "predictions.csv").unlink()

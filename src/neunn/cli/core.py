@@ -130,9 +130,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _evaluation_to_compare(folder: Path, split: str, tta: bool) -> Path:
-    """A cross-validation's pooled out-of-fold predictions, or a run's evaluation of ``split``."""
+    """A predictions.csv itself, a cross-validation's pooled out-of-fold predictions, or a run's evaluation of
+    ``split``."""
     from neunn.rundir import RunDir
 
+    if folder.is_file():
+        return folder
     pooled = folder / "pooled" / "predictions.csv"
     if (folder / "experiment.json").is_file():
         if not pooled.is_file():
@@ -224,8 +227,8 @@ def add_parsers(sub) -> None:
                     "difference with a paired 95 % interval and McNemar's test; with --positive, the paired ROC AUC "
                     "and average precision differences of a rare class",
                     "neunn compare exp/baseline exp/recipe --positive vacuolated", _cmd_compare)
-    p.add_argument("first", type=Path, metavar="A", help="a run folder, or a `neunn experiment cv` folder (its pooled "
-                                                          "out-of-fold predictions)")
+    p.add_argument("first", type=Path, metavar="A", help="a run folder, a `neunn experiment cv` folder (its pooled "
+                                                          "out-of-fold predictions), or a predictions.csv")
     p.add_argument("second", type=Path, metavar="B")
     p.add_argument("--positive", metavar="CLASS", help="also compare how the two rank this class against the rest")
     p.add_argument("--split", default="test", help="for run folders: the evaluation to compare (eval/<split>, from "
