@@ -4,7 +4,7 @@ A model of neutrophils only (normal / vacuolated) has an out-of-domain score fit
 found that it flags 76 % of the lab's other cell types, not the 95 % asked for. A gate is a second model, trained on
 every cell type of the lab, whose top class must be the finding model's cell type for the finding to be trusted. This
 script scores the gate's own test split (cells the gate never trained on) with the finding model behind the gate, as
-`neunn ood gate FINDING_RUN GATE_RUN --scope CLASS` sets it up, and counts, per true class, the cells flagged by the
+`neunn screen fit cell-type-gate FINDING_RUN GATE_RUN --scope CLASS` sets it up, and counts, per true class, the cells flagged by the
 finding model's own out-of-domain score, by the gate, and by either (the `out_of_domain` column of a gated run).
 
     PYTHONPATH=src python benchmarks/cell_type_gate.py GATE_RUN FINDING_RUN ../shared/data/pbc-dev \
@@ -26,7 +26,8 @@ import torch
 
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split
-from neunn.inference.predictor import Predictor, ScopeGate
+from neunn.inference.predictor import Predictor
+from neunn.inference.screens.cell_type_gate import CellTypeGate
 from neunn.rundir import RunDir
 
 
@@ -56,10 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    # The gated predictor `neunn ood gate` would give, built here so that the finding run's folder is not written.
+    # The gated predictor `neunn screen fit cell-type-gate` would give, built here so that the finding run's folder is not written.
     gate = Predictor.from_run(args.gate_run, gate=False)
     finding = Predictor.from_run(args.finding_run, gate=False)
-    finding.gate = ScopeGate(gate, (args.scope,))
+    finding.screens = [s for s in finding.screens if s.name != CellTypeGate.name] + [CellTypeGate(gate, (args.scope,))]
     test = load_split(RunDir(args.gate_run).splits).splits["test"]
     predictions = list(finding.predict_files([args.data / e.path for e in test], workers=1))
     gate_labels = [p.cell_type for p in predictions]

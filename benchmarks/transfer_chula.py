@@ -141,7 +141,7 @@ def with_batch_statistics(predictor: Predictor, pixels: torch.Tensor) -> Predict
         for start in range(0, len(pixels), BATCH):
             model(normalize_batch(pixels[start:start + BATCH], meta["mean"], meta["std"]))
     engine = TorchEngine(model.eval(), meta, predictor.engine.device)
-    return Predictor(engine, tta=predictor.tta, policy=predictor.policy, ood=predictor.ood)
+    return Predictor(engine, tta=predictor.tta, policy=predictor.policy, screens=predictor.screens)
 
 
 def predict(predictor: Predictor, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

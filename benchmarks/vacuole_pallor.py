@@ -11,7 +11,7 @@ intervals (NeuNN's own rare-class report); the operating point: each fold's thre
 chosen on the fold's own non-test cells (its training and validation splits) and applied to its test cells, as the
 cross-validation does for a CNN. With --versus (cross-validation folders, or a rare-class experiment's arms), each
 CNN's pooled out-of-fold scores are compared with the pallor on the same cells (paired bootstrap), and so is their
-parameter-free combination, the mean of the two ranks, and what a run with a pallor screen (`neunn pallor fit`)
+parameter-free combination, the mean of the two ranks, and what a run with a pallor screen (`neunn screen fit pallor`)
 would send on: the model's own call, or a cell at or over its fold's pallor threshold.
 """
 

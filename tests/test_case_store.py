@@ -245,10 +245,47 @@ def test_an_older_store_upgrades_itself_and_keeps_its_rows(store_url):
                               f"'{action}', 7)"))
     old.close()
     store = open_store(folder, db_url=url)
-    assert schema_revision(store.engine) == "0004"
+    assert schema_revision(store.engine) == "0005"
     with store.transaction() as db:
         row = list_cases(db)[0]
     assert (row["sample_id"], row["status"], row["n_amendments"], row["signed_by"]) == ("OLD-1", "signed", 2, "ana")
+    store.close()
+
+
+def test_a_store_of_0004_moves_each_cells_screens_into_one_column(store_url):
+    """Cells stored with the columns of 0004 (the out-of-domain score, the gate's call, the pallor) read back the same
+    after 0005 moved them into ``screens``; a cell without screens keeps none."""
+    folder, url = store_url
+    old = open_store(folder, db_url=url, migrate_to="0004")
+    with old.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, role, password_hash, active, created_at) "
+                          "VALUES (1, 'ana', 'reviewer', 'x', true, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO cases (id, sample_id, status, created_by, created_at, updated_at, n_amendments) "
+                          "VALUES (3, 'OLD-3', 'open', 1, '2026-01-01', '2026-01-02', 0)"))
+        conn.execute(text("INSERT INTO models (id, fingerprint, run, backend, temperature, review_threshold, "
+                          "critical_classes, classes, created_at) VALUES (1, 'f', 'tiny', 'torch', 1.0, 0.6, "
+                          "'[\"GBI\"]', '[\"NEU\", \"GBI\"]', '2026-01-01')"))
+        for i, (ood, score, cell_type, scope, pallor, pale) in enumerate([
+                (True, 812.5, "eosinophil", True, 0.61, True), (False, 3.25, None, None, None, None),
+                (None, None, None, None, None, None)]):
+            conn.execute(text(
+                "INSERT INTO cells (id, case_id, position, name, image_sha256, image_ext, model_id, predicted_label, "
+                "probability, probabilities, needs_review, out_of_domain, ood_score, cell_type, out_of_scope, pallor, "
+                f"pale, version) VALUES ({10 + i}, 3, {i}, 'c{i}.png', '{i:064d}', 'png', 1, 'NEU', 0.9, "
+                "'{\"NEU\": 0.9, \"GBI\": 0.1}', false, :ood, :score, :cell_type, :scope, :pallor, :pale, 1)"),
+                {"ood": ood, "score": score, "cell_type": cell_type, "scope": scope, "pallor": pallor, "pale": pale})
+    old.close()
+    store = open_store(folder, db_url=url)
+    with store.transaction() as db:
+        cells = get_case(db, 3)["cells"]
+    fields = ("out_of_domain", "ood_score", "cell_type", "out_of_scope", "pallor", "pale")
+    assert [tuple(c[f] for f in fields) for c in cells] == [(True, 812.5, "eosinophil", True, 0.61, True),
+                                                            (False, 3.25, None, None, None, None),
+                                                            (None, None, None, None, None, None)]
+    assert cells[0]["screens"] == {"out_of_domain": {"value": 812.5, "flagged": True},
+                                   "cell_type_gate": {"value": "eosinophil", "flagged": True},
+                                   "pallor_screen": {"value": 0.61, "flagged": True}}
+    assert cells[2]["screens"] == {}
     store.close()
 
 
@@ -262,7 +299,7 @@ def test_migrating_twice_is_harmless(store_url):
     folder, url = store_url
     store = open_store(folder, db_url=url)
     migrate(store.engine)
-    assert schema_revision(store.engine) == "0004"
+    assert schema_revision(store.engine) == "0005"
     store.close()
 
 

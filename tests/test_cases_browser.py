@@ -324,3 +324,51 @@ def test_two_reviewers_deciding_the_same_cell_conflict(station):
     bob.close()
     alice_console.check()
     bob_console.check()
+
+
+def test_confirm_shown_never_confirms_a_flagged_cell(station, trained_run, tmp_path):
+    """"Confirm unflagged shown" confirms the unflagged undecided cells in one request, recorded as a bulk action; the
+    flagged cells stay waiting for a decision of their own, so the case still cannot be signed."""
+    browser, cells = station["browser"], station["cells"]
+    predictor = Predictor.from_run(trained_run)  # a station of its own: no critical class, half the cells in review
+    confidences = sorted(p.probability for p in predictor.predict_sources(cells))
+    predictor.policy = predictor.policy.overridden(review_threshold=(confidences[2] + confidences[3]) / 2,
+                                                   critical="none", classes=predictor.classes)
+    store = open_store(tmp_path / "store")
+    with store.transaction() as db:
+        add_user(db, *ALICE, role="reviewer")
+    with serving(create_app(predictor, store=store, model_info={"run": "tiny"})) as url:
+        token = httpx.post(f"{url}/api/v1/token", data={"username": ALICE[0], "password": ALICE[1]}).json()
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+        case_id = httpx.post(f"{url}/api/v1/cases", json={"sample_id": "S-2026-0003"}, headers=auth).json()["id"]
+        files = [("files", (n, d, "image/png")) for n, d in cells]
+        stored = httpx.post(f"{url}/api/v1/cases/{case_id}/cells", files=files, headers=auth, timeout=60).json()
+        flagged = {c["id"] for c in stored["cells"] if c["flagged"]}
+        plain = {c["id"] for c in stored["cells"]} - flagged
+        assert len(flagged) >= 3 and len(plain) >= 1  # the review bin takes the three least confident, at least
+
+        context, page, console = _log_in(browser, url, ALICE, f"/#case={case_id}")
+        expect(page.locator("#grid .tile")).to_have_count(N_CELLS)
+        button = page.locator("#confirm-shown")
+        expect(button).to_have_text(f"Confirm {len(plain)} unflagged shown")
+        button.click()
+        for cell_id in plain:
+            _wait_saved(page.locator(f"#grid .tile[data-cell-id='{cell_id}']"))
+        expect(button).to_be_disabled()
+        expect(page.locator("#grid .tile.waiting")).to_have_count(len(flagged))
+        expect(page.locator("#sign-button")).to_be_disabled()
+        expect(page.locator("#audit-table tr[data-action='bulk_confirm']")).to_have_count(len(plain))
+        decided = {c["id"] for c in _stored(store, case_id)["cells"] if c["final_label"] is not None}
+        assert decided == plain
+        # The server refuses a flagged cell in bulk whatever a page sends: nothing is confirmed.
+        one = next(c for c in stored["cells"] if c["id"] in flagged)
+        refused = httpx.post(f"{url}/api/v1/cases/{case_id}/bulk-confirmation", headers=auth,
+                             json={"cells": [{"id": one["id"], "version": one["version"]}]})
+        assert refused.status_code == 422 and "decision of their own" in refused.json()["error"]
+        assert {c["id"] for c in _stored(store, case_id)["cells"] if c["final_label"] is not None} == plain
+        with store.transaction() as db:
+            trail = audit_trail(db, case_id)
+        assert {e["cell_id"] for e in trail if e["action"] == "bulk_confirm"} == plain
+        context.close()
+        console.check()
+    store.close()

@@ -9,7 +9,7 @@ import pytest
 from neunn.cli import build_parser, main
 
 COMMANDS = [["data", "check"], ["data", "phantom"], ["train"], ["evaluate"], ["predict"], ["demo"],
-            ["experiment", "cv"], ["ood", "fit"], ["adapt"]]
+            ["experiment", "cv"], ["screen", "fit", "out-of-domain"], ["screen", "list"], ["adapt"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -26,7 +26,9 @@ def test_every_command_has_help_with_an_example(command, capsys):
     (["train", "{tmp}", "--out", "{tmp}/run", "epochs=0"], "epochs must be at least 1"),
     (["evaluate", "{tmp}"], "is not a trained NeuNN run"),
     (["predict", "{tmp}", "x.jpg"], "is not a trained NeuNN run"),
-    (["ood", "fit", "{tmp}"], "is not a trained NeuNN run"),
+    (["screen", "fit", "out-of-domain", "{tmp}"], "is not a trained NeuNN run"),
+    (["screen", "list", "{tmp}"], "is not a trained NeuNN run"),
+    (["ood", "fit", "{tmp}"], "is now `neunn screen`"),
     (["adapt", "{tmp}", "{tmp}", "--shots", "5", "--out", "{tmp}/adapted"], "is not a trained NeuNN run"),
 ])
 def test_errors_are_one_clear_sentence(argv, message, tmp_path: Path, capsys):

@@ -1,5 +1,5 @@
 """Tests for the out-of-domain score: the scorers against direct computations, the threshold, the file beside the
-checkpoint (fitted at training time and by ``neunn ood fit``), and the flag from every backend."""
+checkpoint (fitted at training time and by ``neunn screen fit out-of-domain``), and the flag from every backend."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from neunn.inference.onnx_engine import OnnxEngine
 from neunn.inference.out_of_domain import fit_scorer, load_out_of_domain, ood_path_for
 from neunn.inference.predict_files import predict_to_file
 from neunn.inference.predictor import Predictor
+from neunn.inference.screens.out_of_domain import OutOfDomainScreen
 from neunn.rundir import RunDir
 from neunn.training.out_of_domain import fit_run_out_of_domain
 
@@ -105,7 +106,7 @@ def test_training_fits_the_score_beside_the_checkpoint_and_ood_fit_refits_it_the
     assert meta["n_fit"] == len(split["splits"]["train"]) and meta["n_threshold"] == len(split["splits"]["val"])
     report = fit_run_out_of_domain(run_copy)
     assert report["threshold"] == pytest.approx(meta["threshold"], rel=1e-5)
-    assert main(["ood", "fit", str(run_copy), "--method", "knn"]) == 0
+    assert main(["screen", "fit", "out-of-domain", str(run_copy), "--method", "knn"]) == 0
     assert load_out_of_domain(run).method == "knn"
     fit_run_out_of_domain(run_copy)  # back to the default for the tests below
 
@@ -147,7 +148,7 @@ def test_onnx_gives_the_same_score_and_old_files_simply_have_none(run_copy, phan
     prog.save(str(old))
     old_engine = OnnxEngine.from_file(old)
     assert not old_engine.has_features and old_engine.outputs(torch.zeros(1, 3, 48, 48, dtype=torch.uint8))[1] is None
-    legacy = Predictor(old_engine, ood=load_out_of_domain(RunDir(run_copy))).predict_sources(cells[:2])
+    legacy = Predictor(old_engine, screens=[OutOfDomainScreen(load_out_of_domain(RunDir(run_copy)))]).predict_sources(cells[:2])
     assert [r.label for r in legacy] == [r.label for r in torch_results[:2]]
     assert all(r.out_of_domain is None and r.ood_score is None for r in legacy)
 

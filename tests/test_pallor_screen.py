@@ -16,8 +16,8 @@ from neunn.cli import main
 from neunn.data.cytoplasm_pallor import cytoplasm_pallor
 from neunn.errors import NeunnError
 from neunn.evaluation.rare_class import choose_threshold
-from neunn.inference.pallor_screen import PALLOR_FILE
 from neunn.inference.predictor import Predictor
+from neunn.rundir import RunDir
 from neunn.training.pallor_fit import fit_pallor_screen
 
 FINDING = "HYP"  # the phantom's hypogranulated neutrophils: a paler cytoplasm
@@ -37,7 +37,7 @@ def test_screen_threshold_is_chosen_on_the_runs_own_cells(run: Path, phantom_dir
                        for e in entries])
     expected = choose_threshold(scores, np.array([e["label"] == FINDING for e in entries]), 0.9)
     assert screen.threshold == expected["threshold"] and screen.fitted_on["sensitivity"] >= 0.9
-    assert json.loads((run / PALLOR_FILE).read_text())["finding"] == FINDING
+    assert json.loads(RunDir(run).pallor_file.read_text())["finding"] == FINDING
     with pytest.raises(NeunnError, match="not a class"):
         fit_pallor_screen(run, finding="vacuolated", show_progress=False)
     with pytest.raises(NeunnError, match="target sensitivity"):
@@ -47,11 +47,11 @@ def test_screen_threshold_is_chosen_on_the_runs_own_cells(run: Path, phantom_dir
 def test_pale_cells_go_to_review_and_the_call_stays(run: Path, phantom_dir: Path, capsys) -> None:
     files = sorted(phantom_dir.rglob("*.png"))[::2]
     plain = list(Predictor.from_run(run).predict_files(files))
-    assert main(["pallor", "fit", str(run), "--finding", FINDING, "--target-sensitivity", "0.9"]) == 0
+    assert main(["screen", "fit", "pallor", str(run), "--finding", FINDING, "--target-sensitivity", "0.9"]) == 0
     assert "pallor screen for 'HYP'" in capsys.readouterr().out
     predictor = Predictor.from_run(run)
     screened = list(predictor.predict_files(files))
-    threshold = predictor.pallor_screen.threshold
+    threshold = predictor.screen("pallor_screen").threshold
     for f, before, after in zip(files, plain, screened):
         assert after.pallor == pytest.approx(cytoplasm_pallor(np.asarray(Image.open(f).convert("RGB"))))
         assert after.pale == (after.pallor >= threshold)
@@ -66,5 +66,5 @@ def test_pale_cells_go_to_review_and_the_call_stays(run: Path, phantom_dir: Path
     assert [float(r["pallor"]) for r in rows] == pytest.approx([p.pallor for p in screened], abs=1e-4)
     assert [r["needs_review"] == "yes" for r in rows] == [p.needs_review for p in screened]
 
-    assert main(["pallor", "remove", str(run)]) == 0 and not (run / PALLOR_FILE).exists()
-    assert Predictor.from_run(run).pallor_screen is None
+    assert main(["screen", "remove", str(run), "pallor_screen"]) == 0 and not RunDir(run).pallor_file.exists()
+    assert Predictor.from_run(run).screen("pallor_screen") is None

@@ -75,7 +75,8 @@ def test_parts_of_uneven_shares_merge_into_the_one_process_output(trained_run: P
     assert n_files % world  # uneven shares: the first parts hold one row more
     for rank in range(world):
         files = shard(iter_input_files([inputs]), rank, world)
-        write_part(predictor.predict_files(files, batch_size=5), part_path(out, rank, world), fmt, predictor.policy)
+        write_part(predictor.predict_files(files, batch_size=5), part_path(out, rank, world), fmt, predictor.policy,
+                   predictor.classes)
     merged = merge_parts([part_path(out, rank, world) for rank in range(world)], out, fmt)
     assert out.read_bytes() == (tmp_path / f"single.{fmt}").read_bytes()
     assert merged == single and len(merged.failed) == 6

@@ -19,7 +19,7 @@ from neunn.cli import main
 from neunn.errors import NeunnError
 from neunn.inference.int8 import write_int8_model
 from neunn.inference.predictor import Predictor
-from neunn.inference.scope_gate import GATE_FILE, remove_gate, set_gate
+from neunn.inference.screens.cell_type_gate import remove_gate, set_gate
 from neunn.rundir import RunDir
 from neunn.serve import create_app
 from neunn.training.pallor_fit import fit_pallor_screen
@@ -61,7 +61,7 @@ def test_gate_flags_other_cell_types_and_leaves_the_model_alone(finding_run: Pat
     plain = list(Predictor.from_run(finding_run).predict_files(files))
     gate_calls = [p.label for p in Predictor.from_run(gate_run).predict_files(files)]
     record = set_gate(finding_run, gate_run, scope=["NEU", "HYP"])
-    assert record["scope"] == ["NEU", "HYP"] and (finding_run / GATE_FILE).is_file()
+    assert record["scope"] == ["NEU", "HYP"] and RunDir(finding_run).gate_file.is_file()
 
     predictor = Predictor.from_run(finding_run)
     gated = list(predictor.predict_files(files))
@@ -72,7 +72,7 @@ def test_gate_flags_other_cell_types_and_leaves_the_model_alone(finding_run: Pat
         assert after.out_of_domain == (bool(before.out_of_domain) or after.out_of_scope)
         assert after.as_dict()["cell_type"] == after.cell_type
     assert any(p.out_of_scope for p in gated) and any(not p.out_of_scope for p in gated)
-    assert Predictor.from_run(finding_run, gate=False).gate is None
+    assert Predictor.from_run(finding_run, gate=False).screen("cell_type_gate") is None
 
     # The same with a perturbation (decoded once, prepared for each model) and through `neunn predict`'s CSV.
     blurred = list(predictor.predict_files(files[:4], transform=lambda im: im.filter(ImageFilter.GaussianBlur(1))))
@@ -91,7 +91,7 @@ def test_gate_flags_other_cell_types_and_leaves_the_model_alone(finding_run: Pat
     assert [r["out_of_domain"] for r in body["results"]] == [p.out_of_domain for p in gated]
 
     assert remove_gate(finding_run) and not remove_gate(finding_run)
-    assert Predictor.from_run(finding_run).gate is None
+    assert Predictor.from_run(finding_run).screen("cell_type_gate") is None
 
 
 def test_gate_requests_are_checked(finding_run: Path, gate_run: Path, tmp_path: Path, capsys) -> None:
@@ -101,20 +101,20 @@ def test_gate_requests_are_checked(finding_run: Path, gate_run: Path, tmp_path: 
         set_gate(finding_run, gate_run, scope=["NEU", "HYP", "CRY", "DB", "HJBLI", "GBI", "BAC"])
     with pytest.raises(NeunnError, match="its own cell-type gate"):
         set_gate(finding_run, finding_run, scope=["NEU"])
-    assert main(["ood", "gate", str(finding_run)]) == 2
+    assert main(["screen", "fit", "cell-type-gate", str(finding_run)]) == 2
     assert "--scope" in capsys.readouterr().err
 
     # A gate retrained (or moved, or deleted) after it was set is refused, not silently replaced.
     gate = tmp_path / "gate"
     shutil.copytree(gate_run, gate)
-    assert main(["ood", "gate", str(finding_run), str(gate), "--scope", "NEU,HYP"]) == 0
-    assert json.loads((finding_run / GATE_FILE).read_text())["scope"] == ["NEU", "HYP"]
+    assert main(["screen", "fit", "cell-type-gate", str(finding_run), str(gate), "--scope", "NEU,HYP"]) == 0
+    assert json.loads(RunDir(finding_run).gate_file.read_text())["scope"] == ["NEU", "HYP"]
     weights = gate / "checkpoints" / "best.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(NeunnError, match="missing or has changed"):
         Predictor.from_run(finding_run)
-    assert main(["ood", "gate", str(finding_run), "--remove"]) == 0
-    assert "removed" in capsys.readouterr().out and not (finding_run / GATE_FILE).exists()
+    assert main(["screen", "remove", str(finding_run), "cell_type_gate"]) == 0
+    assert "removed" in capsys.readouterr().out and not RunDir(finding_run).gate_file.exists()
 
 
 def test_a_stored_case_keeps_what_the_screens_said_of_each_cell(finding_run: Path, gate_run: Path, phantom_dir: Path,
@@ -152,7 +152,7 @@ def test_the_gate_runs_on_the_models_backend_int8_included(finding_run: Path, ga
     set_gate(run, gate, scope=list(SCOPE))
     files = _files(phantom_dir)
     gated = Predictor.from_run(run, backend="onnx-int8")
-    assert gated.gate is not None and gated.gate.predictor.backend == "onnx-int8"
+    assert gated.screen("cell_type_gate") is not None and gated.screen("cell_type_gate").predictor.backend == "onnx-int8"
     gate_calls = [p.label for p in Predictor.from_run(gate, backend="onnx-int8").predict_files(files)]
     results = list(gated.predict_files(files))
     assert [p.cell_type for p in results] == gate_calls

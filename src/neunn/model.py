@@ -16,6 +16,14 @@ from torch import nn
 from neunn.errors import NeunnError
 
 
+def require_known_model(arch: str) -> None:
+    """Refuse, in one sentence, a model name that timm does not know (naming a few similar ones)."""
+    if not isinstance(arch, str) or not timm.is_model(arch):
+        close = timm.list_models(f"*{str(arch).split('_')[0]}*")[:6] if str(arch) else []
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise NeunnError(f"Unknown model '{arch}'; use a timm model name{hint}.")
+
+
 def create_classifier(
     arch: str, num_classes: int, *, pretrained: bool = False, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
     head_init_scale: float = 1.0,
@@ -26,10 +34,7 @@ def create_classifier(
     in ±1/sqrt(num_classes), which for a few classes gives large first logits (B7 on pbc-dev's 8 classes: a first
     loss of 3.7–4.4 instead of ln 8 = 2.1); 0 starts from uniform predictions.
     """
-    if not timm.is_model(arch):
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:6]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise NeunnError(f"Unknown model '{arch}'; use a timm model name{hint}.")
+    require_known_model(arch)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate

@@ -3,7 +3,11 @@ base, a GAN's folder (:class:`neunn.gan.folder.GanDir`).
 
     RUN_DIR/config.yaml   RUN_DIR/splits.json   RUN_DIR/run.json   RUN_DIR/log.jsonl
     RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>[-variant]/{metrics.json,...}
+    RUN_DIR/checkpoints/{best,last}.ood.{safetensors,json}   the out-of-domain screen fitted on that checkpoint
     RUN_DIR/gate.json     (optional) the run's cell-type gate: another run's path, its weights' hash, the scope
+    RUN_DIR/pallor.json   (optional) the run's pallor screen: finding, threshold and what it was chosen on
+    RUN_DIR/export/{best,last}.onnx, .int8.onnx   the ONNX exports for --backend onnx and onnx-int8
+    RUN_DIR/adapt.json    (a run made by `neunn adapt`) the source run, the shots and the scores
 
     run = RunDir(Path("runs/b7")); run.check_can_open(resume=False)   # a new run refuses a folder holding another
 """
@@ -97,6 +101,33 @@ class RunDir(RunFolder):
     def checkpoint(self, which: str = "best") -> Path:
         """Stem of a checkpoint (``best`` or ``last``); add .safetensors/.json for the files."""
         return self.checkpoints / which
+
+    def ood_file(self, which: str = "best", suffix: str = ".safetensors") -> Path:
+        """The out-of-domain screen fitted on a checkpoint (its tensors; ``suffix=".json"``: a copy to read)."""
+        return self.checkpoints / f"{which}.ood{suffix}"
+
+    @property
+    def gate_file(self) -> Path:
+        """The cell-type gate's record: the gate run's path, its weights' SHA-256 and the scope."""
+        return self.root / "gate.json"
+
+    @property
+    def pallor_file(self) -> Path:
+        """The pallor screen: its finding, threshold and what it was chosen on."""
+        return self.root / "pallor.json"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def onnx_file(self, which: str = "best", *, int8: bool = False) -> Path:
+        """The ONNX export of a checkpoint for ``--backend onnx`` (``int8``: the quantized one, ``onnx-int8``)."""
+        return self.export_dir / f"{which}{'.int8' if int8 else ''}.onnx"
+
+    @property
+    def adapt_file(self) -> Path:
+        """What `neunn adapt` recorded: the source run, the lab's cells, the shots and the scores."""
+        return self.root / "adapt.json"
 
     def eval_dir(self, split: str, backend: str = "torch", *, checkpoint: str = "best", tta: bool = False) -> Path:
         """Where evaluation of a split writes: eval/<split> for the best checkpoint through PyTorch, with -last,

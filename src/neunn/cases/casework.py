@@ -3,6 +3,7 @@
     case = create_case(db, reviewer, "S-2026-0412")
     add_cells(db, reviewer, case["id"], model, [NewCell(...), ...])              # the model's calls, audited
     decide(db, reviewer, case["id"], cell_id, "GBI", version=1)                  # Conflict if someone changed it first
+    confirm_in_bulk(db, reviewer, case["id"], {cell_id: 1, ...})                 # unflagged, undecided cells only
     sign(db, reviewer, case["id"])                                                # locks it; later changes are amendments
     decide(db, admin, case["id"], cell_id, "NEU", version=2, reason="re-read")   # an amendment (needs a reason)
 
@@ -17,6 +18,11 @@ Status in the worklist: "to_review" (no decision yet), "in_progress", "signed"; 
 A cell is critical when its current label (the reviewer's, else the model's) is a critical class of the model that
 classified it. Signing needs a decision on every cell the model flagged (for review, out of domain, or critical); the
 other cells are accepted as classified, by the signer, each with its audit entry.
+
+A flagged cell is never decided in bulk: ``confirm_in_bulk`` takes only undecided cells that the model did not flag
+and whose call is not critical, refuses the whole request naming any other, and records each cell it confirms as a
+"bulk_confirm" in the trail, so that a flagged cell of a signed case always has a decision of its own (``decide``) and
+an export can tell the cells a person decided one by one from those confirmed together.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from sqlalchemy.orm import Session
 
 from neunn.cases.errors import Conflict, Invalid, NotAllowed, NotFound
 from neunn.cases.schema import CASE_OPEN, CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
+from neunn.cases.stored_cell import cell_json, is_critical, is_flagged
 from neunn.cases.times import iso, utc_now
 from neunn.cases.users import Reviewer
 
 WORKLIST_ORDER = {"in_progress": 0, "to_review": 1, "signed": 2}
 UNIDENTIFIED = "unidentified"  # a reviewer's call besides the model's classes: looked at, cannot be classified
 MAX_SAMPLE_ID = 128
+MAX_BULK_CELLS = 10_000  # more than any sample holds: a request beyond it is refused before any database work
 
 
 @dataclass(frozen=True)
@@ -75,11 +83,7 @@ class NewCell:
     probabilities: dict[str, float]
     needs_review: bool
     out_of_domain: bool | None = None
-    ood_score: float | None = None
-    cell_type: str | None = None  # the cell-type gate's call, when the model has one
-    out_of_scope: bool | None = None
-    pallor: float | None = None  # the cytoplasm's pallor, when the model has a pallor screen
-    pale: bool | None = None
+    screens: dict[str, dict[str, Any]] | None = None  # what each screen said: {name: {"value", "flagged"}}
 
 
 def _audit(db: Session, who: Reviewer | None, action: str, case_id: int | None, *, cell_id: int | None = None,
@@ -116,15 +120,6 @@ def _names(db: Session) -> dict[int, str]:
     return dict(db.execute(select(User.id, User.name)).all())
 
 
-def _critical(cell: Cell, models: dict[int, ModelRecord]) -> bool:
-    return (cell.final_label or cell.predicted_label) in models[cell.model_id].critical_classes
-
-
-def _flagged(cell: Cell, models: dict[int, ModelRecord]) -> bool:
-    """Whether the model asked a person to look at this cell (signing needs a decision on it)."""
-    return bool(cell.needs_review or cell.out_of_domain or cell.predicted_label in models[cell.model_id].critical_classes)
-
-
 def _status(case: Case, n_decided: int) -> str:
     return "signed" if case.status == CASE_SIGNED else "in_progress" if n_decided else "to_review"
 
@@ -150,8 +145,8 @@ def create_case(db: Session, who: Reviewer, sample_id: str) -> dict[str, Any]:
 def _case_row(case: Case, cells: list[Cell], models: dict[int, ModelRecord], names: dict[int, str]) -> dict[str, Any]:
     n_decided = sum(c.final_label is not None for c in cells)
     return {"id": case.id, "sample_id": case.sample_id, "status": _status(case, n_decided), "n_cells": len(cells),
-            "n_decided": n_decided, "n_critical": sum(_critical(c, models) for c in cells),
-            "n_flagged_open": sum(_flagged(c, models) and c.final_label is None for c in cells),
+            "n_decided": n_decided, "n_critical": sum(is_critical(c, models) for c in cells),
+            "n_flagged_open": sum(is_flagged(c, models) and c.final_label is None for c in cells),
             "created_by": names.get(case.created_by), "created_at": iso(case.created_at),
             "updated_at": iso(case.updated_at), "signed_by": names.get(case.signed_by),
             "signed_at": iso(case.signed_at), "n_amendments": case.n_amendments}
@@ -179,18 +174,6 @@ def list_cases(db: Session, *, status: str | None = None) -> list[dict[str, Any]
 
 def _cells(db: Session, case_id: int) -> list[Cell]:
     return list(db.scalars(select(Cell).where(Cell.case_id == case_id).order_by(Cell.position)))
-
-
-def cell_json(cell: Cell, models: dict[int, ModelRecord], names: dict[int, str]) -> dict[str, Any]:
-    return {"id": cell.id, "position": cell.position, "name": cell.name, "image_sha256": cell.image_sha256,
-            "image_url": f"/api/v1/cases/{cell.case_id}/cells/{cell.id}/image", "model_id": cell.model_id,
-            "predicted_label": cell.predicted_label, "probability": cell.probability,
-            "probabilities": cell.probabilities, "needs_review": cell.needs_review,
-            "out_of_domain": cell.out_of_domain, "ood_score": cell.ood_score, "cell_type": cell.cell_type,
-            "out_of_scope": cell.out_of_scope, "pallor": cell.pallor, "pale": cell.pale, "flagged": _flagged(cell, models),
-            "critical": _critical(cell, models), "final_label": cell.final_label,
-            "label": cell.final_label or cell.predicted_label, "decided_by": names.get(cell.decided_by),
-            "decided_at": iso(cell.decided_at), "version": cell.version}
 
 
 def model_json(model: ModelRecord) -> dict[str, Any]:
@@ -232,8 +215,7 @@ def add_cells(db: Session, who: Reviewer, case_id: int, model: ModelInfo,
         cell = Cell(case_id=case_id, position=position + offset, name=new.name[:512], image_sha256=new.image_sha256,
                     image_ext=new.image_ext, model_id=record.id, predicted_label=new.label,
                     probability=new.probability, probabilities=new.probabilities, needs_review=new.needs_review,
-                    out_of_domain=new.out_of_domain, ood_score=new.ood_score, cell_type=new.cell_type,
-                    out_of_scope=new.out_of_scope, pallor=new.pallor, pale=new.pale, version=1)
+                    out_of_domain=new.out_of_domain, screens=new.screens or None, version=1)
         db.add(cell)
         db.flush()
         _audit(db, who, "predict", case_id, cell_id=cell.id, after=new.label,
@@ -283,6 +265,52 @@ def decide(db: Session, who: Reviewer, case_id: int, cell_id: int, label: str, *
     return cell_json(cell, _models(db), _names(db))
 
 
+def confirm_in_bulk(db: Session, who: Reviewer, case_id: int, versions: dict[int, int]) -> list[dict[str, Any]]:
+    """Confirm the model's call on several unflagged, undecided cells of an open case at once.
+
+    ``versions`` maps each cell's id to the version the reviewer saw. All or nothing: a flagged or critical cell, a
+    cell already decided or changed since (Conflict), or a cell of another case refuses the whole request, so each
+    flagged cell keeps needing a decision of its own. Each confirmed cell gets a "bulk_confirm" audit entry."""
+    if not versions:
+        raise Invalid("A bulk confirmation names at least one cell.")
+    if len(versions) > MAX_BULK_CELLS:
+        raise Invalid(f"A bulk confirmation names at most {MAX_BULK_CELLS} cells.")
+    case = _case(db, case_id, lock=True)  # serialised with decide() and sign()
+    if case.status == CASE_SIGNED:
+        raise Conflict(f"Case {case.sample_id!r} is signed; signed cells change only by amendment, one at a time.")
+    cells = {c.id: c for c in _cells(db, case_id)}
+    missing = sorted(set(versions) - set(cells))
+    if missing:
+        raise NotFound(f"Case {case_id} has no cell {missing[0]}.")
+    models = _models(db)
+    refused = [i for i in versions if is_flagged(cells[i], models) or is_critical(cells[i], models)]
+    if refused:
+        raise Invalid(f"{len(refused)} of these cells {'is' if len(refused) == 1 else 'are'} flagged (for review, "
+                      "outside the model's experience, or critical) and need a decision of their own, one at a time; "
+                      "nothing was confirmed.", detail={"cells": sorted(refused)})
+    stale = [i for i, version in versions.items() if cells[i].final_label is not None or cells[i].version != version]
+    if stale:
+        raise Conflict(f"{len(stale)} of these cells {'was' if len(stale) == 1 else 'were'} decided or changed since "
+                       "the case was loaded; nothing was confirmed: reload the case and try again.",
+                       detail={"cells": sorted(stale)})
+    now = utc_now()
+    for cell_id, version in versions.items():
+        cell = cells[cell_id]
+        changed = db.execute(update(Cell).where(Cell.id == cell_id, Cell.version == version,
+                                                Cell.final_label.is_(None))
+                             .values(final_label=cell.predicted_label, decided_by=who.id, decided_at=now,
+                                     version=Cell.version + 1).execution_options(synchronize_session=False))
+        if changed.rowcount != 1:  # the case row's lock makes this unreachable but for a writer that bypasses it
+            raise Conflict("A cell was decided during the bulk confirmation; reload the case and try again.")
+        _audit(db, who, "bulk_confirm", case_id, cell_id=cell_id, before=cell.predicted_label,
+               after=cell.predicted_label, detail={"n_cells": len(versions)})
+    db.execute(update(Case).where(Case.id == case_id).values(updated_at=now)
+               .execution_options(synchronize_session=False))
+    db.expire_all()
+    models, names = _models(db), _names(db)
+    return [cell_json(c, models, names) for c in _cells(db, case_id) if c.id in versions]
+
+
 def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
     """Sign (lock) an open case; every flagged cell must have a decision, the rest are accepted as classified."""
     case = _case(db, case_id, lock=True)
@@ -292,7 +320,7 @@ def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
     cells, models = _cells(db, case_id), _models(db)
     if not cells:
         raise Invalid(f"Case {case.sample_id!r} has no cells to sign.")
-    waiting = [c for c in cells if _flagged(c, models) and c.final_label is None]
+    waiting = [c for c in cells if is_flagged(c, models) and c.final_label is None]
     if waiting:
         raise Conflict(f"{len(waiting)} flagged cell{'s' if len(waiting) != 1 else ''} (for review, outside the "
                        "model's experience, or critical) still need a decision before the case can be signed.",

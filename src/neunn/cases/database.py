@@ -2,6 +2,7 @@
 
     store = open_store(Path("~/.local/share/neunn").expanduser())                 # SQLite: STORE/cases.sqlite
     store = open_store(store_dir, db_url="postgresql://neunn@db.lab/neunn")       # the same schema on PostgreSQL
+    store = open_store(store_dir, create=False)     # an existing store only (read-only commands): else NeunnError
     with store.transaction() as db:                                                # one SQLAlchemy session, committed
         ...
 
@@ -113,18 +114,21 @@ class CaseStore:
         return f"{make_url(self.url).render_as_string(hide_password=True)} (images in {self.images.root})"
 
 
-def open_store(store_dir: Path | None = None, *, db_url: str | None = None, migrate_to: str = "head") -> CaseStore:
-    """Open (creating when new) the case store and migrate its database to the newest schema."""
+def open_store(store_dir: Path | None = None, *, db_url: str | None = None, migrate_to: str = "head",
+               create: bool = True) -> CaseStore:
+    """Open the case store and migrate its database to the newest schema.
+
+    With ``create`` a new store (folder, database file, schema) is made where there is none; without it (commands that
+    only read) a missing store is a one-sentence error and nothing is written.
+    """
     store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
-    try:
-        store_dir.mkdir(parents=True, exist_ok=True)
-        (store_dir / "images").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise NeunnError(f"Cannot create the case store folder {store_dir} ({exc.strerror or exc}); "
-                         "choose another with --store.") from None
+    if create:
+        _make_store_folder(store_dir)
     url = db_url or f"sqlite:///{(store_dir / SQLITE_NAME).resolve()}"
     engine = _engine(url)
     try:
+        if not create:
+            _require_existing(engine, store_dir if db_url is None else None)
         migrate(engine, migrate_to)
     except OperationalError as exc:
         engine.dispose()
@@ -132,3 +136,25 @@ def open_store(store_dir: Path | None = None, *, db_url: str | None = None, migr
         raise NeunnError(f"Cannot open the case database {make_url(url).render_as_string(hide_password=True)} "
                          f"({reason}).") from None
     return CaseStore(url, engine, ImageStore(store_dir / "images"), sessionmaker(engine, expire_on_commit=False))
+
+
+def _make_store_folder(store_dir: Path) -> None:
+    try:
+        store_dir.mkdir(parents=True, exist_ok=True)
+        (store_dir / "images").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise NeunnError(f"Cannot create the case store folder {store_dir} ({exc.strerror or exc}); "
+                         "choose another with --store.") from None
+
+
+def _require_existing(engine: Engine, store_dir: Path | None) -> None:
+    """Refuse a database that holds no case store, without creating one (SQLite makes a missing file on connecting,
+    so that is checked first). ``store_dir`` names the store in the error for the default SQLite database."""
+    where = store_dir if store_dir is not None else engine.url.render_as_string(hide_password=True)
+    database = engine.url.database
+    missing_file = engine.dialect.name == "sqlite" and (not database or database == ":memory:"
+                                                         or not Path(database).is_file())
+    if missing_file or schema_revision(engine) is None:
+        engine.dispose()
+        raise NeunnError(f"There is no case store at {where}; add its first user with `neunn users add NAME --role "
+                         "admin` to make one, or give the --store (or --db) of an existing one.")

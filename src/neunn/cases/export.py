@@ -6,7 +6,7 @@ cells of every case as a folder-per-class dataset that ``neunn train --add`` tak
     report = export_reviewed(store, Path("reviewed"))   # reviewed/<final label>/<sha256>.<ext> + manifest.csv
 
 The dataset's manifest.csv records each cell's provenance: case and sample, the reviewer who decided it and how
-(confirmed, reclassified, amended, or accepted as classified at signing), the model's call and the final call, and the
+(confirmed, reclassified, amended, confirmed in bulk, or accepted as classified at signing), the model's call and the final call, and the
 model (run and weights SHA-256) that made it. An image in several cases is written
 once; its manifest rows say so. A cell whose signed cases disagree on its class is left out and reported.
 """
@@ -28,13 +28,15 @@ from neunn.cases.database import CaseStore
 from neunn.cases.errors import Invalid
 from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
 from neunn.cases.times import iso
+from neunn.inference.screens import field_names
 from neunn.training.extra_images import MANIFEST_NAME
 
 CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "probability", "needs_review",
-                "out_of_domain", "ood_score", "cell_type", "out_of_scope", "pallor", "pale", "critical", "final_label",
-                "decided_by", "decided_at", "model_id", "version")
+                "out_of_domain", *field_names(), "critical", "final_label", "decided_by", "decided_at", "model_id",
+                "version")
 AUDIT_COLUMNS = ("id", "at", "user", "action", "cell_id", "from", "to", "detail")
-DECISION_ACTIONS = ("confirm", "reclassify", "amend")
+DECISION_ACTIONS = ("confirm", "reclassify", "amend", "bulk_confirm")
+BULK = "confirmed_in_bulk"  # the manifest's decision for a cell confirmed with others by one action
 MANIFEST_COLUMNS = ("file", "final_label", "model_label", "decision", "case_id", "sample_id", "cell_id", "reviewer",
                     "decided_at", "signed_by", "signed_at", "model_run", "model_weights_sha256", "image_sha256")
 
@@ -55,22 +57,25 @@ def rows_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 
 def _decisions(db) -> dict[int, str]:
-    """How each cell got its final label: its last decision in the trail (confirm, reclassify, amend), or
-    "accepted_at_signing" when the signer accepted it as classified without deciding it one by one."""
+    """How each cell got its final label: its last decision in the trail (confirm, reclassify, amend),
+    "confirmed_in_bulk" when it was confirmed with other cells by one action, or "accepted_at_signing" when the signer
+    accepted it as classified without deciding it one by one."""
     how: dict[int, str] = {}
     for entry in db.scalars(select(AuditEntry).where(AuditEntry.action.in_(DECISION_ACTIONS),
                                                      AuditEntry.cell_id.is_not(None)).order_by(AuditEntry.id)):
         accepted = entry.action == "confirm" and (entry.detail or {}).get("accepted_at_signing")
-        how[entry.cell_id] = "accepted_at_signing" if accepted else entry.action
+        how[entry.cell_id] = ("accepted_at_signing" if accepted else BULK if entry.action == "bulk_confirm"
+                              else entry.action)
     return how
 
 
-def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
+def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False, include_bulk: bool = False,
                     signed_since: datetime | None = None) -> dict[str, Any]:
     """Write the cells of signed cases to ``out``/<final label>/ with manifest.csv; returns counts.
 
     ``skip_accepted`` leaves out the cells accepted as classified at signing (no person confirmed or changed them one
-    by one: they would teach the model its own unflagged calls); ``signed_since`` keeps the cases signed at or after
+    by one: they would teach the model its own unflagged calls); the cells confirmed in bulk are left out unless
+    ``include_bulk`` (a person saw them together, not one by one); ``signed_since`` keeps the cases signed at or after
     that time (e.g. a held-out set of later reviews). Exporting again into a previous export brings it up to date:
     files no longer in the manifest (a cell amended to another class since) are removed."""
     out = Path(out)
@@ -88,9 +93,14 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
     found = [(cell, case) for cell, case in found if cell.final_label != UNIDENTIFIED]  # no class to learn from
     if skip_accepted:
         found = [(cell, case) for cell, case in found if how.get(cell.id) != "accepted_at_signing"]
+    bulk = sum(how.get(cell.id) == BULK for cell, _ in found)
+    if not include_bulk:
+        found = [(cell, case) for cell, case in found if how.get(cell.id) != BULK]
     if not found:
-        raise Invalid("No signed case has cells to export" + (" with these options" if skip_accepted or signed_since
-                      else "") + ": sign cases at the review station, then export them.")
+        raise Invalid("No signed case has cells to export" + (
+            " with these options" if skip_accepted or signed_since or bulk else "") + (
+            f" ({bulk} confirmed in bulk are left out without --include-bulk)" if bulk and not include_bulk else "")
+            + ": sign cases at the review station, then export them.")
     labels: dict[str, set[str]] = {}
     for cell, _ in found:
         labels.setdefault(cell.image_sha256, set()).add(cell.final_label)
@@ -122,6 +132,8 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
     return {"out": str(out), "n_cells": len(rows), "n_images": len({r["image_sha256"] for r in rows}),
             "n_new_files": sum(counts.values()), "n_removed_files": len(stale), "n_corrected": corrected,
             "n_accepted_at_signing": sum(r["decision"] == "accepted_at_signing" for r in rows),
+            "n_confirmed_in_bulk": sum(r["decision"] == BULK for r in rows),
+            "n_bulk_left_out": 0 if include_bulk else bulk,
             "n_unidentified_left_out": unidentified,
             "n_cases": len({r["case_id"] for r in rows}), "n_conflicting_images": len(conflicting),
             "per_class": {label: sum(r["final_label"] == label for r in rows)

@@ -1,7 +1,9 @@
 """The ``neunn`` command: a thin argparse layer, each subcommand parsing its arguments and calling one library function.
 
 Subcommands live in one module per area (``core``, ...), each exposing ``add_parsers(sub)``. User errors (NeunnError)
-are printed as one sentence without a traceback, with exit status 2.
+are printed as one sentence without a traceback, with exit status 2; bad option values are refused by argparse (exit
+status 2) before anything runs. Ctrl-C prints what interrupting the command means (``add_command(interrupted=...)``:
+how to continue a training run, ...) and exits with status 130.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import importlib
 import sys
 
 from neunn import __version__
+from neunn.cli.common import INTERRUPTED
 from neunn.errors import NeunnError
 
 # Each module registers its own subcommands; add a module here to add commands.
-_COMMAND_MODULES = ("core", "serve", "cases", "gan", "experiments", "ood", "pallor", "adapt")
+_COMMAND_MODULES = ("core", "serve", "cases", "gan", "experiments", "screen", "adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,5 +50,5 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
+        print(getattr(args, "interrupted", INTERRUPTED), file=sys.stderr)
         return 130

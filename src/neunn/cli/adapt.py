@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neunn.cli.common import add_command, add_overrides
+from neunn.cli.common import add_command, add_overrides, int_at_least
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
@@ -25,7 +25,8 @@ def add_parsers(sub) -> None:
                     _cmd_adapt)
     p.add_argument("run_dir", type=Path, help="the trained run to start from")
     p.add_argument("data_dir", type=Path, help="the new laboratory's cells, one folder per class")
-    p.add_argument("--shots", type=int, required=True, metavar="K", help="labelled cells per class to adapt on")
+    p.add_argument("--shots", type=int_at_least(2), required=True, metavar="K",
+                   help="labelled cells per class to adapt on")
     p.add_argument("--out", type=Path, required=True, help="the adapted run's folder (new)")
     p.add_argument("--seed", type=int, default=0, help="which K cells per class are drawn")
     add_overrides(p, "training config (over the source run's)", "epochs=40 lr=0.001")

@@ -13,10 +13,11 @@ from neunn.cli.common import add_command, add_store
 from neunn.errors import NeunnError
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, *, create: bool = False):
+    """The case store of --store/--db; only ``create`` (adding a user) makes one where there is none."""
     from neunn.cases import open_store
 
-    return open_store(args.store, db_url=args.db or os.environ.get("NEUNN_DB"))
+    return open_store(args.store, db_url=args.db or os.environ.get("NEUNN_DB"), create=create)
 
 
 def _utc_time(text: str) -> datetime:
@@ -30,9 +31,12 @@ def _utc_time(text: str) -> datetime:
 def _read_password(name: str) -> str:
     """The new password: from a prompt (typed twice) on a terminal, else the first line of standard input."""
     if sys.stdin.isatty():
-        password = getpass.getpass(f"password for {name}: ")
-        if getpass.getpass("again: ") != password:
-            raise NeunnError("The two passwords differ; nothing was changed.")
+        try:
+            password = getpass.getpass(f"password for {name}: ")
+            if getpass.getpass("again: ") != password:
+                raise NeunnError("The two passwords differ; nothing was changed.")
+        except EOFError:  # Ctrl-D at the prompt
+            raise NeunnError("No password was typed (the input ended); nothing was changed.") from None
         return password
     return sys.stdin.readline().rstrip("\r\n")
 
@@ -41,7 +45,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
     from neunn.cases.users import add_user
 
     password = _read_password(args.name)
-    store = _open(args)
+    store = _open(args, create=True)
     with store.transaction() as db:
         user = add_user(db, args.name, password, role=args.role)
     print(f"added {user.role} {user.name} to {store.describe()}")
@@ -82,10 +86,14 @@ def _cmd_cases_list(args: argparse.Namespace) -> int:
 def _cmd_cases_export(args: argparse.Namespace) -> int:
     from neunn.cases.export import export_reviewed
 
-    report = export_reviewed(_open(args), args.out, skip_accepted=args.skip_accepted, signed_since=args.signed_since)
+    report = export_reviewed(_open(args), args.out, skip_accepted=args.skip_accepted, include_bulk=args.include_bulk,
+                             signed_since=args.signed_since)
     print(f"wrote {report['n_cells']} signed cells of {report['n_cases']} cases to {report['out']} "
           f"({report['n_corrected']} corrected by reviewers, {report['n_accepted_at_signing']} accepted as classified "
-          f"at signing; {report['n_new_files']} new files, {report['n_removed_files']} removed): {report['per_class']}")
+          f"at signing, {report['n_confirmed_in_bulk']} confirmed in bulk; {report['n_new_files']} new files, "
+          f"{report['n_removed_files']} removed): {report['per_class']}")
+    if report["n_bulk_left_out"]:
+        print(f"left out {report['n_bulk_left_out']} cells confirmed in bulk (--include-bulk exports them)")
     if report["n_conflicting_images"]:
         print(f"left out {report['n_conflicting_images']} images that signed cases label differently")
     print(f"train with them: neunn train DATA --add {report['out']} --split-file RUN/splits.json init_from=RUN "
@@ -97,7 +105,8 @@ def add_parsers(sub) -> None:
     users = sub.add_parser("users", help="named reviewers of the review station", description="named reviewers")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     p = add_command("add", users_sub, "add a user (the password is read from a prompt, or from standard input)",
-                    "neunn users add dr.ruiz --role admin", _cmd_users_add)
+                    "neunn users add dr.ruiz --role admin", _cmd_users_add,
+                    interrupted="interrupted; nothing was changed")
     p.add_argument("name")
     p.add_argument("--role", default="reviewer", choices=("reviewer", "admin"))
     add_store(p)
@@ -124,6 +133,8 @@ def add_parsers(sub) -> None:
                    help="a new folder, or a previous export to bring up to date")
     p.add_argument("--skip-accepted", action="store_true",
                    help="leave out cells accepted as classified at signing (nobody decided them one by one)")
+    p.add_argument("--include-bulk", action="store_true",
+                   help="also export the cells confirmed in bulk (left out by default: nobody decided them one by one)")
     p.add_argument("--signed-since", type=_utc_time, metavar="TIME",
                    help="only cases signed at or after TIME (ISO 8601, UTC unless it says otherwise), e.g. for a "
                         "held-out set of later reviews")

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command, add_overrides, add_policy, add_positive
+from neunn.cli.common import add_command, add_overrides, add_policy, add_positive, int_at_least
 from neunn.errors import NeunnError
+
+# Ctrl-C in `neunn train`: the folder keeps what was written, and --resume goes on from the last checkpoint (or from
+# epoch 1 when none was written yet).
+TRAIN_INTERRUPTED = "interrupted; a training run continues from its last checkpoint with --resume"
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -46,7 +50,7 @@ def _best_epoch_text(result) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from neunn.distributed import is_main_process
     from neunn.training.config import resolve_config
-    from neunn.training.setup import open_training_run
+    from neunn.training.setup import open_training_run, removed_unless_trained
     from neunn.training.train import train
 
     if args.resume and (args.preset or args.config or args.overrides or args.synthetic or args.add):
@@ -56,7 +60,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if folders:
             args.overrides.append(f"{key}=[{', '.join(repr(str(f)) for f in folders)}]")
     cfg = None if args.resume else resolve_config(preset=args.preset, config_file=args.config, overrides=args.overrides)
-    result = train(open_training_run(args.data_dir, args.out, cfg, resume=args.resume, split_file=args.split_file))
+    with removed_unless_trained(args.out, resume=args.resume):
+        result = train(open_training_run(args.data_dir, args.out, cfg, resume=args.resume,
+                                         split_file=args.split_file))
     if not is_main_process():  # under torchrun, rank 0 reports
         return 0
     print(f"trained {result.epochs} epochs in {result.seconds / 60:.1f} min; {_best_epoch_text(result)}; "
@@ -93,10 +99,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(out: Path) -> None:
+    """Fail in one sentence, before any prediction, when ``out`` cannot be written: a folder, no permission, ...
+
+    The file is opened for appending (so nothing in it changes) and, when this made it, removed again.
+    """
+    if out.is_dir():
+        raise NeunnError(f"Cannot write {out}: it is a folder; give a file name for --out, e.g. "
+                         f"{out / 'predictions.csv'}.")
+    existed = out.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8"):
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as exc:
+        raise NeunnError(f"Cannot write {out} ({exc.strerror or exc}); choose another --out.") from None
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from neunn.distributed import is_main_process
     from neunn.inference.predict_files import predict_to_file
+    from neunn.rundir import RunDir
 
+    if args.out is not None and is_main_process():
+        RunDir(args.run_dir).require_trained()  # a mistyped run creates nothing
+        _check_writable(args.out)
     summary = predict_to_file(args.run_dir, args.inputs, out=args.out, fmt=args.format, device=args.device,
                               batch_size=args.batch_size, backend=args.backend,
                               review_threshold=args.review_threshold, critical=args.critical)
@@ -188,12 +217,13 @@ def add_parsers(sub) -> None:
     p = add_command("phantom", data_sub, "render synthetic phantom neutrophils of the seven classes",
                 "neunn data phantom phantom/ --per-class 200 --seed 0 --size 128", _cmd_data_phantom)
     p.add_argument("out", type=Path)
-    p.add_argument("--per-class", type=int, required=True)
+    p.add_argument("--per-class", type=int_at_least(1), required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int_at_least(1), default=128)
 
     p = add_command("train", sub, "train a classifier on a folder-per-class dataset",
-                "neunn train data/neutrophils --out runs/b7 --preset neunn-b7 epochs=80", _cmd_train)
+                "neunn train data/neutrophils --out runs/b7 --preset neunn-b7 epochs=80", _cmd_train,
+                interrupted=TRAIN_INTERRUPTED)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")
     p.add_argument("--preset", help="a shipped preset: cpu-small (default), cpu-robust, cpu-robust-160, neunn-b7, ...")
@@ -243,7 +273,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--format", default="csv", choices=("csv", "json"))
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto; under torchrun cuda and auto "
                                                     "give each process its own GPU")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int_at_least(1), default=64, metavar="N", help="images per batch (default 64)")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="onnx: ONNX Runtime on the CPU, using RUN_DIR/export/best.onnx (exported on first use); "
                         "onnx-int8: its int8 model RUN_DIR/export/best.int8.onnx (quantized on first use, checked "
@@ -251,7 +281,8 @@ def add_parsers(sub) -> None:
     add_policy(p)
 
     p = add_command("demo", sub, "run the whole pipeline on phantom data on this CPU (minutes, nothing downloaded)",
-                "neunn demo --out neunn-demo", _cmd_demo)
+                "neunn demo --out neunn-demo", _cmd_demo,
+                interrupted="interrupted; the same command again continues the demo where it stopped")
     p.add_argument("--out", type=Path, default=Path("neunn-demo"))
     p.add_argument("--per-class", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-gan", action="store_true", help="skip the GAN augmentation of the rare class (faster)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neunn.cli.common import add_command, add_overrides, add_positive
+from neunn.cli.common import add_command, add_overrides, add_positive, int_at_least
 
 GAN_PREFIX = "gan."  # experiment overrides of the GAN config: gan.steps=4000
+# Every step of an experiment is skipped when its output exists, and a training run resumes from its last checkpoint.
+EXPERIMENT_INTERRUPTED = "interrupted; the same command again continues the experiment where it stopped"
 
 
 def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
@@ -74,11 +76,13 @@ def add_parsers(sub) -> None:
                     "neunn experiment rare-class data/pbc --class basophil --keep 100 --out exp/basophil\n"
                     "  neunn experiment rare-class data/neutrophils --class vacuolated --folds 5 --arms a b c d "
                     "--paste-from normal --out exp/vac --target-sensitivity 0.9",
-                    _cmd_experiment_rare_class)
+                    _cmd_experiment_rare_class, interrupted=EXPERIMENT_INTERRUPTED)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--class", dest="class_name", required=True, metavar="NAME")
-    p.add_argument("--keep", type=int, help="training images of the class to keep on one split (e.g. 60-150)")
-    p.add_argument("--folds", type=int, help="instead of --keep: the class as it is, every arm on the same K folds")
+    p.add_argument("--keep", type=int_at_least(1),
+                   help="training images of the class to keep on one split (e.g. 60-150)")
+    p.add_argument("--folds", type=int_at_least(2),
+                   help="instead of --keep: the class as it is, every arm on the same K folds")
     p.add_argument("--out", type=Path, required=True, help="experiment folder (new, or one to continue)")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="training seeds on one split (default 0 1 2), or the one fold seed with --folds (default 0)")
@@ -92,7 +96,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--preset", help="classifier preset (default cpu-small)")
     p.add_argument("--gan-preset", help="GAN preset (default gan-128)")
     add_overrides(p, "classifier config (and, prefixed gan., GAN config)", "epochs=20 gan.steps=4000")
-    p.add_argument("--n-synthetic", type=int, help="GAN images added in arm c (default: up to the median class size)")
+    p.add_argument("--n-synthetic", type=int_at_least(0), help="GAN images added in arm c (default: up to the median class size)")
     p.add_argument("--one-gan", action="store_true", help="train one GAN for all seeds instead of one per seed")
     p.add_argument("--split-file", type=Path, help="start from this splits.json instead of a new split")
     p.add_argument("--no-gan-eval", action="store_true", help="skip scoring the GAN samples with the arm-a classifier")
@@ -100,10 +104,10 @@ def add_parsers(sub) -> None:
     p = add_command("cv", exp_sub, "stratified k-fold cross-validation: every image tested once, the folds' test "
                     "predictions pooled into one evaluation with 95 % intervals",
                     "neunn experiment cv data/neutrophils --folds 5 --out exp/cv --positive vacuolated "
-                    "--target-sensitivity 0.9", _cmd_experiment_cv)
+                    "--target-sensitivity 0.9", _cmd_experiment_cv, interrupted=EXPERIMENT_INTERRUPTED)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="experiment folder (new, or one to continue)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--folds", type=int_at_least(2), default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (training uses seed=...)")
     p.add_argument("--preset", help="classifier preset (default cpu-small)")
     add_positive(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neunn.cli.common import add_command, add_overrides
+from neunn.cli.common import add_command, add_overrides, int_at_least, positive_number
 from neunn.errors import NeunnError
 
 
@@ -63,7 +63,8 @@ def add_parsers(sub) -> None:
     gan_sub = gan.add_subparsers(dest="gan_command", required=True, metavar="COMMAND")
 
     p = add_command("train", gan_sub, "train a GAN on the training-split images of a class",
-                    "neunn gan train data/neutrophils --class GBI --out gan/GBI --preset gan-128", _cmd_gan_train)
+                    "neunn gan train data/neutrophils --class GBI --out gan/GBI --preset gan-128", _cmd_gan_train,
+                    interrupted="interrupted; a GAN continues from its last checkpoint with --resume")
     p.add_argument("data_dir", type=Path)
     p.add_argument("--class", dest="class_names", action="append", metavar="NAME",
                    help="class to synthesise; repeat it for one class-conditional GAN over several classes")
@@ -72,12 +73,12 @@ def add_parsers(sub) -> None:
     add_overrides(p, "GAN config", "steps=4000 resolution=64")
     p.add_argument("--split-file", type=Path, help="use this splits.json (e.g. a classifier run's) instead of a new split")
     p.add_argument("--resume", action="store_true", help="continue the GAN in --out from its last checkpoint")
-    p.add_argument("--steps", type=int, help="total training steps (with --resume: train on to this many)")
+    p.add_argument("--steps", type=int_at_least(1), help="total training steps (with --resume: train on to this many)")
 
     p = add_command("sample", gan_sub, "write seed-named synthetic images of a trained GAN, marked synthetic",
                     "neunn gan sample gan/GBI -n 500 --out synthetic/GBI --seed 0", _cmd_gan_sample)
     p.add_argument("gan_dir", type=Path)
-    p.add_argument("-n", type=int, required=True, help="number of images (seeds SEED to SEED+N-1)")
+    p.add_argument("-n", type=int_at_least(1), required=True, help="number of images (seeds SEED to SEED+N-1)")
     p.add_argument("--out", type=Path, required=True, help="new or empty folder: OUT/<CLASS>/seed_S.png + manifest.json")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to sample (class-conditional GANs)")
@@ -88,10 +89,11 @@ def add_parsers(sub) -> None:
     p.add_argument("gan_dir", type=Path)
     p.add_argument("--classifier", type=Path, required=True, help="a trained NeuNN run folder (its features are used)")
     p.add_argument("--data", type=Path, help="dataset folder (default: the one the GAN was trained on)")
-    p.add_argument("-n", type=int, help="samples per class (default: the number of training images, at least 100)")
+    p.add_argument("-n", type=int_at_least(1),
+                   help="samples per class (default: the number of training images, at least 100)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the samples scored (default 0)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="score only this class")
-    p.add_argument("--near-copy-ratio", type=float, default=0.5,
+    p.add_argument("--near-copy-ratio", type=positive_number, default=0.5,
                    help="flag a sample closer to a training image than this fraction of real spacing (default 0.5)")
     p.add_argument("--inception-weights", type=Path, help="local timm inception_v3 .safetensors for an extra FID")
     p.add_argument("--out", type=Path, help="report folder (default GAN_DIR/quality)")

@@ -7,13 +7,28 @@ import os
 from pathlib import Path
 
 from neunn import BACKENDS
-from neunn.cli.common import add_command, add_policy, add_store
+from neunn.cli.common import add_command, add_policy, add_store, port_number
 from neunn.errors import NeunnError
+
+
+def _check_run_and_policy(args: argparse.Namespace) -> None:
+    """The run to serve, and --critical/--review-threshold against its classes, checked before the case store is
+    opened: a mistyped run or class is named as such, not as a store without users."""
+    from neunn.checkpoint import read_checkpoint_meta
+    from neunn.inference.policy import DecisionPolicy
+    from neunn.rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    run.require_trained()
+    meta = read_checkpoint_meta(run.checkpoint(args.checkpoint))
+    DecisionPolicy.of_model(meta).overridden(review_threshold=args.review_threshold, critical=args.critical,
+                                             classes=meta["classes"])
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from neunn.serve import serve_run
 
+    _check_run_and_policy(args)
     token = args.token if args.token is not None else (os.environ.get("NEUNN_TOKEN") or None)
     if not args.ephemeral:
         if args.token is not None:
@@ -63,7 +78,7 @@ def add_parsers(sub) -> None:
                     "neunn users add dr.ruiz --role admin && neunn serve runs/b7 --backend onnx", _cmd_serve)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs a token")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--backend", default="torch", choices=BACKENDS)
     add_store(p)
     p.add_argument("--ephemeral", action="store_true",

@@ -3,6 +3,7 @@
     nucleus = find_nucleus(rgb)                       # H×W bool; all False when no nucleus is found
     light = background_light(rgb)                     # the crop's brightest light per channel (its empty background)
     cytoplasm = find_cytoplasm(rgb, nucleus, light)   # H×W bool: the stained, lilac band around the nucleus
+    regions = find_regions(rgb)                       # all of it at once, with the cytoplasm's inner part and its OD
 
 The nucleus is by far the most stained thing in a May-Grünwald-Giemsa crop: the stain map of `leukocyte_framing`
 (red OD less half the blue) is smoothed and thresholded (Otsu), and the largest region near the centre is taken, its
@@ -13,6 +14,8 @@ is given for CellaVision's 360 px crops and scaled with the image's side. Used t
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +32,7 @@ MIN_CONTRAST = 0.2  # least range of the smoothed stain map, in OD, for there to
 MIN_NUCLEUS_SHARE = 0.004  # a nucleus covers at least this share of the image ...
 CENTRE_REACH = 0.3  # ... and its centroid lies within this share of the side from the centre
 STAND_IN_RADIUS = 0.11  # radius (share of the side) of the disc that stands in for a nucleus not found
+RIM = 3  # px at 360 px: the cytoplasm's rim (against the background and the nucleus), left out of its inner part
 
 
 def image_scale(rgb: np.ndarray) -> float:
@@ -92,3 +96,32 @@ def find_cytoplasm(rgb: np.ndarray, nucleus: np.ndarray, light: np.ndarray) -> n
         if (band & keep).sum() >= 0.25 * band.sum():  # the filter leaves a plausible cytoplasm
             return band & keep
     return band
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A crop's nucleus and cytoplasm (H×W bool), the cytoplasm without its rim, and the OD map and its median."""
+
+    nucleus: np.ndarray
+    cytoplasm: np.ndarray
+    inner: np.ndarray
+    od: np.ndarray  # H×W summed optical density
+    median_od: float
+    scale: float  # the image's side over 360 px
+
+
+def find_regions(rgb: np.ndarray) -> Regions:
+    """The nucleus and cytoplasm of an H×W×3 uint8 crop at its own resolution (a stand-in disc for a nucleus not
+    found), the cytoplasm's inner part and its optical density."""
+    rgb = np.asarray(rgb)
+    scale = image_scale(rgb)
+    light = background_light(rgb)
+    nucleus = find_nucleus(rgb)
+    if not nucleus.any():
+        nucleus = stand_in_nucleus(rgb)
+    cytoplasm = find_cytoplasm(rgb, nucleus, light)
+    inner = ndimage.binary_erosion(cytoplasm, iterations=max(1, round(RIM * scale)))
+    od = np.maximum(-np.log(np.maximum(rgb.astype(np.float64), 1.0) / light), 0.0).sum(axis=2)
+    region = inner if inner.any() else cytoplasm
+    median = float(np.median(od[region])) if region.any() else 0.0
+    return Regions(nucleus, cytoplasm, inner, od, median, scale)

@@ -15,28 +15,25 @@ monocytes at chance: a measure for neutrophils.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from neunn.data.cell_regions import background_light, find_cytoplasm, find_nucleus, image_scale, stand_in_nucleus
+from neunn.data.cell_regions import Regions, find_regions
 
-EROSION = 3  # px at 360 px: the cytoplasm's rim left out
+MIN_PIXELS = 50  # fewer inner cytoplasm pixels than this, and the band is used whole
 PERCENTILE = 1.0  # the palest pixels: a few vacuoles cover about this share of the cytoplasm
-MIN_PIXELS = 50  # fewer eroded cytoplasm pixels than this, and the band is used whole
 
 
 def cytoplasm_pallor(rgb: np.ndarray) -> float:
     """1 − (1st percentile / median) of the optical density of the cytoplasm of an H×W×3 uint8 crop."""
-    rgb = np.asarray(rgb)
-    light = background_light(rgb)
-    nucleus = find_nucleus(rgb)
-    if not nucleus.any():
-        nucleus = stand_in_nucleus(rgb)
-    band = find_cytoplasm(rgb, nucleus, light)
-    inner = ndimage.binary_erosion(band, iterations=max(1, round(EROSION * image_scale(rgb))))
-    region = inner if inner.sum() >= MIN_PIXELS else band
+    return regions_pallor(find_regions(np.asarray(rgb)))
+
+
+def regions_pallor(regions: Regions) -> float:
+    """The pallor of a crop whose regions were already found (the cytoplasm without its rim, or whole when that
+    leaves too few pixels)."""
+    region = regions.inner if regions.inner.sum() >= MIN_PIXELS else regions.cytoplasm
     if not region.any():
         return 0.0
-    od = np.maximum(-np.log(np.maximum(rgb.astype(np.float64), 1.0) / light), 0.0).sum(axis=2)[region]
+    od = regions.od[region]
     median = float(np.median(od))
     if median <= 0:
         return 0.0

@@ -6,6 +6,7 @@ Training, evaluation and `neunn data check` all start with
     print(scan.summary())        # counts per class, sizes, conversions, duplicates, every bad file
     scan.require_usable()        # NeunnError when the dataset cannot be trained on
     for record in scan.images:   # usable images, sorted by path: record.path, record.label, ...
+    dataset_classes("data/neutrophils")   # only the class folders' names: no file is read
 
 The label of an image is the name of the top-level folder it sits in (sub-folders are walked).
 Every file is read exactly once: its bytes are hashed (to find duplicates, also across classes) and
@@ -158,19 +159,32 @@ def _is_litter(name: str) -> bool:
     return name.startswith(".") or name.lower() in _LITTER_NAMES
 
 
-def _list_dataset(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str], list[BadFile]]:
-    """Class folders, (relative path, label) of every candidate file, ignored paths and unlistable entries."""
+def dataset_classes(root: str | os.PathLike) -> list[str]:
+    """The class folders of a dataset, sorted, as `scan_dataset` finds them, without reading any file."""
+    root_path = _checked_root(Path(root))
+    return [entry.name for entry in _top_entries(root_path) if _is_class_folder(entry)]
+
+
+def _top_entries(root: Path) -> list[os.DirEntry]:
     try:
-        top_entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+        return sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as exc:
         raise NeunnError(f"Dataset folder {root} cannot be read ({describe_os_error(exc)}).") from exc
+
+
+def _is_class_folder(entry: os.DirEntry) -> bool:
+    # Symlinked folders are not followed (they could lead outside the dataset, or loop).
+    return not _is_litter(entry.name) and entry.is_dir(follow_symlinks=False)
+
+
+def _list_dataset(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str], list[BadFile]]:
+    """Class folders, (relative path, label) of every candidate file, ignored paths and unlistable entries."""
     classes: list[str] = []
     files: list[tuple[str, str]] = []
     ignored: list[str] = []
     bad_files: list[BadFile] = []
-    for entry in top_entries:
-        # Symlinked folders are not followed (they could lead outside the dataset, or loop).
-        if _is_litter(entry.name) or not entry.is_dir(follow_symlinks=False):
+    for entry in _top_entries(root):
+        if not _is_class_folder(entry):
             ignored.append(entry.name)
             continue
         classes.append(entry.name)

@@ -126,7 +126,7 @@ def adapt_run(run_dir: str | Path, data_dir: str | Path, *, shots: int, out: str
               "seed": seed, "classes": split.classes, "counts": split.counts(), "lr": cfg.lr, "epochs": cfg.epochs,
               "best_epoch": trained.best_epoch, "before": _source_scores(source, data_dir, split),
               "after": after["out_of_domain"], "after_macro_f1": after["overall"]["macro"]["f1"]}
-    write_text_atomic(out / "adapt.json", json.dumps(result, indent=1, allow_nan=False))
+    write_text_atomic(RunDir(out).adapt_file, json.dumps(result, indent=1, allow_nan=False))
     return result
 
 

@@ -36,7 +36,7 @@ MAX_PROB_DIFF = 1e-3
 
 def onnx_path_for(run: RunDir, checkpoint: str = "best") -> Path:
     """Where ``--backend onnx`` keeps the exported model of a run's checkpoint."""
-    return run.root / "export" / f"{checkpoint}.onnx"
+    return run.onnx_file(checkpoint)
 
 
 def weights_sha256(run: RunDir, checkpoint: str = "best") -> str:

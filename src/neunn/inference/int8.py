@@ -38,7 +38,7 @@ CHECK_IMAGES = 256
 
 def int8_path_for(run: RunDir, checkpoint: str = "best") -> Path:
     """Where ``--backend onnx-int8`` keeps the quantized model of a run's checkpoint."""
-    return run.root / "export" / f"{checkpoint}.int8.onnx"
+    return run.onnx_file(checkpoint, int8=True)
 
 
 class _Batches:

@@ -20,7 +20,7 @@ was trained on, and on another laboratory's cells a PBC model is confidently wro
 
 The threshold is a quantile of the scores of held-out in-domain cells (validation), so about 1 − quantile of in-domain
 cells are flagged by design. The file records the SHA-256 of the weights it was fitted on: after the checkpoint changes
-the score is stale and is not used (the Predictor then gives no flag) until ``neunn ood fit`` fits it again.
+the score is stale and is not used (the Predictor then gives no flag) until ``neunn screen fit out-of-domain`` fits it again.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _fit_mahalanobis(f: torch.Tensor, labels: torch.Tensor, info: dict[str, Any]
 
 def ood_path_for(run: RunDir, checkpoint: str = "best") -> Path:
     """Where a run keeps the out-of-domain score of a checkpoint: beside it, in its own safetensors file."""
-    return run.checkpoints / f"{checkpoint}.ood.safetensors"
+    return run.ood_file(checkpoint)
 
 
 def save_out_of_domain(run: RunDir, checkpoint: str, scorer: OodScorer) -> Path:
@@ -156,7 +156,7 @@ def save_out_of_domain(run: RunDir, checkpoint: str, scorer: OodScorer) -> Path:
     path = ood_path_for(run, checkpoint)
     tensors = {k: v.detach().contiguous().cpu() for k, v in scorer.tensors.items()}
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: header}))
-    write_text_atomic(path.with_name(f"{checkpoint}.ood.json"), json.dumps(meta, indent=1))  # a copy to read
+    write_text_atomic(run.ood_file(checkpoint, ".json"), json.dumps(meta, indent=1))  # a copy to read
     return path
 
 
@@ -168,7 +168,7 @@ def load_out_of_domain(run: RunDir, checkpoint: str = "best") -> OodScorer | Non
     tensors, meta = read_checkpoint(path)
     if meta.get("weights_sha256") != weights_sha256(run, checkpoint):
         say(f"note: {path} was fitted on other weights than the current {checkpoint} checkpoint and is not used; "
-            f"run `neunn ood fit {run.root}` to fit it again")
+            f"run `neunn screen fit out-of-domain {run.root}` to fit it again")
         return None
     info = {k: v for k, v in meta.items() if k not in ("format", "kind", "method", "threshold", "weights_sha256")}
     return OodScorer(meta["method"], tensors, float(meta["threshold"]), info)

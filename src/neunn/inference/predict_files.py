@@ -39,17 +39,18 @@ from neunn.distributed import Distributed, init_distributed, local_gpu, shutdown
 from neunn.errors import NeunnError
 from neunn.inference.policy import DecisionPolicy
 from neunn.inference.predictor import Prediction, Predictor
+from neunn.inference.screens import SCREENS, csv_columns
 from neunn.log import progress
 
 FORMATS = ("csv", "json")
 # review_threshold: the decision policy in force for the row (the model's default or --review-threshold).
 # out_of_domain: "yes" when the cell is unlike the run's training cells; it and ood_score are empty for a run (or an
-# older ONNX file) without a fitted out-of-domain score. cell_type: the class of the run's cell-type gate (`neunn ood
-# gate`), empty without one; a cell whose gate class is not one the run is for is out of domain too. pallor: the
-# cytoplasm's pallor when the run has a pallor screen (`neunn pallor fit`); a pale cell not called the finding goes to
-# review.
+# older ONNX file) without a fitted out-of-domain score. cell_type: the class of the run's cell-type gate (`neunn screen
+# fit cell-type-gate`), empty without one; a cell whose gate class is not one the run is for is out of domain too.
+# pallor: the cytoplasm's pallor when the run has a pallor screen (`neunn screen fit pallor`); a pale cell not called
+# the finding goes to review. One column per kind of screen (neunn.inference.screens: ood_score, cell_type, pallor...), empty without it.
 CSV_HEADER = ["path", "pred", "probability", "top1", "top2", "top3", "critical", "needs_review", "out_of_domain",
-              "ood_score", "cell_type", "pallor", "review_threshold", "error"]
+              *csv_columns(), "review_threshold", "error"]
 SHARD_BARRIER_TIMEOUT = timedelta(days=7)  # how long finished ranks wait for the slowest one before giving up
 
 T = TypeVar("T")
@@ -129,10 +130,9 @@ def _output(out: Path | None) -> Iterator[IO[str]]:
 def _csv_row(p: Prediction, policy: DecisionPolicy) -> list[str]:
     top = [f"{c}:{prob:.4f}" for c, prob in p.top] + [""] * (3 - len(p.top))
     prob = "" if p.probability is None else f"{p.probability:.6f}"
-    score = "" if p.ood_score is None else f"{p.ood_score:.6g}"
+    screens = [kind.csv_value(p.screens.get(name)) for name, kind in SCREENS.items() if kind.csv_column]
     return [p.path, p.label or "", prob, *top, "yes" if p.critical else "", "yes" if p.needs_review else "",
-            "yes" if p.out_of_domain else "", score, p.cell_type or "", "" if p.pallor is None else f"{p.pallor:.4f}",
-            f"{policy.review_threshold:g}", p.error or ""]
+            "yes" if p.out_of_domain else "", *screens, f"{policy.review_threshold:g}", p.error or ""]
 
 
 def _csv_line(fields: list[str]) -> str:
@@ -141,12 +141,12 @@ def _csv_line(fields: list[str]) -> str:
     return buffer.getvalue()
 
 
-def format_record(p: Prediction, fmt: str, policy: DecisionPolicy) -> str:
-    """One prediction as its text in the output: a CSV line (with its line end) or a JSON object, each with the
-    review threshold and critical classes that shaped it."""
+def format_record(p: Prediction, fmt: str, policy: DecisionPolicy, classes: list[str]) -> str:
+    """One prediction as its text in the output: a CSV line (with its line end) or a JSON object (the per-cell record,
+    :mod:`neunn.inference.cell_record`), each with the review threshold and critical classes that shaped it."""
     if fmt == "csv":
         return _csv_line(_csv_row(p, policy))
-    return json.dumps({**p.as_dict(), "review_threshold": policy.review_threshold,
+    return json.dumps({**p.as_dict(classes), "review_threshold": policy.review_threshold,
                        "critical_classes": list(policy.critical_classes)})
 
 
@@ -192,7 +192,7 @@ def predict_to_file(
         writer = RecordWriter(fh, fmt)
         predictions = predictor.predict_files(iter_input_files(inputs), batch_size=batch_size, workers=workers)
         for p in progress(predictions, total=total, desc="predict", enabled=show_progress):
-            writer.write(format_record(p, fmt, predictor.policy))
+            writer.write(format_record(p, fmt, predictor.policy, predictor.classes))
             summary.add(p)
         writer.close()
     return summary
@@ -213,7 +213,7 @@ def _predict_sharded(
         total = -(-count_input_files(inputs) // ctx.world_size) if show_progress else None
         predictions = progress(predictor.predict_files(files, batch_size=batch_size, workers=workers), total=total,
                                desc=f"predict (rank 0 of {ctx.world_size})", enabled=show_progress)
-        write_part(predictions, part_path(out, ctx.rank, ctx.world_size), fmt, predictor.policy)
+        write_part(predictions, part_path(out, ctx.rank, ctx.world_size), fmt, predictor.policy, predictor.classes)
         ctx.barrier()
     finally:
         shutdown(ctx)
@@ -222,12 +222,13 @@ def _predict_sharded(
     return merge_parts([part_path(out, rank, ctx.world_size) for rank in range(ctx.world_size)], out, fmt)
 
 
-def write_part(predictions: Iterable[Prediction], part: Path, fmt: str, policy: DecisionPolicy) -> None:
+def write_part(predictions: Iterable[Prediction], part: Path, fmt: str, policy: DecisionPolicy,
+               classes: list[str]) -> None:
     """Stream one rank's predictions to its part file: a JSON line per file with its output text and summary fields."""
     part.parent.mkdir(parents=True, exist_ok=True)
     with part.open("w", encoding="utf-8") as fh:
         for p in predictions:
-            fh.write(json.dumps({"record": format_record(p, fmt, policy), "path": p.path, "label": p.label,
+            fh.write(json.dumps({"record": format_record(p, fmt, policy, classes), "path": p.path, "label": p.label,
                                  "critical": p.critical, "out_of_domain": p.out_of_domain, "error": p.error}) + "\n")
 
 

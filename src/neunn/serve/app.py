@@ -36,6 +36,7 @@ from neunn.serve.api_errors import ApiError, install_error_handlers
 from neunn.serve.archive import is_zip
 from neunn.serve.case_api import case_router
 from neunn.serve.limits import ServeLimits
+from neunn.serve.results import PredictAnswer
 from neunn.serve.station import Station
 from neunn.serve.uploads import read_uploads
 
@@ -119,6 +120,7 @@ def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: s
         return station.model_card(model_info or {})
 
     @app.post("/api/v1/predict", dependencies=api, openapi_extra=_MULTIPART_BODY,
+              responses={200: {"model": PredictAnswer, "description": "every cell's record and the sample summary"}},
               summary="Classify cell images (and zips of one sample's cells); one JSON result per cell")
     async def predict(request: Request, include_images: bool = False) -> JSONResponse:
         async with reading:

@@ -10,6 +10,7 @@ Routes (every one needs a login; see accounts.py):
     POST /api/v1/cases/{id}/cells       multipart files (and zips)    classify and keep them; refused files fail alone
     GET  /api/v1/cases/{id}/cells/{cell}/image                       the stored image
     PUT  /api/v1/cases/{id}/cells/{cell}/decision  {"label", "version", "reason"?}   409 when someone changed it first
+    POST /api/v1/cases/{id}/bulk-confirmation  {"cells": [{"id", "version"}]}   unflagged undecided cells only (422)
     POST /api/v1/cases/{id}/signature                                sign (lock) the case
     GET  /api/v1/cases/{id}/audit[?format=csv]                       the audit trail
     GET  /api/v1/cases/{id}/export[?format=csv]                      the case, its cells and trail (CSV: the cells)
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from neunn.cases.casework import (
     ModelInfo,
@@ -33,6 +34,7 @@ from neunn.cases.casework import (
     add_cells,
     audit_trail,
     case_summary,
+    confirm_in_bulk,
     create_case,
     decide,
     get_case,
@@ -41,9 +43,10 @@ from neunn.cases.casework import (
     sign,
 )
 from neunn.cases.database import CaseStore
-from neunn.cases.errors import Conflict
+from neunn.cases.errors import Conflict, Invalid
 from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, rows_csv
 from neunn.cases.images import image_extension
+from neunn.cases.stored_cell import StoredCell
 from neunn.cases.users import Reviewer
 from neunn.inference.export import weights_sha256
 from neunn.inference.predictor import Predictor
@@ -65,10 +68,30 @@ class NewCase(BaseModel):
     sample_id: str
 
 
+class CaseWithCells(BaseModel):
+    """A case as ``GET /api/v1/cases/{id}`` gives it: its worklist row's fields, every stored cell, the models."""
+
+    model_config = ConfigDict(extra="allow")  # the worklist row's fields
+
+    cells: list[StoredCell]
+    models: list[dict[str, Any]]
+
+
 class Decision(BaseModel):
     label: str
     version: int
     reason: str | None = None
+
+
+class CellVersion(BaseModel):
+    id: int
+    version: int
+
+
+class BulkConfirmation(BaseModel):
+    """Cells whose model call the reviewer confirms together: each must be undecided, unflagged and not critical."""
+
+    cells: list[CellVersion]
 
 
 def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
@@ -81,7 +104,7 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
                      review_threshold=float(predictor.policy.review_threshold),
                      critical_classes=tuple(sorted(predictor.policy.critical_classes)),
                      classes=tuple(predictor.classes), ood_threshold=ood.get("threshold"),
-                     screens={k: v for k, v in predictor.screens().items() if v is not None} or None)
+                     screens={k: v for k, v in predictor.describe_screens().items() if v is not None} or None)
 
 
 def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_name: str,
@@ -100,7 +123,8 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
         with store.transaction() as db:
             return create_case(db, who, body.sample_id)
 
-    @router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions")
+    @router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions",
+                responses={200: {"model": CaseWithCells, "description": "the case's row, cells and models"}})
     def read_case(case_id: int, _: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
             return get_case(db, case_id)
@@ -118,8 +142,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                 label=prediction.label, probability=float(prediction.probability),
                 probabilities={c: float(p) for c, p in zip(station.predictor.classes, prediction.probs or [])},
                 needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
-                ood_score=prediction.ood_score, cell_type=prediction.cell_type, out_of_scope=prediction.out_of_scope,
-                pallor=prediction.pallor, pale=prediction.pale))
+                screens={name: call.as_dict() for name, call in prediction.screens.items()}))
         with store.transaction() as db:
             cells = add_cells(db, who, case_id, model, classified) if classified else []
         return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}
@@ -150,6 +173,15 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
     def put_decision(case_id: int, cell_id: int, body: Decision, who: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
             return decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
+
+    @router.post("/{case_id}/bulk-confirmation",
+                 summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
+    def post_bulk_confirmation(case_id: int, body: BulkConfirmation, who: Reviewer = login) -> dict[str, Any]:
+        versions = {cell.id: cell.version for cell in body.cells}
+        if len(versions) != len(body.cells):
+            raise Invalid("A bulk confirmation names each cell once.")
+        with store.transaction() as db:
+            return {"cells": confirm_in_bulk(db, who, case_id, versions)}
 
     @router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
     def post_signature(case_id: int, who: Reviewer = login) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from neunn.inference.cell_record import CellResult
 from neunn.inference.predictor import Prediction
 
 NORMAL_CLASSES = ("NEU", "normal")  # the paper's name, and the one of a model of one finding (normal / vacuolated)
@@ -50,24 +53,38 @@ def error_status(reason: str) -> int:
     return 422
 
 
+class ApiCellResult(CellResult):
+    """A cell as the API answers it: the per-cell record, with its HTTP status and the label the page shows."""
+
+    model_config = ConfigDict(extra="allow")  # the API adds where it came from: upload, in_zip (and image)
+
+    status: int = Field(description="200, or the status of why the file was refused (413, 415, 422)")
+    display_label: str | None = Field(description="the class, or the bin the cell is in (unidentified, outside the "
+                                                  "model's experience)")
+
+
+class PredictAnswer(BaseModel):
+    """The answer of ``POST /api/v1/predict``: one result per cell (with the upload it came from), and the sample."""
+
+    n_files: int
+    n_failed: int
+    results: list[ApiCellResult]
+    summary: dict[str, Any]
+
+
 def error_result(name: str, reason: str, status: int) -> dict[str, Any]:
     """The result of a file that could not be classified."""
-    return {"name": name, "status": status, "error": reason, "label": None, "display_label": None,
-            "probability": None, "top": [], "probabilities": None, "critical": False, "needs_review": False,
-            "out_of_domain": None, "ood_score": None, "cell_type": None, "out_of_scope": None, "pallor": None,
-            "pale": None}
+    return ApiCellResult(name=name, status=status, error=reason, display_label=None).model_dump()
 
 
 def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
     """The API's result for one classified (or unreadable) cell."""
     if prediction.error is not None:
         return error_result(prediction.path, prediction.error, error_status(prediction.error))
-    result = prediction.as_dict()
-    name = result.pop("path")
     display = (OUT_OF_DOMAIN if prediction.out_of_domain else UNIDENTIFIED if prediction.needs_review
                else prediction.label)
-    return {"name": name, "status": 200, **result, "display_label": display,
-            "probabilities": dict(zip(classes, prediction.probs or []))}
+    record = prediction.record(classes)
+    return ApiCellResult(**record.model_dump(), status=200, display_label=display).model_dump()
 
 
 def normal_class(classes: Iterable[str]) -> str | None:

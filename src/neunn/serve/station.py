@@ -148,7 +148,7 @@ class Station:
             "out_of_domain": ({k: v for k, v in p.ood.as_dict().items() if k != "classes_fitted"}
                               if p.ood is not None else None),
             "ood_warning": {"min_cells": OOD_WARNING_MIN_CELLS, "min_share": OOD_WARNING_SHARE},
-            **p.screens(),
+            **p.describe_screens(),
             "calibration": {"temperature": p.temperature, **meta.get("calibration", {})},
             "checkpoint": {"kind": meta.get("kind"), "epoch": meta.get("epoch"),
                            "neunn_version": meta.get("neunn_version")},

@@ -8,6 +8,7 @@ Presets are YAML files shipped in ``neunn/presets``; every key of :class:`TrainC
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,10 @@ class TrainConfig:
 
 
 def _validate(cfg: TrainConfig) -> None:
+    from neunn.model import require_known_model  # imports timm, as every use of a training config does anyway
+
+    require_known_model(cfg.model)
+    _validate_ranges(cfg)
     if abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) < 0 or cfg.split[0] <= 0:
         raise NeunnError(f"split must be three non-negative fractions (train, val, test) summing to 1, got {cfg.split}.")
     if cfg.balance not in ("none", "sampler", "loss"):
@@ -114,6 +119,31 @@ def _validate(cfg: TrainConfig) -> None:
         raise NeunnError("attribute_columns names columns of an attribute table; set attributes=CSV as well.")
     if cfg.head_init_scale < 0.0:
         raise NeunnError(f"head_init_scale must be 0 or more, got {cfg.head_init_scale}.")
+    if min(cfg.std) <= 0.0:
+        raise NeunnError(f"std must be three positive numbers (one per channel), got {cfg.std}.")
+
+
+# (key, lowest, highest, whether the lowest itself is refused): the ranges of the numeric keys, checked before training
+# (lr=0 is allowed: it keeps the starting weights, e.g. to re-estimate statistics or to check a fine-tuning set-up)
+_RANGES = (("lr", 0.0, math.inf, False), ("weight_decay", 0.0, math.inf, False),
+           ("warmup_epochs", 0.0, math.inf, False), ("min_lr_ratio", 0.0, 1.0, False),
+           ("grad_clip", 0.0, math.inf, False), ("aug_affine", 0.0, math.inf, False),
+           ("aug_color", 0.0, math.inf, False), ("aug_stain", 0.0, math.inf, False),
+           ("workers", 0, math.inf, False), ("threads", 0, math.inf, False))
+_BELOW_ONE = ("drop_rate", "drop_path_rate", "label_smoothing")  # fractions in [0, 1)
+
+
+def _validate_ranges(cfg: TrainConfig) -> None:
+    """One sentence for a numeric key out of its range (a negative lr, ...), before any image is read."""
+    for key, low, high, open_low in _RANGES:
+        value = getattr(cfg, key)
+        if not (low < value if open_low else low <= value) or value > high or math.isnan(value):
+            bound = f"over {low:g}" if open_low else f"at least {low:g}"
+            raise NeunnError(f"{key} must be {bound}{'' if high == math.inf else f' and at most {high:g}'}, "
+                             f"got {value}.")
+    for key in _BELOW_ONE:
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise NeunnError(f"{key} must be in [0, 1), got {getattr(cfg, key)}.")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -2,7 +2,7 @@
 run without retraining.
 
     fit_out_of_domain(run, train_set, val_set, device=device)     # the end of neunn train (neunn.training.train)
-    report = fit_run_out_of_domain("runs/b7")                     # neunn ood fit runs/b7: an older run gains it
+    report = fit_run_out_of_domain("runs/b7")                     # neunn screen fit out-of-domain runs/b7: an older run gains it
 
 The score (:mod:`neunn.inference.out_of_domain`) is fitted on the training split's features, as the model sees them
 after training, and thresholded at a quantile of the validation split's scores: held-out cells of the training
@@ -26,6 +26,7 @@ from neunn.inference.engines import TorchEngine, load_torch_engine
 from neunn.inference.out_of_domain import (
     DEFAULT_METHOD,
     DEFAULT_QUANTILE,
+    METHODS,
     fit_scorer,
     ood_path_for,
     save_out_of_domain,
@@ -80,6 +81,10 @@ def _decode_split(run: RunDir, data_dir: Path, name: str, meta: dict[str, Any], 
 def fit_run_out_of_domain(run_dir: str | Path, *, method: str = DEFAULT_METHOD, quantile: float = DEFAULT_QUANTILE,
                           checkpoint: str = "best", device: str = "cpu", workers: int = 2) -> dict[str, Any]:
     """Fit (or refit) the out-of-domain score of an existing run from its own train and val splits."""
+    if method not in METHODS:  # checked here too, before minutes of decoding
+        raise NeunnError(f"Unknown out-of-domain method '{method}'; use one of {', '.join(METHODS)}.")
+    if not 0.0 < quantile < 1.0:
+        raise NeunnError(f"The out-of-domain quantile must be between 0 and 1, got {quantile}.")
     run = RunDir(Path(run_dir))
     run.require_trained()
     data_dir = run.read_info().get("data_dir")

@@ -1,4 +1,4 @@
-"""Fit a run's pallor screen (neunn.inference.pallor_screen) on its own training and validation cells.
+"""Fit a run's pallor screen (neunn.inference.screens.pallor) on its own training and validation cells.
 
     screen = fit_pallor_screen("runs/vacuoles", finding="vacuolated", target_sensitivity=0.9)
     # runs/vacuoles/pallor.json: the highest pallor threshold that flags at least 90 % of those cells of the finding
@@ -20,7 +20,7 @@ from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.split import load_split
 from neunn.errors import NeunnError
 from neunn.evaluation.rare_class import choose_threshold
-from neunn.inference.pallor_screen import PallorScreen, write_pallor_screen
+from neunn.inference.screens.pallor import PallorScreen
 from neunn.log import progress, say
 from neunn.rundir import RunDir
 
@@ -65,5 +65,5 @@ def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: 
     choice = choose_threshold(np.array(scores), np.array(positive), target_sensitivity,
                               chosen_on="the run's training and validation cells")
     screen = PallorScreen(finding, choice["threshold"], target_sensitivity, choice["validation"])
-    write_pallor_screen(run, screen)
+    screen.write(run)
     return screen

@@ -5,9 +5,12 @@ dataset, fix or reuse the split, save the resolved config) and pick the device. 
     setup = open_training_run("data/", "runs/b7", resume=True)                          # its saved config and split
     setup = open_training_run("data/", "runs/ft", tuned, split_file="runs/b7/splits.json")  # runs/b7's test split
     result = train(setup)                                                               # neunn.training.train
+    with removed_unless_trained("runs/b7", resume=False):                               # no half-made folder left
+        train(open_training_run(...))
 
-A new run refuses a folder that already holds one; a resumed run reuses the saved config and split and refuses to go on
-if the dataset, or a folder added to its training split (``synthetic``, ``added_data``), changed under it. Under
+A new run refuses a folder that already holds one, and its ``critical_classes`` must be classes of the dataset (the
+default GBI and BAC apply where the dataset has them); a resumed run reuses the saved config and split and refuses to go
+on if the dataset, or a folder added to its training split (``synthetic``, ``added_data``), changed under it. Under
 torchrun rank 0 opens the folder and the other ranks then read what it wrote. A fine-tuning run (``init_from`` and
 ``added_data`` in ``tuned``) keeps the source run's split so that both are scored on the same test cells.
 """
@@ -15,8 +18,11 @@ torchrun rank 0 opens the folder and the other ranks then read what it wrote. A 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +31,14 @@ import torch
 from neunn import __version__
 from neunn.atomic import write_text_atomic
 from neunn.configfile import save_config
-from neunn.data.scan import report_scan, scan_dataset
+from neunn.data.scan import dataset_classes, report_scan, scan_dataset
 from neunn.data.split import DatasetSplit, load_split, open_split, save_split, verify_split
-from neunn.distributed import Distributed, init_distributed
+from neunn.distributed import Distributed, init_distributed, is_main_process
 from neunn.errors import NeunnError
 from neunn.log import say
 from neunn.rundir import RunDir
 from neunn.runtime import resolve_device
+from neunn.inference.policy import DEFAULT_CRITICAL_CLASSES, parse_critical
 from neunn.training.config import TrainConfig, load_config, resolve_config
 from neunn.training.extra_images import ADDED, SYNTHETIC, ExtraImages, check_unchanged, scan_extra_images
 
@@ -66,7 +73,9 @@ def open_training_run(
             raise NeunnError("--resume continues with the run's saved config; do not pass a preset, config or "
                              "overrides.")
         cfg = load_config(run.config)
-    cfg = cfg or resolve_config()
+    else:
+        cfg = cfg or resolve_config()
+        check_critical_classes(cfg, Path(data_dir))
     device = resolve_device(cfg.device)
     ctx = init_distributed(device.type)
     if ctx.enabled and device.type == "cuda":
@@ -79,6 +88,54 @@ def open_training_run(
         extra = _scan_extra(cfg, split, report=False)
     return TrainingRun(run=run, cfg=cfg, data_dir=Path(data_dir), split=split, ctx=ctx, device=device, resume=resume,
                        progress=progress and ctx.is_main, extra=extra)
+
+
+def check_critical_classes(cfg: TrainConfig, data_dir: Path) -> None:
+    """Refuse, before any image is read, critical classes set for this run that are not classes of the dataset.
+
+    The default (the paper's GBI and BAC) is kept silently to the classes the dataset has, as the model's policy does.
+    """
+    names = parse_critical(cfg.critical_classes)
+    if names == parse_critical(DEFAULT_CRITICAL_CLASSES):
+        return
+    classes = dataset_classes(data_dir)
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise NeunnError(f"critical_classes names '{unknown[0]}', which is not a class of the dataset {data_dir}; "
+                         f"its classes are {', '.join(classes) or 'none (no class folders)'}.")
+
+
+@contextmanager
+def removed_unless_trained(out: str | Path, *, resume: bool) -> Iterator[None]:
+    """Around opening and training a new run in ``out``: when the block fails before the run's first checkpoint, take
+    away what it wrote, so that the same command can be run again.
+
+    Only what this block made goes: the folder when it did not exist, its files when it was empty. A resumed run, a
+    folder that held anything before, a run with a checkpoint and an interrupted run (Ctrl-C; --resume continues it)
+    are left as they are; under torchrun only rank 0 removes.
+    """
+    root = Path(out)
+    made_here = not root.exists()
+    was_empty = root.is_dir() and not any(root.iterdir())
+    try:
+        yield
+    except Exception:
+        if not resume and (made_here or was_empty) and root.is_dir() and not RunDir(root).checkpoints.exists() \
+                and is_main_process():
+            _remove_unstarted(root, keep_folder=not made_here)
+        raise
+
+
+def _remove_unstarted(root: Path, *, keep_folder: bool) -> None:
+    """Remove a run folder that no epoch finished in (or, with ``keep_folder``, only what is in it)."""
+    if not keep_folder:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _scan_extra(cfg: TrainConfig, split: DatasetSplit, *, report: bool) -> list[ExtraImages]:

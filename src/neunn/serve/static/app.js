@@ -3,7 +3,7 @@
 // Images stay in the browser's memory; the server keeps nothing; exports are downloads made here.
 // Modules: state.js (shared state), api.js (token, requests), tiles.js (one tile per cell), review.js (pure logic).
 import { api, errorOf, readToken } from "./api.js";
-import { exportName, exportRows, isClassified, modelCall, summarize, toCsv, toJson } from "./review.js";
+import { bulkConfirmable, exportName, exportRows, modelCall, summarize, toCsv, toJson } from "./review.js";
 import { $, FILTERS, percent, state } from "./state.js";
 import { buildTile, onCellChange, updateTile } from "./tiles.js";
 import { uploadBatches, wireFileDrop } from "./uploading.js";
@@ -82,7 +82,7 @@ function renderModel() {
     ["Calibration", `T = ${t.toFixed(2)}` + (cal.ece_before != null ? `, ECE ${cal.ece_before.toFixed(3)} → ${cal.ece_after.toFixed(3)}` : "")],
     ["Review under", percent(m.review_threshold)], ["Critical", m.critical_classes.join(", ") || "none"],
     ["Out of domain", m.out_of_domain ? `${m.out_of_domain.method} over ${m.out_of_domain.threshold.toPrecision(4)}`
-      : "not fitted (neunn ood fit)"],
+      : "not fitted (neunn screen fit out-of-domain)"],
     ["Cell-type gate", m.cell_type_gate ? `${m.cell_type_gate.scope.join(", ")} of ${m.cell_type_gate.classes.length} types`
       : "none"],
     ["Pallor screen", m.pallor_screen ? `${m.pallor_screen.finding} at pallor ≥ ${m.pallor_screen.threshold.toFixed(3)}`
@@ -139,7 +139,9 @@ function render() {
   const any = state.cells.length > 0;
   $("#empty").hidden = any;
   $("#export-csv").disabled = $("#export-json").disabled = $("#new-sample").disabled = !any;
-  $("#confirm-shown").disabled = !state.cells.some((c) => FILTERS[state.filter](c) && isClassified(c) && !c.reviewed);
+  const bulk = state.cells.filter((c) => FILTERS[state.filter](c) && bulkConfirmable(c, state.model)).length;
+  $("#confirm-shown").disabled = !bulk;
+  $("#confirm-shown").textContent = bulk ? `Confirm ${bulk} unflagged shown` : "Confirm unflagged shown";
 }
 
 // ---- exports and controls ------------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ function wireControls() {
   $("#alert-show").addEventListener("click", () => { state.filter = "critical"; render(); });
   $("#domain-show").addEventListener("click", () => { state.filter = "ood"; render(); });
   $("#confirm-shown").addEventListener("click", () => {
-    for (const c of state.cells.filter((c) => FILTERS[state.filter](c) && isClassified(c) && !c.reviewed)) {
+    for (const c of state.cells.filter((c) => FILTERS[state.filter](c) && bulkConfirmable(c, state.model))) {
       c.reviewed = true; c.final = modelCall(c);
     }
     state.dirty = true;

@@ -2,7 +2,7 @@
 // audit trail and the exports. What the page shows comes from the server's answers; a reload shows the same.
 import { api, bodyOf, LoggedOut, session } from "./cases-api.js";
 import { $, $$, FILTERS, asReviewCell, isDecided, isSigned, isWaiting, percent, state, when } from "./cases-state.js";
-import { buildTile, canAmend, confirmCell, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
+import { buildTile, canAmend, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
 import { statusBadge } from "./cases-worklist.js";
 import { criticalMessage, domainWarning, summarize } from "./review.js";
 import { uploadBatches, wireFileDrop } from "./uploading.js";
@@ -142,8 +142,10 @@ export function render() {
   arrangeTiles();
   $("#empty").hidden = state.cells.size > 0;
   $("#empty").textContent = signed ? "This signed case has no cells." : "No cells yet. Add the images of this sample on the left.";
+  const bulk = shownToConfirm().length;
   $("#confirm-shown").hidden = signed;
-  $("#confirm-shown").disabled = !shownToConfirm().length;
+  $("#confirm-shown").disabled = !bulk;
+  $("#confirm-shown").textContent = bulk ? `Confirm ${bulk} unflagged shown` : "Confirm unflagged shown";
   $("#keys-help").textContent = signed
     ? (canAmend() ? "Keys: 1–7 amend (with a reason) · H heatmap · ←/→ move" : "Keys: H heatmap · ←/→ move")
     : "Keys: 1–7 class · Enter confirm · H heatmap · ←/→ move";
@@ -269,14 +271,48 @@ function arrangeTiles() {
   if (focused && focused !== document.activeElement && grid.contains(focused)) focused.focus();
 }
 
+/** The shown cells one action may confirm: undecided, and neither flagged nor critical (those need their own
+ *  decision, made with the cell on the screen; the server refuses them in bulk too). */
 export function shownToConfirm() {
   if (isSigned()) return [];
-  return [...state.cells.values()].filter((c) => FILTERS[state.filter](c) && !isDecided(c) && !state.busy.has(c.id));
+  return [...state.cells.values()].filter((c) => FILTERS[state.filter](c) && !isDecided(c) && !c.flagged &&
+                                                 !c.critical && !state.busy.has(c.id));
+}
+
+/** Confirm the shown unflagged cells by one POST: all are saved, or none (the server's reason is shown). */
+async function confirmShown() {
+  const cells = shownToConfirm();
+  if (!cells.length) return;
+  const caseId = state.caseId;
+  cells.forEach((c) => state.busy.add(c.id));
+  try {
+    const response = await api(`/api/v1/cases/${caseId}/bulk-confirmation`,
+                               { method: "POST", json: { cells: cells.map((c) => ({ id: c.id, version: c.version })) } });
+    const body = await bodyOf(response);
+    if (state.caseId !== caseId) return;
+    if (response.ok) {
+      for (const cell of body.cells) {
+        state.cells.set(cell.id, cell);
+        state.notes.set(cell.id, { state: "saved", text: `Saved ✓ (with ${body.cells.length - 1} others)` });
+      }
+    } else {
+      showCaseMessage(`Nothing was confirmed: ${body.error || `HTTP ${response.status}`}`);
+    }
+  } catch (error) {
+    if (error instanceof LoggedOut) return;
+    showCaseMessage(`Nothing was confirmed: ${error.message}`);
+  } finally {
+    cells.forEach((c) => state.busy.delete(c.id));
+  }
+  if (state.caseId !== caseId) return;
+  cells.forEach((c) => updateTile(state.cells.get(c.id)));
+  render();
+  scheduleAudit();
 }
 
 // ---- the audit trail -----------------------------------------------------------------------------------------------
 const ACTIONS = { create: "opened", predict: "model call", confirm: "confirmed", reclassify: "reclassified",
-                  amend: "amended", sign: "signed" };
+                  amend: "amended", sign: "signed", bulk_confirm: "confirmed in bulk" };
 let auditTimer = null, auditTicket = 0;
 
 export function scheduleAudit() {
@@ -448,11 +484,9 @@ export function wireCase() {
   $("#alert-show").addEventListener("click", () => { state.filter = "critical"; render(); });
   $("#domain-show").addEventListener("click", () => { state.filter = "ood"; render(); });
   $("#sign-show-waiting").addEventListener("click", showWaiting);
-  $("#confirm-shown").addEventListener("click", async () => {
-    const button = $("#confirm-shown");
-    button.disabled = true;
-    for (const cell of shownToConfirm()) await confirmCell(cell);  // one at a time: each answer before the next
-    render();
+  $("#confirm-shown").addEventListener("click", () => {
+    $("#confirm-shown").disabled = true;
+    confirmShown();
   });
   $("#case-reload").addEventListener("click", () => openCase(state.caseId));
   $("#case-message-close").addEventListener("click", () => showCaseMessage(""));

@@ -34,6 +34,11 @@ export function isCritical(cell, model) {
 export function isCorrected(cell) { return isClassified(cell) && cell.reviewed && cell.final !== modelCall(cell); }
 export function needsReview(cell) { return isClassified(cell) && !cell.reviewed && standing(cell).unidentified; }
 export function isOutOfDomain(cell) { return isClassified(cell) && standing(cell).outOfDomain; }
+/** Whether one action may confirm this cell with others: classified, undecided, neither flagged nor critical. */
+export function bulkConfirmable(cell, model) {
+  return isClassified(cell) && !cell.reviewed && !cell.result.needs_review && !cell.result.out_of_domain &&
+    !model.critical_classes.includes(cell.result.label);
+}
 
 /** The sentence of the critical alert, as results.critical_message words it. */
 export function criticalMessage(counts, model) {
