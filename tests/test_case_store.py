@@ -282,9 +282,9 @@ def test_a_store_of_0004_moves_each_cells_screens_into_one_column(store_url):
     assert [tuple(c[f] for f in fields) for c in cells] == [(True, 812.5, "eosinophil", True, 0.61, True),
                                                             (False, 3.25, None, None, None, None),
                                                             (None, None, None, None, None, None)]
-    assert cells[0]["screens"] == {"out_of_domain": {"value": 812.5, "flagged": True},
-                                   "cell_type_gate": {"value": "eosinophil", "flagged": True},
-                                   "pallor_screen": {"value": 0.61, "flagged": True}}
+    assert cells[0]["screens"] == {"out_of_domain": {"value": 812.5, "flagged": True, "detail": None},
+                                   "cell_type_gate": {"value": "eosinophil", "flagged": True, "detail": None},
+                                   "pallor_screen": {"value": 0.61, "flagged": True, "detail": None}}
     assert cells[2]["screens"] == {}
     store.close()
 

@@ -16,7 +16,7 @@ from neunn.data.split import load_split, stratified_folds
 from neunn.errors import NeunnError
 from neunn.evaluation.metrics import metrics_from_predictions_csv
 from neunn.experiments import cross_validation
-from neunn.experiments.cross_validation import run_cross_validation
+from neunn.experiments.cross_validation import CrossValidationSettings, run_cross_validation
 from test_split import _records
 
 CV_OVERRIDES = [*TINY_OVERRIDES, "epochs=1", "img_size=32"]
@@ -70,11 +70,12 @@ def test_cross_validation_pools_every_image_once_and_resumes(phantom_dir: Path, 
 
     monkeypatch.setattr(cross_validation, "train", train_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        run_cross_validation(phantom_dir, out, **options)
+        run_cross_validation(CrossValidationSettings(phantom_dir, out, **options))
     assert trained == ["fold-1", "fold-2"] and (out / "fold-2" / "config.yaml").is_file()
     fold_1 = _checkpoint_times(out)
     monkeypatch.setattr(cross_validation, "train", real_train)
-    results = run_cross_validation(phantom_dir, out, **options)  # resumes fold 2, trains fold 3, skips fold 1
+    # resumes fold 2, trains fold 3, skips fold 1
+    results = run_cross_validation(CrossValidationSettings(phantom_dir, out, **options))
     assert {k: v for k, v in _checkpoint_times(out).items() if k.startswith("fold-1")} == fold_1
 
     # Every image of the dataset is tested exactly once, in the fold whose test split holds it.
@@ -123,6 +124,7 @@ def test_cross_validation_pools_every_image_once_and_resumes(phantom_dir: Path, 
 
     # Other settings for the same folder are refused in one sentence.
     with pytest.raises(NeunnError, match=r"other settings \(folds\)"):
-        run_cross_validation(phantom_dir, out, **{**options, "folds": 2})
+        run_cross_validation(CrossValidationSettings(phantom_dir, out, **{**options, "folds": 2}))
     with pytest.raises(NeunnError, match=r"other settings \(overrides\)"):
-        run_cross_validation(phantom_dir, out, **{**options, "overrides": [*CV_OVERRIDES, "lr=0.01"]})
+        run_cross_validation(CrossValidationSettings(phantom_dir, out,
+                                                     **{**options, "overrides": [*CV_OVERRIDES, "lr=0.01"]}))

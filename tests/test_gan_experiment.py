@@ -12,7 +12,8 @@ from test_gan_train import TINY_GAN
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, stratified_split
 from neunn.errors import NeunnError
-from neunn.experiments.rare_class import cut_split, default_synthetic_count, run_rare_class_experiment
+from neunn.experiments.rare_class import (ExperimentSettings, cut_split, default_synthetic_count,
+                                          run_rare_class_experiment)
 from neunn.experiments.rare_class_report import mean_sd, results_markdown, summarise_experiment
 from neunn.gan.pipeline import augment_rare_class
 
@@ -60,7 +61,7 @@ def test_rare_class_experiment_end_to_end(phantom_dir: Path, tmp_path: Path):
     out = tmp_path / "exp"
     kwargs = {"class_name": "GBI", "keep": 6, "seeds": [0], "overrides": [*TINY_OVERRIDES, "epochs=1"],
               "gan_preset": "gan-cpu", "gan_overrides": TINY_GAN, "n_synthetic": 5, "progress": False}
-    results = run_rare_class_experiment(phantom_dir, out, **kwargs)
+    results = run_rare_class_experiment(ExperimentSettings(phantom_dir, out, **kwargs))
     assert [(r["arm"], r["seed"]) for r in results["rows"]] == [("a", 0), ("b", 0), ("c", 0)]
     for name in ("results.json", "results.md", "results.png", "splits.json", "experiment.json"):
         assert (out / name).is_file(), name
@@ -77,20 +78,24 @@ def test_rare_class_experiment_end_to_end(phantom_dir: Path, tmp_path: Path):
         not json.loads((out / "runs" / "a-seed0" / "run.json").read_text())["synthetic"]
     assert set(results["gan_quality"]["0"]) >= {"agreement", "fid", "near_copies_pixel"}
 
-    again = run_rare_class_experiment(phantom_dir, out, **kwargs)  # continuing reuses every finished step
+    # continuing reuses every finished step
+    again = run_rare_class_experiment(ExperimentSettings(phantom_dir, out, **kwargs))
     assert again["summary"] == results["summary"]
     with pytest.raises(NeunnError, match="other settings"):
-        run_rare_class_experiment(phantom_dir, out, **{**kwargs, "keep": 5})
+        run_rare_class_experiment(ExperimentSettings(phantom_dir, out, **{**kwargs, "keep": 5}))
 
 
 def test_experiment_refuses_bad_input_before_writing(phantom_dir: Path, tmp_path: Path):
     out = tmp_path / "exp"
     with pytest.raises(NeunnError, match="Class 'XYZ' is not in dataset"):
-        run_rare_class_experiment(phantom_dir, out, class_name="XYZ", keep=5, arms=["a", "b"], progress=False)
+        run_rare_class_experiment(ExperimentSettings(phantom_dir, out, class_name="XYZ", keep=5, arms=["a", "b"],
+                                                     progress=False))
     with pytest.raises(NeunnError, match="below the 20 images a GAN needs"):
-        run_rare_class_experiment(phantom_dir, out, class_name="GBI", keep=5, gan_preset="gan-cpu", progress=False)
+        run_rare_class_experiment(ExperimentSettings(phantom_dir, out, class_name="GBI", keep=5, gan_preset="gan-cpu",
+                                                     progress=False))
     with pytest.raises(NeunnError, match="Arm 'd' does not run on one cut split"):
-        run_rare_class_experiment(phantom_dir, out, class_name="GBI", keep=5, arms=["a", "d"], progress=False)
+        run_rare_class_experiment(ExperimentSettings(phantom_dir, out, class_name="GBI", keep=5, arms=["a", "d"],
+                                                     progress=False))
     assert not out.exists()
 
 

@@ -17,7 +17,7 @@ from neunn.errors import NeunnError
 from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.paired import paired_ranking_difference
 from neunn.experiments import cross_validation
-from neunn.experiments.rare_class_folds import run_rare_class_folds
+from neunn.experiments.rare_class_folds import FoldExperimentSettings, run_rare_class_folds
 
 
 def test_paired_ranking_difference_is_zero_for_the_same_ranking_and_positive_for_a_better_one() -> None:
@@ -46,7 +46,7 @@ def test_rare_class_folds_end_to_end(phantom_dir: Path, tmp_path: Path, monkeypa
     kwargs = {"class_name": "GBI", "folds": 2, "arms": ["a", "c", "d"], "paste_from": "NEU",
               "overrides": [*TINY_OVERRIDES, "epochs=1", "img_size=32"], "gan_preset": "gan-cpu",
               "gan_overrides": TINY_GAN, "n_synthetic": 4, "target_sensitivity": 0.9, "progress": False}
-    results = run_rare_class_folds(phantom_dir, out, **kwargs)
+    results = run_rare_class_folds(FoldExperimentSettings(phantom_dir, out, **kwargs))
 
     images = sorted(str(p.relative_to(phantom_dir)) for p in phantom_dir.rglob("*.png"))
     for arm in "acd":  # every arm tests every image exactly once, on the same folds
@@ -80,20 +80,22 @@ def test_rare_class_folds_end_to_end(phantom_dir: Path, tmp_path: Path, monkeypa
         raise AssertionError("a finished experiment must not train again")
 
     monkeypatch.setattr(cross_validation, "train", no_training)
-    again = run_rare_class_folds(phantom_dir, out, **kwargs)
+    again = run_rare_class_folds(FoldExperimentSettings(phantom_dir, out, **kwargs))
     assert again["rows"] == results["rows"]
-    assert [r["arm"] for r in run_rare_class_folds(phantom_dir, out, **{**kwargs, "arms": ["d", "a"]})["rows"]] == \
+    assert [r["arm"] for r in run_rare_class_folds(
+        FoldExperimentSettings(phantom_dir, out, **{**kwargs, "arms": ["d", "a"]}))["rows"]] == \
         ["d", "a"]  # arms are folders: a later call may table any of them
     with pytest.raises(NeunnError, match="other settings"):
-        run_rare_class_folds(phantom_dir, out, **{**kwargs, "n_synthetic": 5})
+        run_rare_class_folds(FoldExperimentSettings(phantom_dir, out, **{**kwargs, "n_synthetic": 5}))
 
 
 def test_rare_class_folds_refuses_unclear_requests(phantom_dir: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(NeunnError, match="--paste-from"):
-        run_rare_class_folds(phantom_dir, tmp_path / "a", class_name="GBI", arms=["a", "d"], progress=False)
+        run_rare_class_folds(FoldExperimentSettings(phantom_dir, tmp_path / "a", class_name="GBI", arms=["a", "d"],
+                                                    progress=False))
     with pytest.raises(NeunnError, match="not a class"):
-        run_rare_class_folds(phantom_dir, tmp_path / "b", class_name="GBI", arms=["d"], paste_from="nope",
-                             progress=False)
+        run_rare_class_folds(FoldExperimentSettings(phantom_dir, tmp_path / "b", class_name="GBI", arms=["d"],
+                                                    paste_from="nope", progress=False))
     base = ["experiment", "rare-class", str(phantom_dir), "--class", "GBI", "--out", str(tmp_path / "c")]
     for extra, message in (([], "Give --keep N"), (["--folds", "2", "--keep", "3"], "drop --keep"),
                            (["--folds", "2", "--seeds", "0", "1"], "drop --keep"),

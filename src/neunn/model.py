@@ -31,8 +31,8 @@ def create_classifier(
     """A timm model with a fresh ``num_classes`` head; pretrained weights only when ``pretrained`` is True.
 
     ``head_init_scale`` multiplies the head's initial weights and bias. timm initialises EfficientNet heads uniformly
-    in ±1/sqrt(num_classes), which for a few classes gives large first logits (B7 on pbc-dev's 8 classes: a first
-    loss of 3.7–4.4 instead of ln 8 = 2.1); 0 starts from uniform predictions.
+    in ±1/sqrt(num_classes), which for a few classes gives large first logits (a first loss well above ln(num_classes),
+    the loss of a uniform guess; measured for B7 in docs/results.md §2); 0 starts from uniform predictions.
     """
     require_known_model(arch)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}

@@ -8,7 +8,9 @@
 Modules: ``schema`` (tables), ``migrations`` (Alembic), ``database`` (open, migrate), ``images`` (content-addressed
 image folder), ``users`` (Argon2 passwords, roles), ``logins`` (sessions and bearer tokens), ``casework`` (create,
 worklist, cells, decisions, signing, amendments, audit), ``export`` (a case as CSV/JSON; signed cells as a
-folder-per-class dataset), ``times``, ``errors``. It knows nothing of HTTP: neunn.serve puts it on the web.
+folder-per-class dataset), ``differential`` (a sample's counts and shares, as the API's summary), ``report_facts``,
+``report_pdf`` (the printable report), ``lis`` (a signed case as FHIR R4 and HL7 v2.5), ``times``, ``errors``. It
+knows nothing of HTTP: neunn.serve puts it on the web.
 """
 
 from neunn.cases.database import CaseStore, default_store_dir, open_store

@@ -1,7 +1,8 @@
 """What leaves the case store: one case as JSON or CSV (cells with decisions, and its audit trail), and the signed
 cells of every case as a folder-per-class dataset that ``neunn train --add`` takes.
 
-    body = case_export(db, case_id)                     # {"case", "models", "cells", "audit"}
+    body = case_export(db, case_id)                     # {"case", "models", "differential", "cells", "audit"}
+    name = file_stem(body["case"]["sample_id"])         # "S-2026-0412": download names, by sample ID
     text = rows_csv(body["cells"], CELL_COLUMNS)        # or rows_csv(body["audit"], AUDIT_COLUMNS)
     report = export_reviewed(store, Path("reviewed"))   # reviewed/<final label>/<sha256>.<ext> + manifest.csv
 
@@ -14,8 +15,10 @@ once; its manifest rows say so. A cell whose signed cases disagree on its class 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from sqlalchemy import select
 from neunn.atomic import write_atomic, write_text_atomic
 from neunn.cases.casework import UNIDENTIFIED, audit_trail, get_case
 from neunn.cases.database import CaseStore
+from neunn.cases.differential import case_differential
 from neunn.cases.errors import Invalid
 from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
 from neunn.cases.times import iso
@@ -41,10 +45,26 @@ MANIFEST_COLUMNS = ("file", "final_label", "model_label", "decision", "case_id",
                     "decided_at", "signed_by", "signed_at", "model_run", "model_weights_sha256", "image_sha256")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_stem(sample_id: str) -> str:
+    """A file name's stem for a sample's downloads: its sample ID with only letters, digits, - _ . kept (any other run
+    of characters becomes one "_", dots and "_" at either end go, "sample" if nothing is left); when that changed the
+    ID, 8 hex digits of its SHA-256 follow, so two sample IDs never share a name ("S/1" and "S_1" are two samples)
+    and a name says when it is not the ID as is."""
+    safe = _UNSAFE.sub("_", sample_id).strip("._")[:80].strip("._") or "sample"
+    if safe == sample_id:
+        return safe
+    return f"{safe}-{hashlib.sha256(sample_id.encode()).hexdigest()[:8]}"
+
+
 def case_export(db, case_id: int) -> dict[str, Any]:
+    """One case: its worklist row, the models, the differential (``cases.differential``), every cell, the trail."""
     case = get_case(db, case_id)
     cells, models = case.pop("cells"), case.pop("models")
-    return {"case": case, "models": models, "cells": cells, "audit": audit_trail(db, case_id)}
+    return {"case": case, "models": models, "differential": case_differential(cells, models), "cells": cells,
+            "audit": audit_trail(db, case_id)}
 
 
 def rows_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:

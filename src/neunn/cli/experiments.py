@@ -14,7 +14,7 @@ EXPERIMENT_INTERRUPTED = "interrupted; the same command again continues the expe
 
 def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
     from neunn.errors import NeunnError
-    from neunn.experiments.rare_class import run_rare_class_experiment
+    from neunn.experiments.rare_class import ExperimentSettings, run_rare_class_experiment
     from neunn.experiments.rare_class_report import results_markdown
 
     gan_overrides = [o.removeprefix(GAN_PREFIX) for o in args.overrides if o.startswith(GAN_PREFIX)]
@@ -26,11 +26,11 @@ def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
                          "as it is, on K cross-validation folds).")
     if args.paste_from or args.tta or args.target_sensitivity is not None:
         raise NeunnError("--paste-from, --tta and --target-sensitivity go with --folds.")
-    results = run_rare_class_experiment(
+    results = run_rare_class_experiment(ExperimentSettings(
         args.data_dir, args.out, class_name=args.class_name, keep=args.keep, seeds=args.seeds or [0, 1, 2],
         arms=args.arms, preset=args.preset, overrides=overrides, gan_preset=args.gan_preset,
         gan_overrides=gan_overrides, n_synthetic=args.n_synthetic, one_gan=args.one_gan, split_file=args.split_file,
-        evaluate_gans=not args.no_gan_eval)
+        evaluate_gans=not args.no_gan_eval))
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.md'}, results.json and results.png")
     return 0
@@ -38,29 +38,29 @@ def _cmd_experiment_rare_class(args: argparse.Namespace) -> int:
 
 def _rare_class_folds(args: argparse.Namespace, overrides: list[str], gan_overrides: list[str]) -> int:
     from neunn.errors import NeunnError
-    from neunn.experiments.rare_class_folds import run_rare_class_folds
+    from neunn.experiments.rare_class_folds import FoldExperimentSettings, run_rare_class_folds
     from neunn.experiments.rare_class_folds_report import results_markdown
 
     if args.keep is not None or args.split_file or args.one_gan or len(args.seeds or [0]) > 1:
         raise NeunnError("With --folds the class is kept as it is and the folds are the repeats: drop --keep, "
                          "--split-file, --one-gan and give at most one --seeds (the fold seed).")
-    results = run_rare_class_folds(
+    results = run_rare_class_folds(FoldExperimentSettings(
         args.data_dir, args.out, class_name=args.class_name, folds=args.folds, seed=(args.seeds or [0])[0],
         arms=args.arms, preset=args.preset, overrides=overrides, gan_preset=args.gan_preset,
-        gan_overrides=gan_overrides, n_synthetic=args.n_synthetic, paste_from=args.paste_from, target_sensitivity=args.target_sensitivity,
-        tta=args.tta, evaluate_gans=not args.no_gan_eval)
+        gan_overrides=gan_overrides, n_synthetic=args.n_synthetic, paste_from=args.paste_from,
+        target_sensitivity=args.target_sensitivity, tta=args.tta, evaluate_gans=not args.no_gan_eval))
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.md'} and results.json; each arm: {Path(args.out) / 'arms'}")
     return 0
 
 
 def _cmd_experiment_cv(args: argparse.Namespace) -> int:
-    from neunn.experiments.cross_validation import run_cross_validation
+    from neunn.experiments.cross_validation import CrossValidationSettings, run_cross_validation
     from neunn.experiments.cross_validation_report import results_markdown
 
-    results = run_cross_validation(args.data_dir, args.out, folds=args.folds, seed=args.seed, preset=args.preset,
-                                   overrides=args.overrides, positive=args.positive,
-                                   target_sensitivity=args.target_sensitivity, tta=args.tta)
+    results = run_cross_validation(CrossValidationSettings(
+        args.data_dir, args.out, folds=args.folds, seed=args.seed, preset=args.preset, overrides=args.overrides,
+        positive=args.positive, target_sensitivity=args.target_sensitivity, tta=args.tta))
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.md'} and results.json; pooled report: "
           f"{Path(args.out) / 'pooled' / 'report.html'}")

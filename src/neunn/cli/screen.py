@@ -2,7 +2,7 @@
 
 A screen (neunn.inference.screens) looks at every cell beside the model's own call and may flag it; each kind is
 fitted on the run's own cells and kept in its folder. ``fit`` has one subcommand per kind that has something to fit,
-with that kind's own options.
+with that kind's own options (out-of-domain, cell-type-gate, pallor, vacuoles).
 """
 
 from __future__ import annotations
@@ -84,6 +84,20 @@ def _cmd_fit_pallor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_vacuoles(args: argparse.Namespace) -> int:
+    from neunn.training.finding_fit import fit_vacuole_finder
+
+    finder = fit_vacuole_finder(args.run_dir, finding=args.finding, target_sensitivity=args.target_sensitivity,
+                                workers=args.workers)
+    fitted = finder.fitted_on
+    print(f"vacuole finder for '{finder.finding}': threshold {finder.threshold:.4f} on its score, chosen on "
+          f"out-of-fold scores of {fitted['n']} training and validation cells ({fitted['n_positive']} "
+          f"{finder.finding}), where it flagged {fitted['sensitivity']:.0%} of them and passed "
+          f"{fitted['specificity']:.0%} of the others; cells at or over it that the model does not call "
+          f"'{finder.finding}' go to review, with their spots marked")
+    return 0
+
+
 def _renamed(args: argparse.Namespace) -> int:
     raise NeunnError(f"`neunn {args.command}` is now `neunn screen` (list, fit out-of-domain|cell-type-gate|pallor, "
                      "remove); see `neunn screen --help`.")
@@ -127,6 +141,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--finding", required=True, metavar="CLASS", help="the class whose cells have a pale cytoplasm")
     p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
                    help="share of the finding's cells the threshold flags on those cells (default 0.9)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
+
+    p = add_command("vacuoles", fit_sub, "fit a run's vacuole finder (round pale spots located in the cytoplasm, "
+                    "scored by a small linear model) on its own training and validation cells",
+                    "neunn screen fit vacuoles runs/vacuoles --finding vacuolated", _cmd_fit_vacuoles)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--finding", required=True, metavar="CLASS", help="the class of cells with vacuoles")
+    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
+                   help="share of the finding's cells the threshold flags, on out-of-fold scores (default 0.9)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
 
     for old in ("ood", "pallor"):

@@ -49,13 +49,21 @@ class Finding:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def pallor_map(regions: Regions) -> np.ndarray:
-    """Each pixel's pallor against the cytoplasm's median OD, in [0, 1], smoothed; 0 outside the cytoplasm."""
+def enclosed(mask: np.ndarray, nucleus: np.ndarray) -> np.ndarray:
+    """``mask`` with the holes it encloses (with the nucleus) filled: a vacuole clear enough to fall out of the stained
+    cytoplasm is still inside the cell."""
+    return ndimage.binary_fill_holes(mask | nucleus) & ~nucleus
+
+
+def pallor_map(regions: Regions, cytoplasm: np.ndarray | None = None) -> np.ndarray:
+    """Each pixel's pallor against the cytoplasm's median OD, in [0, 1], smoothed; 0 outside the cytoplasm (with the
+    holes it encloses)."""
     if regions.median_od <= 0:
         return np.zeros_like(regions.od)
+    cytoplasm = enclosed(regions.cytoplasm, regions.nucleus) if cytoplasm is None else cytoplasm
     pale = np.clip(1.0 - regions.od / regions.median_od, 0.0, 1.0)
     pale = ndimage.gaussian_filter(pale, max(0.5, SMOOTHING * regions.scale))
-    return np.where(regions.cytoplasm, pale, 0.0).astype(np.float32)
+    return np.where(cytoplasm, pale, 0.0).astype(np.float32)
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -72,7 +80,7 @@ def find_vacuoles(rgb: np.ndarray, regions: Regions | None = None) -> list[Findi
     scale = regions.scale
     box = _box(regions.cytoplasm, round(2 * MAX_SIGMA * scale))
     pale = pallor_map(regions)[box]
-    inner = regions.inner[box]
+    inner = enclosed(regions.inner, regions.nucleus)[box]
     blobs = blob_log(pale, min_sigma=MIN_SIGMA * scale, max_sigma=MAX_SIGMA * scale, num_sigma=N_SIGMA,
                      threshold=LOG_THRESHOLD, exclude_border=False)
     yy, xx = np.ogrid[:pale.shape[0], :pale.shape[1]]
@@ -109,3 +117,10 @@ def vacuole_features(spots: list[Finding], regions: Regions) -> dict[str, float]
             "strongest_contrast": max((s.contrast for s in spots), default=0.0),
             "spot_area_share": sum(np.pi * s.radius ** 2 for s in spots) / area,
             "pallor": regions_pallor(regions)}
+
+
+def measure_vacuoles(rgb: np.ndarray) -> tuple[dict[str, float], list[Finding]]:
+    """A crop's vacuole features and the spots they were measured from, its regions found once."""
+    regions = find_regions(np.asarray(rgb))
+    spots = find_vacuoles(rgb, regions)
+    return vacuole_features(spots, regions), spots

@@ -1,7 +1,8 @@
 """``neunn experiment cv``: stratified k-fold cross-validation in which every image is tested exactly once, pooled into
 one evaluation with intervals.
 
-    results = run_cross_validation("data/", "exp/cv", folds=5, positive="vacuolated", target_sensitivity=0.9)
+    results = run_cross_validation(CrossValidationSettings("data/", "exp/cv", folds=5, positive="vacuolated",
+                                                           target_sensitivity=0.9))
     # exp/cv/experiment.json        the settings; a later call with other ones is refused
     # exp/cv/splits/fold-1.json...  every fold's train/val/test split, saved before any training (nothing can leak)
     # exp/cv/fold-1/ ... fold-5/    normal run folders (train, evaluate, predict, serve work on each)
@@ -18,8 +19,8 @@ again skips finished folds, resumes an interrupted one from its last checkpoint,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,31 @@ from neunn.training.train import train
 POOLED_CHOICE = "the validation split of each fold"
 
 
-@dataclass
-class CrossValidationSettings:
-    """What defines the folds and their training; saved as OUT/experiment.json and checked when continued."""
+FoldOverrides = Callable[[int, Path], list[str]]  # (fold number, its split file) -> overrides of that fold's config
 
-    data_dir: str
-    folds: int
-    seed: int
+
+@dataclass(frozen=True)
+class CrossValidationSettings:
+    """A cross-validation: the dataset and experiment folder, the folds, the classifier config (preset and overrides)
+    and how each fold is evaluated. ``fold_overrides(fold, split_file)`` adds config overrides made for one fold (e.g.
+    synthetic images made from that fold's training cells only); it is called only when the fold starts training."""
+
+    data_dir: str | Path
+    out: str | Path
+    folds: int = 5
+    seed: int = 0
     preset: str | None = None
-    overrides: list[str] = field(default_factory=list)
+    overrides: Sequence[str] = ()
+    positive: str | None = None
+    target_sensitivity: float | None = None
+    tta: bool = False
+    fold_overrides: FoldOverrides | None = None
+    progress: bool = True
+
+    def saved(self) -> dict[str, Any]:
+        """What defines the folds and their training: OUT/experiment.json, checked when the experiment is continued."""
+        return {"data_dir": str(Path(self.data_dir).resolve()), "folds": self.folds, "seed": self.seed,
+                "preset": self.preset, "overrides": list(self.overrides)}
 
 
 def _validation_fraction(cfg: TrainConfig) -> float:
@@ -87,29 +104,27 @@ def _training_finished(run: RunDir) -> bool:
     return best.is_file() and "calibration" in read_checkpoint_meta(best)
 
 
-FoldOverrides = Callable[[int, Path], list[str]]  # (fold number, its split file) -> overrides of that fold's config
-
-
-def _run_fold(data: Path, fold: int, fold_dir: Path, split_file: Path, cfg: TrainConfig, *, preset: str | None,
-              overrides: list[str], fold_overrides: FoldOverrides | None, positive: str | None,
-              target_sensitivity: float | None, tta: bool, progress: bool) -> dict[str, Any]:
-    """Train (or continue) one fold and evaluate it on its test split; reuses finished work. ``fold_overrides`` is
-    called only when the fold starts training (a resumed fold keeps its saved config)."""
+def _run_fold(settings: CrossValidationSettings, fold: int, split_file: Path, cfg: TrainConfig,
+              positive: str | None) -> dict[str, Any]:
+    """Train (or continue) fold ``fold`` and evaluate it on its test split; reuses finished work. A resumed fold keeps
+    its saved config (``fold_overrides`` is not called for it)."""
+    data, fold_dir, tta = Path(settings.data_dir), Path(settings.out) / f"fold-{fold}", settings.tta
     run = RunDir(fold_dir)
     saved_file = run.eval_dir("test", tta=tta) / "metrics.json"
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else None
-    if saved is not None and _evaluation_matches(saved, positive, target_sensitivity):
+    if saved is not None and _evaluation_matches(saved, positive, settings.target_sensitivity):
         say(f"{fold_dir.name}: done, skipped")
         return saved
     if not _training_finished(run):
         resume = run.has_run()
         say(f"{fold_dir.name}: {'resuming' if resume else 'training'}")
-        if not resume and fold_overrides is not None:
-            cfg = resolve_config(preset=preset, overrides=[*overrides, *fold_overrides(fold, split_file)])
+        if not resume and settings.fold_overrides is not None:
+            cfg = resolve_config(preset=settings.preset, overrides=[*settings.overrides,
+                                                                    *settings.fold_overrides(fold, split_file)])
         train(open_training_run(data, fold_dir, None if resume else cfg, resume=resume,
-                                split_file=None if resume else split_file, progress=progress))
+                                split_file=None if resume else split_file, progress=settings.progress))
     return evaluate_run(fold_dir, data_dir=data, split="test", device=str(resolve_device(cfg.device)), tta=tta,
-                        positive=positive, target_sensitivity=target_sensitivity)
+                        positive=positive, target_sensitivity=settings.target_sensitivity)
 
 
 def _pooled_rows(fold_dirs: list[Path], tta: bool) -> tuple[list[dict[str, Any]], list[str]]:
@@ -152,33 +167,26 @@ def _pooled_choice(fold_metrics: list[dict[str, Any]], rows: list[dict[str, Any]
     return choice, np.array([folds[r["fold"] - 1]["threshold"] for r in rows])
 
 
-def run_cross_validation(
-    data_dir: str | Path, out: str | Path, *, folds: int = 5, seed: int = 0, preset: str | None = None,
-    overrides: list[str] | None = None, positive: str | None = None, target_sensitivity: float | None = None,
-    tta: bool = False, fold_overrides: FoldOverrides | None = None, progress: bool = True,
-) -> dict[str, Any]:
-    """Train and evaluate ``folds`` folds, pool their test predictions; writes OUT/pooled/ and OUT/results.{json,md}.
-    ``fold_overrides(fold, split_file)`` adds config overrides made for one fold (e.g. synthetic images made from that
-    fold's training cells only)."""
-    out, data = Path(out), Path(data_dir)
-    cfg = resolve_config(preset=preset, overrides=overrides)  # validates the overrides before anything runs
-    settings = CrossValidationSettings(str(data.resolve()), folds, seed, preset, list(overrides or []))
-    scan = scan_dataset(data, progress=progress)
+def run_cross_validation(settings: CrossValidationSettings) -> dict[str, Any]:
+    """Train and evaluate every fold, pool their test predictions; writes OUT/pooled/ and OUT/results.{json,md}."""
+    out, data, folds, tta = Path(settings.out), Path(settings.data_dir), settings.folds, settings.tta
+    target_sensitivity = settings.target_sensitivity
+    cfg = resolve_config(preset=settings.preset, overrides=list(settings.overrides))  # validated before anything runs
+    scan = scan_dataset(data, progress=settings.progress)
     scan.require_usable()
     classes = scan.classes
-    positive = resolve_positive(classes, [classes.index(r.label) for r in scan.images], positive, target_sensitivity)
-    made = stratified_folds(scan.images, folds, seed=seed, val_fraction=_validation_fraction(cfg))
-    open_experiment(out, asdict(settings), what="cross-validation")
+    positive = resolve_positive(classes, [classes.index(r.label) for r in scan.images], settings.positive,
+                                target_sensitivity)
+    made = stratified_folds(scan.images, folds, seed=settings.seed, val_fraction=_validation_fraction(cfg))
+    open_experiment(out, settings.saved(), what="cross-validation")
     split_files = _fold_splits(out, made)  # a continued experiment keeps its saved folds, even if the data grew
     splits = [load_split(p) for p in split_files]
     fold_dirs = [out / f"fold-{i}" for i in range(1, folds + 1)]
     say(f"cross-validation: {folds} folds of {data}, {len(scan.images)} images, test folds of "
         f"{', '.join(str(len(s.splits['test'])) for s in splits)} images")
 
-    fold_metrics = [_run_fold(data, fold, fold_dir, split_file, cfg, preset=preset, overrides=list(overrides or []),
-                              fold_overrides=fold_overrides, positive=positive, target_sensitivity=target_sensitivity,
-                              tta=tta, progress=progress)
-                    for fold, (fold_dir, split_file) in enumerate(zip(fold_dirs, split_files), start=1)]
+    fold_metrics = [_run_fold(settings, fold, split_file, cfg, positive)
+                    for fold, split_file in enumerate(split_files, start=1)]
     rows, pooled_classes = _pooled_rows(fold_dirs, tta)
     _check_tested_once(rows, splits)
     choice, thresholds = _pooled_choice(fold_metrics, rows, target_sensitivity)
@@ -187,7 +195,7 @@ def run_cross_validation(
                    "synthetic_data": any(m.get("synthetic_data") for m in fold_metrics)})
     write_evaluation(out / "pooled", pooled, rows, image_root=data, training_log=None, extra_columns=("fold",),
                      title=f"NeuNN {folds}-fold cross-validation: {out.name} (pooled out-of-fold predictions)")
-    results = summarise_folds(fold_metrics, pooled, settings=asdict(settings), tta=tta)
+    results = summarise_folds(fold_metrics, pooled, settings=settings.saved(), tta=tta)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
     write_text_atomic(out / "results.md", results_markdown(results))
     return results

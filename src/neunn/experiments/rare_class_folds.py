@@ -2,8 +2,9 @@
 cross-validation folds: every arm trains on the same folds, every cell is tested once per arm, and the arms are
 compared on the same cells with paired intervals.
 
-    results = run_rare_class_folds("data/neutrophils", "exp/vac-arms", class_name="vacuolated", folds=5,
-                                   arms=("a", "c", "d"), paste_from="normal", preset="rare-finding")
+    results = run_rare_class_folds(FoldExperimentSettings("data/neutrophils", "exp/vac-arms", class_name="vacuolated",
+                                                          folds=5, arms=("a", "c", "d"), paste_from="normal",
+                                                          preset="rare-finding"))
     # exp/vac-arms/arms/a/ ... d/        one `neunn experiment cv` folder per arm (folds, pooled predictions, report)
     # exp/vac-arms/gan/fold-N/, synthetic/fold-N/   arm c: a GAN trained on fold N's training images of the class
     # exp/vac-arms/painted/fold-N/       arm d: vacuoles painted into fold N's training images of --paste-from
@@ -23,7 +24,8 @@ call with all of them, which trains nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from neunn.data.vacuole_painting import write_painted_folder
 from neunn.errors import NeunnError
 from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.paired import paired_ranking_difference
-from neunn.experiments.cross_validation import run_cross_validation
+from neunn.experiments.cross_validation import CrossValidationSettings, FoldOverrides, run_cross_validation
 from neunn.experiments.folder import open_experiment
 from neunn.experiments.rare_class import ARMS, arm_overrides, default_synthetic_count, gan_samples
 from neunn.gan.config import resolve_gan_config
@@ -47,23 +49,41 @@ from neunn.training.config import resolve_config
 ROW_KEYS = ("rare_roc_auc", "rare_average_precision", "rare_sensitivity", "rare_specificity", "accuracy")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FoldExperimentSettings:
-    """What defines a rare-class experiment on folds; saved as OUT/experiment.json and checked when continued. The
-    arms are not part of it: each is its own folder, so a later call may add arms, or run one arm per process."""
+    """A rare-class experiment on folds: the dataset and experiment folder, the class, the folds and their seed, the
+    arms, the classifier and GAN configs (presets and overrides), the synthetic images added per fold in arms c and d
+    (default: up to the median class size), the class painted into in arm d, and how the folds are evaluated."""
 
-    data_dir: str
+    data_dir: str | Path
+    out: str | Path
     class_name: str
-    folds: int
-    seed: int
+    folds: int = 5
+    seed: int = 0
+    arms: Sequence[str] = ("a", "b", "c")
     preset: str | None = None
-    overrides: list[str] = field(default_factory=list)
+    overrides: Sequence[str] = ()
     gan_preset: str | None = None
-    gan_overrides: list[str] = field(default_factory=list)
+    gan_overrides: Sequence[str] = ()
     n_synthetic: int | None = None
     paste_from: str | None = None
     target_sensitivity: float | None = None
     tta: bool = False
+    evaluate_gans: bool = True  # score each fold's GAN samples with arm a's classifier of that fold
+    progress: bool = True
+
+    @property
+    def data_root(self) -> str:
+        """The dataset folder as an absolute path."""
+        return str(Path(self.data_dir).resolve())
+
+    def saved(self) -> dict[str, Any]:
+        """What defines the experiment: OUT/experiment.json, checked when it is continued. The arms are not part of
+        it: each is its own folder, so a later call may add arms, or run one arm per process."""
+        return {"data_dir": self.data_root, "class_name": self.class_name, "folds": self.folds, "seed": self.seed,
+                "preset": self.preset, "overrides": list(self.overrides), "gan_preset": self.gan_preset,
+                "gan_overrides": list(self.gan_overrides), "n_synthetic": self.n_synthetic,
+                "paste_from": self.paste_from, "target_sensitivity": self.target_sensitivity, "tta": self.tta}
 
 
 def _fold_training(split_file: Path, class_name: str) -> list[str]:
@@ -75,31 +95,41 @@ def _synthetic_count(settings: FoldExperimentSettings, split_file: Path) -> int:
     return settings.n_synthetic or default_synthetic_count(load_split(split_file), settings.class_name)
 
 
-def _gan_images(out: Path, settings: FoldExperimentSettings, fold: int, split_file: Path, progress: bool) -> Path:
+def _gan_images(settings: FoldExperimentSettings, fold: int, split_file: Path) -> Path:
     """Fold ``fold``'s GAN, trained on its training images of the class only, and its samples."""
-    return gan_samples(settings.data_dir, settings.class_name, out / "gan" / f"fold-{fold}",
+    out = Path(settings.out)
+    return gan_samples(settings.data_root, settings.class_name, out / "gan" / f"fold-{fold}",
                        out / "synthetic" / f"fold-{fold}", gan_preset=settings.gan_preset,
-                       gan_overrides=settings.gan_overrides, seed=fold, n=_synthetic_count(settings, split_file),
-                       split_file=split_file, progress=progress)
+                       gan_overrides=list(settings.gan_overrides), seed=fold,
+                       n=_synthetic_count(settings, split_file), split_file=split_file, progress=settings.progress)
 
 
-def _painted_images(out: Path, settings: FoldExperimentSettings, fold: int, split_file: Path) -> Path:
+def _painted_images(settings: FoldExperimentSettings, fold: int, split_file: Path) -> Path:
     """Vacuoles painted into fold ``fold``'s training images of --paste-from (written once)."""
-    sources = [Path(settings.data_dir) / p for p in _fold_training(split_file, settings.paste_from)]
-    return write_painted_folder(sources, out / "painted" / f"fold-{fold}", class_name=settings.class_name,
-                                n=_synthetic_count(settings, split_file), seed=fold)
+    sources = [Path(settings.data_root) / p for p in _fold_training(split_file, settings.paste_from)]
+    return write_painted_folder(sources, Path(settings.out) / "painted" / f"fold-{fold}",
+                                class_name=settings.class_name, n=_synthetic_count(settings, split_file), seed=fold)
 
 
-def _arm_fold_overrides(out: Path, settings: FoldExperimentSettings, arm: str, progress: bool):
+def _arm_fold_overrides(settings: FoldExperimentSettings, arm: str) -> FoldOverrides:
     """The per-fold overrides of an arm: its balance, and for (c) and (d) the fold's own synthetic folder."""
     def overrides(fold: int, split_file: Path) -> list[str]:
         synthetic = None
         if arm == "c":
-            synthetic = _gan_images(out, settings, fold, split_file, progress)
+            synthetic = _gan_images(settings, fold, split_file)
         elif arm == "d":
-            synthetic = _painted_images(out, settings, fold, split_file)
+            synthetic = _painted_images(settings, fold, split_file)
         return arm_overrides(arm, synthetic, settings.class_name)
     return overrides
+
+
+def _arm_cross_validation(settings: FoldExperimentSettings, arm: str) -> CrossValidationSettings:
+    """The cross-validation of one arm, in OUT/arms/ARM: the experiment's folds, config and evaluation."""
+    return CrossValidationSettings(Path(settings.data_dir), Path(settings.out) / "arms" / arm, folds=settings.folds,
+                                   seed=settings.seed, preset=settings.preset, overrides=list(settings.overrides),
+                                   positive=settings.class_name, target_sensitivity=settings.target_sensitivity,
+                                   tta=settings.tta, fold_overrides=_arm_fold_overrides(settings, arm),
+                                   progress=settings.progress)
 
 
 def _pooled_scores(arm_dir: Path, class_name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -136,44 +166,33 @@ def _arm_row(arm: str, results: dict[str, Any]) -> dict[str, Any]:
             "warnings": results["warnings"]}
 
 
-def run_rare_class_folds(
-    data_dir: str | Path, out: str | Path, *, class_name: str, folds: int = 5, seed: int = 0,
-    arms: tuple[str, ...] | list[str] = ("a", "b", "c"), preset: str | None = None, overrides: list[str] | None = None,
-    gan_preset: str | None = None, gan_overrides: list[str] | None = None, n_synthetic: int | None = None,
-    paste_from: str | None = None, target_sensitivity: float | None = None, tta: bool = False,
-    evaluate_gans: bool = True, progress: bool = True,
-) -> dict[str, Any]:
+def run_rare_class_folds(settings: FoldExperimentSettings) -> dict[str, Any]:
     """Run every arm as a cross-validation on the same folds; writes OUT/results.{json,md} and returns the results."""
     from neunn.experiments.rare_class_folds_report import results_markdown
 
-    out, data = Path(out), Path(data_dir)
+    out, data, arms, folds = Path(settings.out), Path(settings.data_dir), list(settings.arms), settings.folds
+    class_name, paste_from = settings.class_name, settings.paste_from
     bad = [a for a in arms if a not in ARMS]
     if bad or not arms:
         raise NeunnError(f"Unknown arm '{bad[0] if bad else ''}'; choose among {', '.join(ARMS)}.")
-    settings = FoldExperimentSettings(str(data.resolve()), class_name, folds, seed, preset,
-                                      list(overrides or []), gan_preset, list(gan_overrides or []), n_synthetic,
-                                      paste_from, target_sensitivity, tta)
-    resolve_config(preset=preset, overrides=overrides)  # validates the overrides before anything runs
+    resolve_config(preset=settings.preset, overrides=list(settings.overrides))  # validated before anything runs
     if "c" in arms:
-        resolve_gan_config(preset=gan_preset, overrides=gan_overrides)
-    scan = scan_dataset(data, progress=progress)
+        resolve_gan_config(preset=settings.gan_preset, overrides=list(settings.gan_overrides))
+    scan = scan_dataset(data, progress=settings.progress)
     for name, what in ((class_name, "--class"), (paste_from, "--paste-from")):
         if name is not None and name not in scan.classes:
             raise NeunnError(f"{what} '{name}' is not a class of {data}; its classes are {', '.join(scan.classes)}.")
     if "d" in arms and (paste_from is None or paste_from == class_name):
         raise NeunnError("Arm d paints the finding into cells of another class: give --paste-from CLASS.")
-    open_experiment(out, asdict(settings), what="rare-class experiment")
+    open_experiment(out, settings.saved(), what="rare-class experiment")
     say(f"rare-class experiment on {folds} folds: {class_name}, arms {', '.join(arms)}")
 
     arm_results = {}
     for arm in arms:
         say(f"arm ({arm}): {ARMS[arm]}")
-        arm_results[arm] = run_cross_validation(
-            data, out / "arms" / arm, folds=folds, seed=seed, preset=preset, overrides=list(overrides or []),
-            positive=class_name, target_sensitivity=target_sensitivity, tta=tta,
-            fold_overrides=_arm_fold_overrides(out, settings, arm, progress), progress=progress)
+        arm_results[arm] = run_cross_validation(_arm_cross_validation(settings, arm))
     gan_quality = {}
-    if "c" in arms and "a" in arms and evaluate_gans:
+    if "c" in arms and "a" in arms and settings.evaluate_gans:
         for fold in range(1, folds + 1):
             quality_dir = out / "gan_quality" / f"fold-{fold}"
             report_file = quality_dir / "quality.json"
@@ -181,9 +200,9 @@ def run_rare_class_folds(
                       evaluate_gan(out / "gan" / f"fold-{fold}", classifier_run=out / "arms" / "a" / f"fold-{fold}",
                                    out=quality_dir))
             gan_quality[str(fold)] = summarise(report)["classes"][class_name]
-    results = {"settings": asdict(settings), "class": class_name, "arms": list(arms),
+    results = {"settings": settings.saved(), "class": class_name, "arms": arms,
                "rows": [_arm_row(arm, arm_results[arm]) for arm in arms],
-               "paired_differences": _paired_against(out, list(arms), "a", class_name),
+               "paired_differences": _paired_against(out, arms, "a", class_name),
                "gan_quality": gan_quality}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
     write_text_atomic(out / "results.md", results_markdown(results))

@@ -30,6 +30,8 @@ class ScreenCallRecord(BaseModel):
 
     value: float | str | None = None
     flagged: bool = False
+    detail: dict[str, Any] | None = Field(None, description="what the screen shows of its call, e.g. the objects "
+                                                            "it found, each with its position and size")
 
 
 class _CellCall(BaseModel):

@@ -9,7 +9,7 @@
     save_out_of_domain(run, "best", scorer)           # RUN_DIR/checkpoints/best.ood.safetensors (+ .json to read)
 
 A calibrated confidence says how sure the model is among its classes; it cannot say that a cell looks like nothing it
-was trained on, and on another laboratory's cells a PBC model is confidently wrong (docs/results.md). The methods:
+was trained on, and on another laboratory's cells a PBC model is confidently wrong (docs/results.md §5). The methods:
 
 * ``mahalanobis`` (Lee et al. 2018): class-conditional Gaussians with one shared covariance on the penultimate
   features; the score is the squared Mahalanobis distance to the nearest class mean. The covariance is shrunk
@@ -43,7 +43,7 @@ from neunn.rundir import RunDir
 
 METHODS = ("mahalanobis", "knn", "energy", "max_logit")
 FEATURE_METHODS = ("mahalanobis", "knn")
-DEFAULT_METHOD = "mahalanobis"  # chosen on pbc-dev against chula-wbc: docs/results.md
+DEFAULT_METHOD = "mahalanobis"  # chosen on pbc-dev against chula-wbc: docs/results.md §5
 DEFAULT_QUANTILE = 0.95  # about 5 % of in-domain cells flagged
 KNN_K = 10
 _META_KEY = "neunn"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -55,13 +56,17 @@ _ONE_FILE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 
 
 def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: str | None = None,
-               limits: ServeLimits | None = None, model_info: dict[str, Any] | None = None) -> FastAPI:
+               limits: ServeLimits | None = None, model_info: dict[str, Any] | None = None,
+               lis_folder: Path | None = None) -> FastAPI:
     """The FastAPI app of the review station for one predictor.
 
     With a ``store``, cases are kept and every /api/ route but the login needs a named reviewer's login (see
-    accounts.py); without one (``--ephemeral``), nothing is kept and ``token``, when set, guards every /api/ route."""
+    accounts.py); without one (``--ephemeral``), nothing is kept and ``token``, when set, guards every /api/ route.
+    With ``lis_folder`` (a store needed), each case signed is also written there for the LIS (case_api.py)."""
     if store is not None and token is not None:
         raise NeunnError("A shared token is only for --ephemeral serving; with a case store, reviewers log in.")
+    if store is None and lis_folder is not None:
+        raise NeunnError("--lis-folder writes signed cases, and --ephemeral keeps none: drop one of them.")
     station = Station(predictor, limits or ServeLimits())
     reading = anyio.Semaphore(station.limits.max_concurrent_requests)
     compute = anyio.CapacityLimiter(1)
@@ -88,7 +93,7 @@ def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: s
         api = [Depends(accounts.reviewer)]
         app.include_router(accounts.router())
         app.include_router(case_router(store, station, accounts, run_name=str(model_info.get("run", "")),
-                                       compute=compute, reading=reading))
+                                       compute=compute, reading=reading, lis_folder=lis_folder))
     else:
         api = [Depends(require_token)]
     pages = {"/": "cases.html" if store is not None else "index.html", "/login": "login.html"}

@@ -13,7 +13,13 @@ Routes (every one needs a login; see accounts.py):
     POST /api/v1/cases/{id}/bulk-confirmation  {"cells": [{"id", "version"}]}   unflagged undecided cells only (422)
     POST /api/v1/cases/{id}/signature                                sign (lock) the case
     GET  /api/v1/cases/{id}/audit[?format=csv]                       the audit trail
-    GET  /api/v1/cases/{id}/export[?format=csv]                      the case, its cells and trail (CSV: the cells)
+    GET  /api/v1/cases/{id}/export[?format=csv]                      the case, differential, cells, trail (CSV: cells)
+    GET  /api/v1/cases/{id}/report.pdf                               the printable report (preliminary until signed)
+    GET  /api/v1/cases/{id}/fhir                                     a signed case as a FHIR R4 Bundle (409 unsigned)
+    GET  /api/v1/cases/{id}/hl7                                      a signed case as an HL7 v2.5 ORU^R01 (409 unsigned)
+
+Downloads are named by the sample ID (cases.export.file_stem). With ``lis_folder``, signing a case (and amending a
+signed one) also writes its FHIR bundle and HL7 message there (cases.lis.write_lis_files).
 
 Blocking database work runs in FastAPI's worker threads; classification goes through the one compute slot that
 ``POST /api/v1/predict`` uses.
@@ -21,6 +27,9 @@ Blocking database work runs in FastAPI's worker threads; classification goes thr
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -44,8 +53,11 @@ from neunn.cases.casework import (
 )
 from neunn.cases.database import CaseStore
 from neunn.cases.errors import Conflict, Invalid
-from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, rows_csv
+from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, file_stem, rows_csv
 from neunn.cases.images import image_extension
+from neunn.cases.lis import FHIR_MEDIA_TYPE, fhir_bundle, hl7_oru, write_lis_files
+from neunn.cases.report_facts import report_facts
+from neunn.cases.report_pdf import case_report_pdf
 from neunn.cases.stored_cell import StoredCell
 from neunn.cases.users import Reviewer
 from neunn.inference.export import weights_sha256
@@ -55,6 +67,12 @@ from neunn.serve.results import cell_result, error_result
 from neunn.serve.station import Station
 from neunn.serve.uploads import read_uploads
 
+log = logging.getLogger("neunn.serve")
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"],
+                                                     "properties": {"error": {"type": "string"}}}}}}
+_NEEDS_LOGIN = {401: {**_ERROR, "description": "no login, or it expired"}}
+_NO_CASE = {404: {**_ERROR, "description": "there is no such case"}}
+_NOT_SIGNED = {409: {**_ERROR, "description": "the case is not signed: a LIS takes signed results only"}}
 _MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp", "tif": "image/tiff",
          "webp": "image/webp"}
 _CELLS_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -108,10 +126,24 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
 
 
 def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_name: str,
-                compute: anyio.CapacityLimiter, reading: anyio.Semaphore) -> APIRouter:
+                compute: anyio.CapacityLimiter, reading: anyio.Semaphore,
+                lis_folder: Path | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
     login = Depends(accounts.reviewer)
     model = model_info(station.predictor, run_name)
+
+    def deliver(case_id: int) -> None:
+        """Write a signed case's FHIR bundle and HL7 message into the LIS folder (after the signature is committed:
+        a failure here is logged and leaves the signature as it is; the routes /fhir and /hl7 still give them)."""
+        if lis_folder is None:
+            return
+        try:
+            with store.transaction() as db:
+                facts = report_facts(db, case_id)
+            if facts["signed"]:
+                write_lis_files(lis_folder, facts)
+        except Exception:
+            log.exception("could not write case %s to the LIS folder %s", case_id, lis_folder)
 
     @router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
     def worklist(status: Literal["to_review", "in_progress", "signed"] | None = None, _: Reviewer = login) -> dict[str, Any]:
@@ -172,7 +204,11 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                 summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
     def put_decision(case_id: int, cell_id: int, body: Decision, who: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
-            return decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
+            cell = decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
+            signed = case_summary(db, case_id)["status"] == "signed"
+        if signed:  # an amendment: the LIS gets the corrected results
+            deliver(case_id)
+        return cell
 
     @router.post("/{case_id}/bulk-confirmation",
                  summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
@@ -186,27 +222,70 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
     @router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
     def post_signature(case_id: int, who: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
-            return sign(db, who, case_id)
+            row = sign(db, who, case_id)
+        deliver(case_id)
+        return row
 
     @router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
     def read_audit(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
         with store.transaction() as db:
             entries = audit_trail(db, case_id)
+            sample_id = case_summary(db, case_id)["sample_id"]
         if format == "csv":
-            return _csv(rows_csv(entries, AUDIT_COLUMNS), f"case-{case_id}-audit.csv")
+            return _csv(rows_csv(entries, AUDIT_COLUMNS), f"{file_stem(sample_id)}-audit.csv")
         return {"audit": entries}
 
     @router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
     def export(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
         with store.transaction() as db:
             body = case_export(db, case_id)
+        stem = file_stem(body["case"]["sample_id"])
         if format == "csv":
-            return _csv(rows_csv(body["cells"], CELL_COLUMNS), f"case-{case_id}-cells.csv")
-        return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="case-{case_id}.json"'})
+            return _csv(rows_csv(body["cells"], CELL_COLUMNS), f"{stem}-cells.csv")
+        return JSONResponse(body, headers=_attachment(f"{stem}.json"))
+
+    @router.get("/{case_id}/report.pdf", response_class=Response,
+                summary="The case's printable report (PDF): differential, findings with thumbnails, model, reviewers, "
+                        "signature, disclaimers; marked preliminary on every page until signed",
+                responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"},
+                           **_NEEDS_LOGIN, **_NO_CASE})
+    def report_pdf(case_id: int, _: Reviewer = login) -> Response:
+        with store.transaction() as db:
+            facts = report_facts(db, case_id)
+        pdf = case_report_pdf(facts, store.images.read)
+        return Response(pdf, media_type="application/pdf",
+                        headers={**_attachment(f"{facts['file_stem']}-report.pdf"), "Cache-Control": "no-store"})
+
+    @router.get("/{case_id}/fhir", response_class=Response,
+                summary="A signed case for the LIS: an HL7 FHIR R4 Bundle (DiagnosticReport, Specimen, Observations)",
+                responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
+                                 "description": "a Bundle of type collection"},
+                           **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+    def read_fhir(case_id: int, _: Reviewer = login) -> Response:
+        with store.transaction() as db:
+            facts = report_facts(db, case_id)
+        body = json.dumps(fhir_bundle(facts), ensure_ascii=False)
+        return Response(body.encode("utf-8"), media_type=f"{FHIR_MEDIA_TYPE}; charset=utf-8",
+                        headers={**_attachment(f"{facts['file_stem']}.fhir.json"), "Cache-Control": "no-store"})
+
+    @router.get("/{case_id}/hl7", response_class=Response,
+                summary="A signed case for the LIS: an HL7 v2.5 ORU^R01 message (segments separated by CR)",
+                responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                 "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"},
+                           **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+    def read_hl7(case_id: int, _: Reviewer = login) -> Response:
+        with store.transaction() as db:
+            facts = report_facts(db, case_id)
+        return Response(hl7_oru(facts).encode("utf-8"), media_type="text/plain; charset=utf-8",
+                        headers={**_attachment(f"{facts['file_stem']}.hl7"), "Cache-Control": "no-store"})
 
     return router
 
 
+def _attachment(filename: str) -> dict[str, str]:
+    """Content-Disposition for a download; ``filename`` is already safe (file_stem keeps letters, digits, - _ .)."""
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
 def _csv(text: str, filename: str) -> Response:
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(text, media_type="text/csv; charset=utf-8", headers=_attachment(filename))

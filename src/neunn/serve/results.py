@@ -3,8 +3,9 @@
     cell_result(prediction, classes)        # JSON-ready dict for one cell, or its error with an HTTP status
     sample_summary([(label, unidentified, out_of_domain), ...], classes=..., critical_classes=...)
 
-The review page computes the same summary in JavaScript as the reviewer corrects cells (static/app.js, summarize);
-both follow the definitions here, which docs/serving.md spells out:
+The summary's counting lives in neunn.cases.differential (the case store's exports and reports count the same way)
+and is re-exported here. The review page computes the same summary in JavaScript as the reviewer corrects cells
+(static/review.js, summarize); both follow these definitions, which docs/serving.md spells out:
 
 * a cell whose calibrated confidence is under the review threshold is "Unidentified — review" and counted apart;
 * a cell unlike the model's training cells (its out-of-domain score above the run's threshold) is "Outside the model's
@@ -20,28 +21,25 @@ both follow the definitions here, which docs/serving.md spells out:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from neunn.cases.differential import (  # noqa: F401  (re-exported: the API's summary counts as the case store does)
+    CLASS_NAMES,
+    NORMAL_CLASSES,
+    OOD_WARNING_MIN_CELLS,
+    OOD_WARNING_SHARE,
+    critical_message,
+    domain_warning,
+    normal_class,
+    sample_summary,
+)
 from neunn.inference.cell_record import CellResult
 from neunn.inference.predictor import Prediction
 
-NORMAL_CLASSES = ("NEU", "normal")  # the paper's name, and the one of a model of one finding (normal / vacuolated)
 UNIDENTIFIED = "Unidentified — review"
 OUT_OF_DOMAIN = "Outside the model's experience"
-OOD_WARNING_MIN_CELLS = 5
-OOD_WARNING_SHARE = 0.2
-CLASS_NAMES = {
-    "NEU": "Normal neutrophil",
-    "HYP": "Hypogranulated neutrophil",
-    "CRY": "Cryoglobulin inclusions",
-    "DB": "Döhle bodies",
-    "HJBLI": "Howell–Jolly body-like inclusions",
-    "GBI": "Green–blue inclusions of death",
-    "BAC": "Phagocytosed bacteria",
-}
 
 
 def error_status(reason: str) -> int:
@@ -85,56 +83,3 @@ def cell_result(prediction: Prediction, classes: list[str]) -> dict[str, Any]:
                else prediction.label)
     record = prediction.record(classes)
     return ApiCellResult(**record.model_dump(), status=200, display_label=display).model_dump()
-
-
-def normal_class(classes: Iterable[str]) -> str | None:
-    """The model's class of normal cells (NEU, or normal), or None when it has none (e.g. a model of other cells)."""
-    return next((c for c in NORMAL_CLASSES if c in set(classes)), None)
-
-
-def critical_message(counts: dict[str, int]) -> str:
-    """The alert's sentence, e.g. "Critical finding: 2 cells GBI (Green–blue inclusions of death); confirm…"."""
-    parts = [f"{n} cell{'s' if n != 1 else ''} {c}" + (f" ({CLASS_NAMES[c]})" if c in CLASS_NAMES else "")
-             for c, n in counts.items()]
-    return f"Critical finding: {', '.join(parts)}; confirm and report at once."
-
-
-def domain_warning(n_out_of_domain: int, n_cells: int) -> dict[str, Any]:
-    """The sample-level warning when many of its cells are outside the model's experience (see the module docstring)."""
-    share = n_out_of_domain / n_cells if n_cells else 0.0
-    warn = n_out_of_domain >= OOD_WARNING_MIN_CELLS and share >= OOD_WARNING_SHARE
-    message = (f"{n_out_of_domain} of {n_cells} cells ({share:.0%}) are outside the model's experience: this sample "
-               "may come from another laboratory, stain or scanner than the model was trained on; review every cell "
-               "and validate the model on such samples before relying on it.") if warn else None
-    return {"warning": warn, "n": n_out_of_domain, "share": share, "message": message,
-            "min_cells": OOD_WARNING_MIN_CELLS, "min_share": OOD_WARNING_SHARE}
-
-
-def sample_summary(cells: Iterable[tuple[str | None, bool] | tuple[str | None, bool, bool | None]], *,
-                   classes: list[str], critical_classes: Iterable[str]) -> dict[str, Any]:
-    """Counts and shares per class, the unidentified and out-of-domain counts, the abnormal share, the critical alert
-    and the out-of-domain warning of a sample; each cell is (label, unidentified[, out_of_domain])."""
-    counts = dict.fromkeys(classes, 0)
-    critical_counts = dict.fromkeys(sorted(set(critical_classes) & set(classes)), 0)
-    n_cells = n_unidentified = n_out_of_domain = 0
-    for label, unidentified, *rest in cells:
-        n_cells += 1
-        if label in critical_counts:
-            critical_counts[label] += 1
-        if rest and rest[0]:
-            n_out_of_domain += 1
-        elif unidentified:
-            n_unidentified += 1
-        elif label in counts:
-            counts[label] += 1
-    identified = n_cells - n_unidentified - n_out_of_domain
-    shares = {c: (n / identified if identified else 0.0) for c, n in counts.items()}
-    abnormal = None
-    normal = normal_class(classes)
-    if normal is not None:
-        abnormal = (identified - counts[normal]) / identified if identified else 0.0
-    found = {c: n for c, n in critical_counts.items() if n}
-    return {"n_cells": n_cells, "n_identified": identified, "n_unidentified": n_unidentified,
-            "n_out_of_domain": n_out_of_domain, "counts": counts, "shares": shares, "abnormal_share": abnormal,
-            "alert": {"critical": bool(found), "counts": found, "message": critical_message(found) if found else None},
-            "domain_warning": domain_warning(n_out_of_domain, n_cells)}

@@ -80,12 +80,14 @@ def run_model_info(run_dir: str | Path) -> dict[str, Any]:
 def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
               token: str | None = None, checkpoint: str = "best", device: str = "cpu",
               limits: ServeLimits | None = None, review_threshold: float | None = None,
-              critical: str | None = None, store: tuple[Path | None, str | None] | None = (None, None)) -> None:
+              critical: str | None = None, store: tuple[Path | None, str | None] | None = (None, None),
+              lis_folder: Path | None = None) -> None:
     """Load a run's model and serve the review page and API until interrupted.
 
     ``store`` is (store folder, database URL) of the case store, None for each default; ``store=None`` keeps nothing
     (``--ephemeral``), and then ``token`` guards the API. ``review_threshold`` and ``critical`` override the model's
-    decision policy; the page and the API show the one in force."""
+    decision policy; the page and the API show the one in force. ``lis_folder``: where signed cases' FHIR bundles
+    and HL7 v2 messages are written on signing (see neunn.cases.lis)."""
     import uvicorn  # imported here: only serving needs it
 
     if token is not None and not token.strip():
@@ -93,6 +95,13 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     if store is None and not is_loopback(host) and token is None:
         raise NeunnError(f"Serving on {host} exposes patients' cells to the network; set a token with --token "
                          "or the NEUNN_TOKEN environment variable.")
+    if lis_folder is not None and store is None:
+        raise NeunnError("--lis-folder writes signed cases, and --ephemeral keeps none: drop one of them.")
+    if lis_folder is not None:
+        try:
+            Path(lis_folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NeunnError(f"Cannot make the LIS folder {lis_folder} ({exc.strerror or exc}).") from None
     if not 0 < port < 65536:
         raise NeunnError(f"Port must be between 1 and 65535, got {port}.")
     _require_free_port(host, port)
@@ -109,7 +118,8 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                                  "`neunn users add NAME --role admin` (same --store/--db), or serve --ephemeral.")
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device,
                                    review_threshold=review_threshold, critical=critical)
-    app = create_app(predictor, store=cases, token=token, limits=limits, model_info=run_model_info(run_dir))
+    app = create_app(predictor, store=cases, token=token, limits=limits, model_info=run_model_info(run_dir),
+                     lis_folder=lis_folder)
     shown = f"[{host}]" if ":" in host else host
     policy = predictor.policy
     say(f"NeuNN review station for {run_dir} ({predictor.meta.get('arch')}, backend {backend}) on "
@@ -120,6 +130,8 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         say("--ephemeral: uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
     else:
         say(f"cases kept in {cases.describe()}; reviewers log in at /login. Stop with Ctrl+C.")
+        if lis_folder is not None:
+            say(f"signed cases are written to {lis_folder} for the LIS (FHIR R4 and HL7 v2.5).")
         if not is_loopback(host):
             say("serving beyond this machine: put it behind a TLS reverse proxy (docs/serving.md) so passwords and "
                 "session cookies never cross the network in clear.")

@@ -4,10 +4,9 @@ on the run's own training cells as inference sees them (no augmentation), before
     clean_batchnorm_statistics(run, train_set, cfg, device)      # when cfg.bn_clean_cells > 0
 
 Training with strong colour and stain augmentation leaves BatchNorm layers with the statistics of augmented images,
-while the cells the model meets are clean. On pbc-dev (docs/results.md §2), a cpu-robust run at 96 px trained again
-with ``bn_clean_cells=1000``: 90.9 → 93.8 % test accuracy (+2.9 [+1.2, +4.7] points, paired); nothing measurable
-with mild augmentation, and no gain on another laboratory's cells. Only the BatchNorm buffers change; every weight stays as trained. Dropout and stochastic depth stay off
-while the statistics are gathered, so they are those of the network as it is used.
+while the cells the model meets are clean; what re-estimating them gains, and where it does not, is measured in
+docs/results.md §2. Only the BatchNorm buffers change; every weight stays as trained. Dropout and stochastic depth stay
+off while the statistics are gathered, so they are those of the network as it is used.
 """
 
 from __future__ import annotations

@@ -10,19 +10,15 @@ named.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from neunn.data.cytoplasm_pallor import cytoplasm_pallor
-from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.split import load_split
-from neunn.errors import NeunnError
 from neunn.evaluation.rare_class import choose_threshold
 from neunn.inference.screens.pallor import PallorScreen
-from neunn.log import progress, say
 from neunn.rundir import RunDir
+from neunn.training.finding_fit import check_target, measure_run_cells
 
 
 def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: float = 0.9, workers: int = 2,
@@ -33,36 +29,10 @@ def fit_pallor_screen(run_dir: str | Path, *, finding: str, target_sensitivity: 
     """
     run = RunDir(Path(run_dir))
     run.require_trained()
-    if not 0.0 < target_sensitivity <= 1.0:
-        raise NeunnError(f"The target sensitivity must be in (0, 1], got {target_sensitivity}.")
-    split = load_split(run.splits)
-    if finding not in split.classes:
-        raise NeunnError(f"'{finding}' is not a class of {run.root}; its classes are {', '.join(split.classes)}.")
-    data_dir = run.read_info().get("data_dir")
-    if not data_dir or not Path(data_dir).is_dir():
-        raise NeunnError(f"The pallor threshold is chosen on the run's training images, and its dataset {data_dir} "
-                         "is not available; run it where the data is.")
-    entries = [e for name in ("train", "val") for e in split.splits[name]]
-
-    def measure(entry) -> float | str:
-        try:
-            return cytoplasm_pallor(np.asarray(load_rgb(Path(data_dir) / entry.path).image))
-        except UnreadableImage as exc:
-            return str(exc)
-
-    scores, positive = [], []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        measured = progress(pool.map(measure, entries), total=len(entries), desc="pallor", enabled=show_progress)
-        for entry, score in zip(entries, measured):
-            if isinstance(score, str):
-                say(f"  skipped {entry.path}: {score}")
-                continue
-            scores.append(score)
-            positive.append(entry.label == finding)
-    if not any(positive):
-        raise NeunnError(f"The run's training and validation splits hold no readable '{finding}' cell to choose a "
-                         "threshold on.")
-    choice = choose_threshold(np.array(scores), np.array(positive), target_sensitivity,
+    check_target(target_sensitivity)
+    cells = measure_run_cells(run, finding, cytoplasm_pallor, workers=workers, desc="pallor",
+                              show_progress=show_progress)
+    choice = choose_threshold(np.array(cells.values), cells.positive, target_sensitivity,
                               chosen_on="the run's training and validation cells")
     screen = PallorScreen(finding, choice["threshold"], target_sensitivity, choice["validation"])
     screen.write(run)

@@ -33,13 +33,14 @@ class ScreenCall:
 
     value: float | str | None
     flagged: bool
+    detail: dict[str, Any] | None = None  # what a screen shows of its call, e.g. the objects it found and where
 
     def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "flagged": self.flagged}
+        return {"value": self.value, "flagged": self.flagged, "detail": self.detail}
 
     @classmethod
     def of_dict(cls, data: dict[str, Any]) -> ScreenCall:
-        return cls(data.get("value"), bool(data.get("flagged")))
+        return cls(data.get("value"), bool(data.get("flagged")), data.get("detail"))
 
 
 @dataclass

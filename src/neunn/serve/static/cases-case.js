@@ -127,6 +127,10 @@ export function render() {
   $("#export-json").href = `${base}/export?format=json`;
   $("#export-cells-csv").href = `${base}/export?format=csv`;
   $("#export-audit-csv").href = `${base}/audit?format=csv`;
+  $("#export-report-pdf").href = `${base}/report.pdf`;
+  $("#export-fhir").href = `${base}/fhir`;
+  $("#export-hl7").href = `${base}/hl7`;
+  $("#export-fhir").hidden = $("#export-hl7").hidden = !signed; // a LIS takes signed results only (409 before)
 
   $("#signed-banner").hidden = !signed;
   $("#signed-text").textContent = signed
@@ -147,8 +151,9 @@ export function render() {
   $("#confirm-shown").disabled = !bulk;
   $("#confirm-shown").textContent = bulk ? `Confirm ${bulk} unflagged shown` : "Confirm unflagged shown";
   $("#keys-help").textContent = signed
-    ? (canAmend() ? "Keys: 1–7 amend (with a reason) · H heatmap · ←/→ move" : "Keys: H heatmap · ←/→ move")
-    : "Keys: 1–7 class · Enter confirm · H heatmap · ←/→ move";
+    ? (canAmend() ? "Keys: 1–7 amend (with a reason) · H heatmap · M marks · ←/→ move"
+      : "Keys: H heatmap · M marks · ←/→ move")
+    : "Keys: 1–7 class · 0 unidentified · Enter confirm · H heatmap · M marks · ←/→ move";
   renderAudit();
 }
 

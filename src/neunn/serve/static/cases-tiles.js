@@ -14,6 +14,43 @@ export function onCellChange(callback) { onChange = callback; }
 const pending = new Map();  // cell id → the label being saved
 const images = new Map();   // cell id → Blob of its image (for heatmaps)
 const heat = new Map();     // cell id → {on, urls: {label: blob URL}}
+const marked = new Map();   // cell id → whether the finder's spots are drawn (default: when the finder flags the cell)
+const SVG = "http://www.w3.org/2000/svg";
+
+/** The spots a finder screen located on the cell ({y, x, radius, ...} in image pixels), and its call. */
+function findings(cell) {
+  const call = cell.screens?.vacuole_finder;
+  return call ? { flagged: Boolean(call.flagged), spots: call.detail?.spots ?? [], n: call.detail?.n_spots ?? 0 } : null;
+}
+
+/** Draw (or hide) the finder's spots over the image, and say how many there are. */
+function drawMarks(tile, cell) {
+  const found = findings(cell);
+  const svg = tile.querySelector("svg.marks");
+  const note = tile.querySelector(".finding-note");
+  if (!found) { svg.toggleAttribute("hidden", true); note.hidden = true; return; }
+  const img = tile.querySelector("img.cell");
+  const on = marked.get(cell.id) ?? found.flagged;
+  note.hidden = !found.n;
+  note.textContent = `${found.n} pale spot${found.n === 1 ? "" : "s"}${found.flagged ? " · possible vacuoles" : ""}`;
+  const hide = !on || !img.naturalWidth;
+  svg.toggleAttribute("hidden", hide);  // an SVG element has no `hidden` property, only the attribute
+  if (hide) return;
+  svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  svg.replaceChildren(...found.spots.map((s) => {
+    const circle = document.createElementNS(SVG, "circle");
+    circle.setAttribute("cx", s.x); circle.setAttribute("cy", s.y); circle.setAttribute("r", s.radius + 2);
+    return circle;
+  }));
+}
+
+function toggleMarks(cell) {
+  const found = findings(cell);
+  if (!found) return;
+  marked.set(cell.id, !(marked.get(cell.id) ?? found.flagged));
+  drawMarks(tileOf(cell.id), cell);
+}
 
 /** Whether this reviewer may amend the open (signed) case: its signer, or an admin. */
 export function canAmend() {
@@ -42,6 +79,7 @@ export function buildTile(cell) {
   img.src = cell.image_url;
   img.alt = cell.name;
   img.addEventListener("error", () => { img.alt = `${cell.name} (the image could not be loaded)`; });
+  img.addEventListener("load", () => drawMarks(tile, state.cells.get(id)));
   const current = () => state.cells.get(id);
   tile.querySelector(".label").textContent = `Model: ${cell.predicted_label}`;
   tile.querySelector(".label").title = className(cell.predicted_label);
@@ -120,6 +158,7 @@ export function updateTile(cell, tile = tileOf(cell.id)) {
   const line = tile.querySelector(".save-state");
   line.dataset.state = note.state;
   line.textContent = note.text;
+  drawMarks(tile, cell);
   tile.hidden = !FILTERS[state.filter](cell);
 }
 
@@ -260,6 +299,7 @@ function toggleHeatmap(cell) { if (cell) showHeatmap(cell, !heat.get(cell.id)?.o
 export function forgetTiles() {
   for (const entry of heat.values()) Object.values(entry.urls).forEach((url) => URL.revokeObjectURL(url));
   heat.clear();
+  marked.clear();
   images.clear();
   pending.clear();
 }
@@ -277,6 +317,8 @@ function onTileKey(event, cell) {
     confirmCell(cell);
   } else if (event.key === "h" || event.key === "H") {
     toggleHeatmap(cell);
+  } else if (event.key === "m" || event.key === "M") {
+    toggleMarks(cell);
   } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
     const tiles = [...document.querySelectorAll("#grid .tile:not([hidden])")];
     const next = tiles[tiles.indexOf(event.currentTarget) + (event.key === "ArrowRight" ? 1 : -1)];
