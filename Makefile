@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/neunn demo --out neunn-demo
 
 test: $(STAMP)
+	@[ -n "$$NEUNN_TEST_POSTGRES" ] || echo "note: the case store's PostgreSQL tests are skipped: set NEUNN_TEST_POSTGRES=postgresql://USER:PASS@HOST/postgres (.ci/run starts a server and sets it)"
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 

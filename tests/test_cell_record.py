@@ -37,7 +37,8 @@ def test_every_kind_of_screen_is_in_every_view_of_the_record():
     assert set(field_names()) <= shared and "screens" in shared
     assert shared <= set(CellResult.model_fields) and shared <= set(StoredCell.model_fields)
     assert set(CELL_COLUMNS) <= set(StoredCell.model_fields)
-    assert csv_columns() == ["ood_score", "cell_type", "pallor", "vacuole_score"] and set(csv_columns()) <= set(CSV_HEADER)
+    assert csv_columns() == ["ood_score", "cell_type", "pallor", "vacuole_score", "prediction_set"]
+    assert set(csv_columns()) <= set(CSV_HEADER)
     for name, kind in SCREENS.items():
         assert kind.name == name and kind.effect in ("out_of_domain", "review")
         assert kind.value_field in field_names() and (kind.flag_field is None or kind.flag_field in field_names())
@@ -83,6 +84,6 @@ def test_screen_list_and_remove_speak_of_every_kind(screened_run: Path, tmp_path
     assert main(["screen", "remove", str(run), "pallor_screen"]) == 0
     assert "has no pallor screen" in capsys.readouterr().out
     assert main(["screen", "remove", str(run), "vacuoles"]) == 2
-    assert "the kinds are out_of_domain, cell_type_gate, pallor_screen, vacuole_finder" in capsys.readouterr().err
+    assert "the kinds are out_of_domain, cell_type_gate, pallor_screen, vacuole_finder, conformal" in capsys.readouterr().err
     assert main(["screen", "remove", str(run), "out_of_domain"]) == 0
     assert Predictor.from_run(run).screens == [] and not RunDir(run).ood_file().exists()

@@ -7,6 +7,7 @@ base, a GAN's folder (:class:`neunn.gan.folder.GanDir`).
     RUN_DIR/gate.json     (optional) the run's cell-type gate: another run's path, its weights' hash, the scope
     RUN_DIR/pallor.json   (optional) the run's pallor screen: finding, threshold and what it was chosen on
     RUN_DIR/vacuoles.json (optional) the run's vacuole finder: its linear model, threshold, what it was fitted on
+    RUN_DIR/conformal.json (optional) the run's conformal prediction sets: α, thresholds, calibration counts
     RUN_DIR/export/{best,last}.onnx, .int8.onnx   the ONNX exports for --backend onnx and onnx-int8
     RUN_DIR/adapt.json    (a run made by `neunn adapt`) the source run, the shots and the scores
 
@@ -121,6 +122,11 @@ class RunDir(RunFolder):
     def vacuole_file(self) -> Path:
         """The vacuole finder: its model (coefficients, means, scales), threshold and what it was fitted on."""
         return self.root / "vacuoles.json"
+
+    @property
+    def conformal_file(self) -> Path:
+        """The conformal prediction sets: level α, per-class thresholds, the calibration cells' counts."""
+        return self.root / "conformal.json"
 
     @property
     def export_dir(self) -> Path:

@@ -2,7 +2,7 @@
 
 A screen (neunn.inference.screens) looks at every cell beside the model's own call and may flag it; each kind is
 fitted on the run's own cells and kept in its folder. ``fit`` has one subcommand per kind that has something to fit,
-with that kind's own options (out-of-domain, cell-type-gate, pallor, vacuoles).
+with that kind's own options (out-of-domain, cell-type-gate, pallor, vacuoles, conformal).
 """
 
 from __future__ import annotations
@@ -98,6 +98,17 @@ def _cmd_fit_vacuoles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_conformal(args: argparse.Namespace) -> int:
+    from neunn.training.conformal_fit import fit_conformal
+
+    sets = fit_conformal(args.run_dir, alpha=args.alpha, class_conditional=args.per_class, data_dir=args.data,
+                         device=args.device)
+    kind = "per class" if sets.class_conditional else "one for every class"
+    print(f"conformal sets at α = {sets.alpha:g} fitted on {sets.fitted_on['n']} cells of {sets.fitted_on['source']} "
+          f"(thresholds {kind}); a cell whose set is not one class goes to review")
+    return 0
+
+
 def _renamed(args: argparse.Namespace) -> int:
     raise NeunnError(f"`neunn {args.command}` is now `neunn screen` (list, fit out-of-domain|cell-type-gate|pallor, "
                      "remove); see `neunn screen --help`.")
@@ -151,6 +162,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
                    help="share of the finding's cells the threshold flags, on out-of-fold scores (default 0.9)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
+
+    p = add_command("conformal", fit_sub, "fit split-conformal prediction sets on the run's validation cells (or a "
+                    "lab's own labelled cells): a cell whose set is not one class goes to review",
+                    "neunn screen fit conformal runs/b7 --alpha 0.05", _cmd_fit_conformal)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--alpha", type=float, default=0.05, help="at most about this share of cells wrong and let "
+                                                             "through (default 0.05)")
+    p.add_argument("--per-class", action="store_true", help="a threshold per class (class-conditional coverage)")
+    p.add_argument("--data", type=Path, metavar="DIR", help="calibrate on these labelled cells (folder per class) "
+                                                            "instead of the run's validation split")
+    p.add_argument("--device", default="cpu")
 
     for old in ("ood", "pallor"):
         p = sub.add_parser(old, help=argparse.SUPPRESS, description=f"renamed: see `neunn screen --help`")

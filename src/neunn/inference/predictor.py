@@ -196,7 +196,7 @@ class Predictor:
         good = [decoded[i] for i, cell in enumerate(decoded) if cell.error is None]
         if good:
             probs, logits, features = self._forward(torch.stack([cell.pixels for cell in good]))
-            calls = {s.name: s.call(ScreenBatch(logits, features, [cell.prepared.get(s.name) for cell in good]))
+            calls = {s.name: s.call(ScreenBatch(logits, features, [cell.prepared.get(s.name) for cell in good], probs))
                      for s in self.screens}
             cells = iter(range(len(good)))
             for i, result in enumerate(results):

@@ -17,12 +17,13 @@ from typing import Any
 
 from neunn.inference.screens.base import EFFECTS, Screen, ScreenBatch, ScreenCall
 from neunn.inference.screens.cell_type_gate import CellTypeGate
+from neunn.inference.screens.conformal import ConformalSets
 from neunn.inference.screens.out_of_domain import OutOfDomainScreen
 from neunn.inference.screens.pallor import PallorScreen
 from neunn.inference.screens.vacuoles import VacuoleFinder
 
 SCREENS: dict[str, type[Screen]] = {kind.name: kind for kind in (OutOfDomainScreen, CellTypeGate, PallorScreen,
-                                                                 VacuoleFinder)}
+                                                                 VacuoleFinder, ConformalSets)}
 
 __all__ = ["EFFECTS", "SCREENS", "Screen", "ScreenBatch", "ScreenCall", "field_names", "screen_fields",
            "csv_columns", "calls_of"]

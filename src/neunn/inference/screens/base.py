@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from neunn.rundir import RunDir
@@ -45,12 +46,13 @@ class ScreenCall:
 
 @dataclass
 class ScreenBatch:
-    """What a batch of cells gives a screen: the model's logits and features (None unless a screen needs them) and,
-    per cell, what the screen's own ``prepare`` made of its image."""
+    """What a batch of cells gives a screen: the model's logits and features (None unless a screen needs them), the
+    calibrated probabilities and, per cell, what the screen's own ``prepare`` made of its image."""
 
     logits: torch.Tensor
     features: torch.Tensor | None
     prepared: Sequence[Any]
+    probs: np.ndarray | None = None  # the cells' calibrated class probabilities (N×C), as the prediction reports them
 
 
 class Screen(ABC):

@@ -15,7 +15,6 @@ const pending = new Map();  // cell id → the label being saved
 const images = new Map();   // cell id → Blob of its image (for heatmaps)
 const heat = new Map();     // cell id → {on, urls: {label: blob URL}}
 const marked = new Map();   // cell id → whether the finder's spots are drawn (default: when the finder flags the cell)
-const SVG = "http://www.w3.org/2000/svg";
 
 /** The spots a finder screen located on the cell ({y, x, radius, ...} in image pixels), and its call. */
 function findings(cell) {
@@ -39,7 +38,7 @@ function drawMarks(tile, cell) {
   svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
   svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
   svg.replaceChildren(...found.spots.map((s) => {
-    const circle = document.createElementNS(SVG, "circle");
+    const circle = document.createElementNS(svg.namespaceURI, "circle");  // the page's own SVG namespace
     circle.setAttribute("cx", s.x); circle.setAttribute("cy", s.y); circle.setAttribute("r", s.radius + 2);
     return circle;
   }));
