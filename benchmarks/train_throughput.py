@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from neunn.training.config import resolve_config
 from neunn.model import classifier_for_config
 from neunn.runtime import autocast_dtype, resolve_device, use_fast_gpu_kernels
+from neunn.training.setup import open_training_run
 from neunn.training.train import create_optimizer, train
 
 

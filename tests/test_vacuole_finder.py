@@ -17,7 +17,7 @@ from neunn.data.cytoplasm_findings import FEATURES, find_vacuoles, measure_vacuo
 from neunn.data.vacuole_painting import paint_vacuoles
 from neunn.inference.predictor import Predictor
 from neunn.rundir import RunDir
-from neunn.training.finding_fit import fit_finding_model, fit_vacuole_finder, out_of_fold_scores
+from neunn.training.finding_fit import fit_finding_model, out_of_fold_scores
 
 NEUTROPHILS = Path(__file__).resolve().parents[2] / "shared" / "data" / "neutro-vac-dev" / "normal"
 HOLES = [(180.0, 238.0), (122.0, 180.0), (221.0, 139.0)]  # (row, column) of the drawn vacuoles, 58 px out

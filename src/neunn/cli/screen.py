@@ -175,6 +175,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu")
 
     for old in ("ood", "pallor"):
-        p = sub.add_parser(old, help=argparse.SUPPRESS, description=f"renamed: see `neunn screen --help`")
+        p = sub.add_parser(old, help=argparse.SUPPRESS, description="renamed: see `neunn screen --help`")
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=_renamed)

@@ -26,7 +26,7 @@ import torch
 from neunn import __version__
 from neunn.atomic import write_text_atomic
 from neunn.data.image_io import UnreadableImage, load_rgb
-from neunn.data.preprocess import image_to_uint8, normalize_batch
+from neunn.data.preprocess import image_to_uint8
 from neunn.data.split import load_split
 from neunn.errors import NeunnError
 from neunn.gan.folder import GanDir

@@ -14,14 +14,17 @@ flat fields of the per-cell record (``value_field``, ``flag_field``) and the CSV
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from neunn.atomic import write_text_atomic
 from neunn.rundir import RunDir
 
 EFFECTS = ("out_of_domain", "review")
@@ -108,3 +111,38 @@ class Screen(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """What the screen is and how it was fitted, for the page, ``GET /api/v1/model`` and the case's model record."""
+
+
+class JsonFileScreen(Screen):
+    """A screen kept as one JSON file of the run folder: its dataclass fields, written atomically, never a pickle."""
+
+    run_file: ClassVar[str]  # the RunDir property that names its file (e.g. "pallor_file")
+
+    @classmethod
+    def path(cls, run: RunDir) -> Path:
+        return getattr(run, cls.run_file)
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> JsonFileScreen:
+        """The screen from its file's JSON (a kind whose fields are tuples or records converts them here)."""
+        return cls(**data)
+
+    @classmethod
+    def read(cls, run: RunDir) -> JsonFileScreen | None:
+        """The run's screen of this kind, or None when it has none."""
+        path = cls.path(run)
+        return cls.of_json(json.loads(path.read_text())) if path.is_file() else None
+
+    @classmethod
+    def load(cls, run: RunDir, *, checkpoint: str, open_run) -> JsonFileScreen | None:
+        return cls.read(run)
+
+    @classmethod
+    def files(cls, run: RunDir) -> list:
+        return [cls.path(run)]
+
+    def write(self, run: RunDir) -> None:
+        write_text_atomic(self.path(run), json.dumps(self.describe(), indent=1, allow_nan=False))
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)

@@ -18,16 +18,13 @@ are fitted again on that laboratory's cells.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from neunn.atomic import write_text_atomic
-from neunn.inference.screens.base import Screen, ScreenBatch, ScreenCall
-from neunn.rundir import RunDir
+from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
 
 
 def conformal_threshold(scores: np.ndarray, alpha: float) -> float:
@@ -39,7 +36,7 @@ def conformal_threshold(scores: np.ndarray, alpha: float) -> float:
 
 
 @dataclass(frozen=True)
-class ConformalSets(Screen):
+class ConformalSets(JsonFileScreen):
     """The level α, whether each class has its own threshold, the thresholds, and the calibration cells' counts."""
 
     alpha: float
@@ -55,25 +52,11 @@ class ConformalSets(Screen):
     value_type = str
     flag_field = "set_not_single"
     csv_column = "prediction_set"
+    run_file = "conformal_file"
 
     @classmethod
-    def read(cls, run: RunDir) -> ConformalSets | None:
-        path = run.conformal_file
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
+    def of_json(cls, data: dict[str, Any]) -> ConformalSets:
         return cls(**{**data, "classes": tuple(data["classes"]), "thresholds": tuple(data["thresholds"])})
-
-    @classmethod
-    def load(cls, run: RunDir, *, checkpoint: str, open_run) -> ConformalSets | None:
-        return cls.read(run)
-
-    @classmethod
-    def files(cls, run: RunDir) -> list:
-        return [run.conformal_file]
-
-    def write(self, run: RunDir) -> None:
-        write_text_atomic(run.conformal_file, json.dumps(self.describe(), indent=1, allow_nan=False))
 
     def prediction_set(self, probs: np.ndarray) -> tuple[str, ...]:
         """The classes kept for one cell's calibrated probabilities, likeliest first."""
@@ -86,6 +69,3 @@ class ConformalSets(Screen):
             kept = self.prediction_set(probs)
             calls.append(ScreenCall("|".join(kept), len(kept) != 1, {"set": list(kept)}))
         return calls
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)

@@ -13,20 +13,17 @@ threshold is chosen on the run's own training and validation cells for a target 
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from neunn.atomic import write_text_atomic
 from neunn.data.cytoplasm_pallor import cytoplasm_pallor
-from neunn.inference.screens.base import Screen, ScreenBatch, ScreenCall
-from neunn.rundir import RunDir
+from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
 
 
 @dataclass(frozen=True)
-class PallorScreen(Screen):
+class PallorScreen(JsonFileScreen):
     """The finding a screen looks for, the pallor at or over which a cell is flagged, and how that was chosen."""
 
     finding: str
@@ -42,23 +39,7 @@ class PallorScreen(Screen):
     flag_field = "pale"
     csv_column = "pallor"
     needs_image = True
-
-    @classmethod
-    def read(cls, run: RunDir) -> PallorScreen | None:
-        """The run's pallor screen, or None when it has none."""
-        path = run.pallor_file
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
-
-    @classmethod
-    def load(cls, run: RunDir, *, checkpoint: str, open_run) -> PallorScreen | None:
-        return cls.read(run)
-
-    @classmethod
-    def files(cls, run: RunDir) -> list:
-        return [run.pallor_file]
-
-    def write(self, run: RunDir) -> None:
-        write_text_atomic(run.pallor_file, json.dumps(self.describe(), indent=1))
+    run_file = "pallor_file"
 
     def flags(self, pallor: float) -> bool:
         return pallor >= self.threshold
@@ -75,6 +56,3 @@ class PallorScreen(Screen):
     @classmethod
     def csv_value(cls, call: ScreenCall | None) -> str:
         return "" if call is None else f"{call.value:.4f}"
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)

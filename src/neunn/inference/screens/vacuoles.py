@@ -16,18 +16,15 @@ was fitted on.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from neunn.atomic import write_text_atomic
 from neunn.data.cytoplasm_findings import FEATURES, measure_vacuoles
 from neunn.errors import NeunnError
-from neunn.inference.screens.base import Screen, ScreenBatch, ScreenCall
-from neunn.rundir import RunDir
+from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
 
 MAX_MARKS = 12  # spots kept in a call's detail (strongest first): enough to mark a tile, small enough to store
 
@@ -52,7 +49,7 @@ class FindingModel:
 
 
 @dataclass(frozen=True)
-class VacuoleFinder(Screen):
+class VacuoleFinder(JsonFileScreen):
     """The finding it looks for, its model, the score at or over which a cell is flagged, and how that was chosen."""
 
     finding: str
@@ -69,27 +66,13 @@ class VacuoleFinder(Screen):
     flag_field = "vacuoles_found"
     csv_column = "vacuole_score"
     needs_image = True
+    run_file = "vacuole_file"
 
     @classmethod
-    def read(cls, run: RunDir) -> VacuoleFinder | None:
-        path = run.vacuole_file
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
+    def of_json(cls, data: dict[str, Any]) -> VacuoleFinder:
         model = FindingModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("model").items()})
         check_features(model)
         return cls(model=model, **data)
-
-    @classmethod
-    def load(cls, run: RunDir, *, checkpoint: str, open_run) -> VacuoleFinder | None:
-        return cls.read(run)
-
-    @classmethod
-    def files(cls, run: RunDir) -> list:
-        return [run.vacuole_file]
-
-    def write(self, run: RunDir) -> None:
-        write_text_atomic(run.vacuole_file, json.dumps(self.describe(), indent=1, allow_nan=False))
 
     def prepare(self, image, source, transformed: bool) -> tuple[dict[str, float], list]:
         return measure_vacuoles(np.asarray(image))
@@ -109,8 +92,6 @@ class VacuoleFinder(Screen):
     def csv_value(cls, call: ScreenCall | None) -> str:
         return "" if call is None else f"{call.value:.4f}"
 
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_features(model: FindingModel) -> None:
