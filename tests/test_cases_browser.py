@@ -25,7 +25,7 @@ from neunn.cases.users import add_user
 from neunn.inference.predictor import Predictor
 from neunn.serve import create_app
 
-from test_page_browser import CHROMIUM, CHROMIUM_ARGS, serving
+from conftest import CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -17,13 +17,13 @@ from neunn.errors import NeunnError
 from neunn.evaluation.metrics import metrics_from_predictions_csv
 from neunn.experiments import cross_validation
 from neunn.experiments.cross_validation import CrossValidationSettings, run_cross_validation
-from test_split import _records
+from conftest import image_records
 
 CV_OVERRIDES = [*TINY_OVERRIDES, "epochs=1", "img_size=32"]
 
 
 def test_folds_test_every_image_once_per_class_and_by_seed() -> None:
-    records = _records({"NEU": 50, "VAC": 7, "GBI": 13})
+    records = image_records({"NEU": 50, "VAC": 7, "GBI": 13})
     folds = stratified_folds(records, 5, seed=0, val_fraction=0.125)
     tested = [e.path for fold in folds for e in fold.splits["test"]]
     assert sorted(tested) == sorted(r.path for r in records)  # every image tested, none twice
@@ -41,7 +41,7 @@ def test_folds_test_every_image_once_per_class_and_by_seed() -> None:
 
 
 def test_duplicates_share_a_fold_and_bad_requests_are_refused() -> None:
-    records = _records({"A": 20, "B": 20})
+    records = image_records({"A": 20, "B": 20})
     copies = [ImageRecord(f"B/copy{i}.jpg", "B", records[i].sha256, 10, 10, "RGB", None) for i in range(5)]
     for fold in stratified_folds(records + copies, 4, seed=0):
         where = {e.path: name for name, entries in fold.splits.items() for e in entries}
@@ -49,7 +49,7 @@ def test_duplicates_share_a_fold_and_bad_requests_are_refused() -> None:
     with pytest.raises(NeunnError, match="at least 2 folds"):
         stratified_folds(records, 1)
     with pytest.raises(NeunnError, match="Class 'C' has fewer than 2"):
-        stratified_folds(records + _records({"C": 1}), 3)
+        stratified_folds(records + image_records({"C": 1}), 3)
 
 
 def _checkpoint_times(out: Path) -> dict[str, int]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from test_vacuole_painting import _phantom_cells, cells  # noqa: F401  (the fixture: real cells when here, phantom)
+from conftest import phantom_neutrophils
 
 from neunn.data.cytoplasm_pallor import cytoplasm_pallor
 from neunn.data.vacuole_painting import paint_vacuoles
 
 
-def test_pallor_rises_when_vacuoles_are_painted_in(cells):  # noqa: F811
+def test_pallor_rises_when_vacuoles_are_painted_in(neutrophil_crops):
     rises = []
-    for seed, rgb in enumerate(cells):
+    for seed, rgb in enumerate(neutrophil_crops):
         before = cytoplasm_pallor(rgb)
         painted = [cytoplasm_pallor(paint_vacuoles(rgb, np.random.default_rng([seed, k]))) for k in range(3)]
         assert 0.0 <= before <= 1.0 and all(0.0 <= p <= 1.0 for p in painted)
@@ -23,7 +23,7 @@ def test_pallor_rises_when_vacuoles_are_painted_in(cells):  # noqa: F811
 
 def test_pallor_of_a_flat_image_is_zero_and_does_not_depend_on_stain_strength():
     assert cytoplasm_pallor(np.full((120, 120, 3), 200, dtype=np.uint8)) == 0.0
-    rgb = _phantom_cells(1)[0]
+    rgb = phantom_neutrophils(1)[0]
     light = np.percentile(rgb.reshape(-1, 3), 99.0, axis=0)
     od = -np.log(np.maximum(rgb.astype(float), 1.0) / light)
     weaker = np.clip(np.rint(light * np.exp(-0.8 * od)), 0, 255).astype(np.uint8)  # the same cell, 20 % less stain

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_gan_train import train_tiny_gan
+from conftest import train_tiny_gan
 
 from neunn.checkpoint import read_checkpoint
 from neunn.errors import NeunnError

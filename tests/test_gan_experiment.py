@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_OVERRIDES
-from test_gan_train import TINY_GAN
+from conftest import TINY_GAN
 
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, stratified_split

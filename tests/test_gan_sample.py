@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_gan_train import train_tiny_gan
+from conftest import train_tiny_gan
 
 from neunn.cli import main
 from neunn.data.scan import scan_dataset

@@ -14,25 +14,11 @@ from neunn.checkpoint import read_checkpoint_meta
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, save_split, stratified_split
 from neunn.errors import NeunnError
-from neunn.gan.config import resolve_gan_config
 from neunn.gan.train import train_gan
 
+from conftest import tiny_gan_config, train_tiny_gan
+
 # 32 px, a few thin layers and a handful of steps: a whole GAN run takes about a second on one core.
-TINY_GAN = ["resolution=32", "z_dim=16", "width=8", "d_width=8", "max_channels=32", "batch_size=4", "steps=6",
-            "threads=1", "workers=1", "min_images=5", "checkpoint_every=3", "sample_every=3", "log_every=2"]
-
-
-def tiny_gan_config(*extra: str):
-    """The tiny GAN config, with more overrides."""
-    return resolve_gan_config(preset="gan-cpu", overrides=[*TINY_GAN, *extra])
-
-
-def train_tiny_gan(data_dir: Path, out: Path) -> Path:
-    """A tiny GAN trained for 6 steps on the phantom GBI class (shared by the other GAN test modules)."""
-    train_gan(data_dir, out, class_names="GBI", cfg=tiny_gan_config(), progress=False)
-    return out
-
-
 @pytest.fixture(scope="module")
 def gan_dir(phantom_dir: Path, tmp_path_factory) -> Path:
     return train_tiny_gan(phantom_dir, tmp_path_factory.mktemp("gan") / "GBI")

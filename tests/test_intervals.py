@@ -16,7 +16,7 @@ from neunn.evaluation.intervals import (
     resample_counts,
 )
 from neunn.evaluation.metrics import METRICS, PER_CLASS_KEYS, compute_metrics
-from test_metrics import CASES, make_case
+from conftest import CASES, make_case
 
 
 def _resample_value(samples: dict, metric: str, average: str | None, column: int | None = None) -> tuple[float, bool]:

@@ -22,29 +22,9 @@ from neunn.evaluation.metrics import (
     roc_curve_points,
 )
 
-
-def make_case(seed: int, n_classes: int, n: int = 300, *, never_predicted: int | None = None,
-              absent: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Imbalanced labels and label-correlated softmax probabilities, optionally a class never predicted or absent."""
-    rng = np.random.default_rng(seed)
-    prior = rng.dirichlet(np.full(n_classes, 0.7))
-    labels = rng.choice(n_classes, size=n, p=prior)
-    if absent is not None:
-        labels[labels == absent] = (absent + 1) % n_classes
-    logits = rng.normal(size=(n, n_classes)) + 1.5 * np.eye(n_classes)[labels]
-    if never_predicted is not None:
-        logits[:, never_predicted] -= 20.0
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return labels, probs / probs.sum(axis=1, keepdims=True)
+from conftest import CASES, make_case
 
 
-CASES = [
-    dict(seed=0, n_classes=3),
-    dict(seed=1, n_classes=5, never_predicted=2),
-    dict(seed=2, n_classes=7, absent=4),
-    dict(seed=3, n_classes=8, never_predicted=0, absent=5),
-    dict(seed=4, n_classes=4, n=40),
-]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))

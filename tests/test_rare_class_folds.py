@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_OVERRIDES
-from test_gan_train import TINY_GAN
+from conftest import TINY_GAN
 
 from neunn.cli import main
 from neunn.data.split import load_split

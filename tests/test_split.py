@@ -9,10 +9,7 @@ from neunn.data.scan import DatasetScan, ImageRecord
 from neunn.data.split import load_split, save_split, stratified_split, verify_split, verify_split_files
 from neunn.errors import NeunnError
 
-
-def _records(counts: dict[str, int]) -> list[ImageRecord]:
-    return [ImageRecord(f"{c}/{i:04d}.jpg", c, f"{c}-{i}", 10, 10, "RGB", None) for c, n in counts.items()
-            for i in range(n)]
+from conftest import image_records
 
 
 def _scan(records) -> DatasetScan:
@@ -21,7 +18,7 @@ def _scan(records) -> DatasetScan:
 
 
 def test_split_is_stratified_disjoint_complete_and_seeded():
-    records = _records({"NEU": 200, "GBI": 30, "BAC": 7})
+    records = image_records({"NEU": 200, "GBI": 30, "BAC": 7})
     split = stratified_split(records, fractions=(0.7, 0.1, 0.2), seed=3)
     counts = split.counts()
     assert counts["train"]["NEU"] == 140 and counts["val"]["NEU"] == 20 and counts["test"]["NEU"] == 40
@@ -34,13 +31,13 @@ def test_split_is_stratified_disjoint_complete_and_seeded():
 
 
 def test_one_class_growing_does_not_reshuffle_another():
-    a = stratified_split(_records({"NEU": 50, "GBI": 20}), seed=0)
-    b = stratified_split(_records({"NEU": 80, "GBI": 20}), seed=0)
+    a = stratified_split(image_records({"NEU": 50, "GBI": 20}), seed=0)
+    b = stratified_split(image_records({"NEU": 80, "GBI": 20}), seed=0)
     assert [e for e in a.splits["test"] if e.label == "GBI"] == [e for e in b.splits["test"] if e.label == "GBI"]
 
 
 def test_exact_duplicates_never_straddle_splits():
-    records = _records({"NEU": 40, "HYP": 40})
+    records = image_records({"NEU": 40, "HYP": 40})
     # Ten pairs of byte-identical files, some across classes.
     dupes = [ImageRecord(f"HYP/copy{i}.jpg", "HYP", records[i].sha256, 10, 10, "RGB", None) for i in range(10)]
     split = stratified_split(records + dupes, seed=0)
@@ -50,7 +47,7 @@ def test_exact_duplicates_never_straddle_splits():
 
 
 def test_save_load_round_trip_keeps_digest(tmp_path: Path):
-    split = stratified_split(_records({"A": 10, "B": 12}), seed=1)
+    split = stratified_split(image_records({"A": 10, "B": 12}), seed=1)
     save_split(split, tmp_path / "splits.json")
     again = load_split(tmp_path / "splits.json")
     assert again.splits == split.splits and again.digest() == split.digest()
@@ -60,7 +57,7 @@ def test_save_load_round_trip_keeps_digest(tmp_path: Path):
 
 
 def test_changed_or_missing_files_are_reported_not_resplit():
-    records = _records({"A": 10, "B": 10})
+    records = image_records({"A": 10, "B": 10})
     split = stratified_split(records, seed=0)
     assert verify_split(split, _scan(records)) == []
     test_path = split.splits["test"][0].path
@@ -105,6 +102,6 @@ def test_corrupt_split_file_is_a_clear_error(tmp_path: Path):
 
 
 def test_every_class_keeps_training_images_even_when_tiny():
-    split = stratified_split(_records({"A": 1, "B": 2, "C": 3}), seed=0)
+    split = stratified_split(image_records({"A": 1, "B": 2, "C": 3}), seed=0)
     train = Counter(e.label for e in split.splits["train"])
     assert train["A"] == 1 and train["B"] >= 1 and train["C"] >= 1

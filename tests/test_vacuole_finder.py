@@ -114,7 +114,7 @@ def test_a_runs_finder_reaches_every_prediction_and_the_csv(run: Path, phantom_d
 def test_the_case_page_marks_the_spots_and_m_toggles_them(run: Path, phantom_dir: Path, tmp_path: Path):
     """Playwright in the system's Chromium: a tile whose cell the finder flags shows its spots as circles and their
     count; M hides and shows them."""
-    from test_page_browser import CHROMIUM, CHROMIUM_ARGS, serving
+    from conftest import CHROMIUM, CHROMIUM_ARGS, serving
 
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")

@@ -20,26 +20,10 @@ from neunn.data.vacuole_painting import paint_vacuoles, write_painted_folder
 from neunn.errors import NeunnError
 from neunn.training.extra_images import SYNTHETIC, scan_extra_images
 
-REAL_NORMAL = Path("/work/shared/data/neutro-vac-dev/normal")  # read only: its images are never copied
+from conftest import phantom_neutrophils, real_neutrophils
 
-
-def _real_cells(count: int = 3) -> list[np.ndarray]:
-    if not REAL_NORMAL.is_dir():
-        pytest.skip(f"{REAL_NORMAL} is not here")
-    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(REAL_NORMAL.glob("*.jpg"))[:count]]
-
-
-def _phantom_cells(count: int = 3) -> list[np.ndarray]:
-    return [render_cell("NEU", seed, 128) for seed in range(count)]
-
-
-@pytest.fixture(params=["real", "phantom"])
-def cells(request) -> list[np.ndarray]:
-    return _real_cells() if request.param == "real" else _phantom_cells()
-
-
-def test_vacuoles_are_pale_spots_in_the_cytoplasm_only(cells):
-    for seed, rgb in enumerate(cells):
+def test_vacuoles_are_pale_spots_in_the_cytoplasm_only(neutrophil_crops):
+    for seed, rgb in enumerate(neutrophil_crops):
         before = rgb.copy()
         painted = paint_vacuoles(rgb, np.random.default_rng(seed))
         assert np.array_equal(rgb, before), "the input is left as it was"
@@ -63,7 +47,7 @@ def test_vacuoles_are_pale_spots_in_the_cytoplasm_only(cells):
 
 
 def test_real_vacuoles_are_a_few_small_spots():
-    rgb = _real_cells(1)[0]
+    rgb = real_neutrophils(1)[0]
     for seed in range(8):
         changed = np.any(paint_vacuoles(rgb, np.random.default_rng(seed)) != rgb, axis=2)
         _, spots = ndimage.label(ndimage.binary_dilation(changed))
@@ -72,7 +56,7 @@ def test_real_vacuoles_are_a_few_small_spots():
 
 
 def test_the_same_seed_paints_the_same_vacuoles():
-    rgb = _phantom_cells(1)[0]
+    rgb = phantom_neutrophils(1)[0]
     first = paint_vacuoles(rgb, np.random.default_rng(5))
     assert np.array_equal(first, paint_vacuoles(rgb, np.random.default_rng(5)))
     assert not np.array_equal(first, paint_vacuoles(rgb, np.random.default_rng(6)))
