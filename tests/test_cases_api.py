@@ -173,3 +173,19 @@ def test_a_stale_decision_gets_a_conflict_with_the_current_cell(app, images):
 def test_the_shared_token_is_only_for_ephemeral_serving(predictor, case_store):
     with pytest.raises(NeunnError, match="only for --ephemeral"):
         create_app(predictor, store=case_store, token="s3cret")
+
+
+def test_ids_beyond_the_databases_integers_are_refused_not_a_server_error(app):
+    auth = bearer(app, "ana")
+    client = TestClient(app)
+    huge = 666839375396120779160769527808  # beyond SQLite's and PostgreSQL's 64-bit INTEGER
+    for method, url, body in (("GET", f"/api/v1/cases/{huge}", None),
+                              ("GET", f"/api/v1/cases/1/cells/{huge}/image", None),
+                              ("PUT", f"/api/v1/cases/1/cells/{huge}/decision", {"label": "NEU", "version": 1}),
+                              ("PUT", "/api/v1/cases/1/cells/1/decision", {"label": "NEU", "version": huge}),
+                              ("POST", "/api/v1/cases/1/bulk-confirmation", {"cells": [{"id": huge, "version": 1}]}),
+                              ("GET", "/api/v1/cases/0", None)):
+        answer = client.request(method, url, json=body, headers=auth)
+        assert answer.status_code == 422, (method, url, answer.status_code, answer.text)
+        assert "error" in answer.json()
+    assert client.get("/api/v1/cases/7", headers=auth).status_code == 404  # in range, absent: not found

@@ -30,12 +30,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from neunn.cases.casework import (
     ModelInfo,
@@ -95,15 +96,21 @@ class CaseWithCells(BaseModel):
     models: list[dict[str, Any]]
 
 
+# Ids and versions are the database's 64-bit integers: a larger number is refused (422) before it reaches the database.
+MAX_ID = 2**63 - 1
+CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the case's number")]
+CellId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the cell's number")]
+
+
 class Decision(BaseModel):
     label: str
-    version: int
+    version: int = Field(ge=1, le=MAX_ID)
     reason: str | None = None
 
 
 class CellVersion(BaseModel):
-    id: int
-    version: int
+    id: int = Field(ge=1, le=MAX_ID)
+    version: int = Field(ge=1, le=MAX_ID)
 
 
 class BulkConfirmation(BaseModel):
@@ -157,7 +164,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
 
     @router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions",
                 responses={200: {"model": CaseWithCells, "description": "the case's row, cells and models"}})
-    def read_case(case_id: int, _: Reviewer = login) -> dict[str, Any]:
+    def read_case(case_id: CaseId, _: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
             return get_case(db, case_id)
 
@@ -181,7 +188,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
 
     @router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
                  summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
-    async def upload_cells(case_id: int, request: Request, who: Reviewer = login) -> JSONResponse:
+    async def upload_cells(case_id: CaseId, request: Request, who: Reviewer = login) -> JSONResponse:
         with store.transaction() as db:  # a missing or signed case is refused before the upload is read
             row = case_summary(db, case_id)
             if row["status"] == "signed":
@@ -194,7 +201,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
 
     @router.get("/{case_id}/cells/{cell_id}/image", response_class=Response,
                 responses={200: {"content": {"image/*": {}}}}, summary="A cell's stored image")
-    def cell_image(case_id: int, cell_id: int, _: Reviewer = login) -> Response:
+    def cell_image(case_id: CaseId, cell_id: CellId, _: Reviewer = login) -> Response:
         with store.transaction() as db:
             cell = get_cell(db, case_id, cell_id)
         return Response(store.images.read(cell.image_sha256), media_type=_MIME.get(cell.image_ext,
@@ -202,7 +209,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
 
     @router.put("/{case_id}/cells/{cell_id}/decision",
                 summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
-    def put_decision(case_id: int, cell_id: int, body: Decision, who: Reviewer = login) -> dict[str, Any]:
+    def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
             cell = decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
             signed = case_summary(db, case_id)["status"] == "signed"
@@ -212,7 +219,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
 
     @router.post("/{case_id}/bulk-confirmation",
                  summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
-    def post_bulk_confirmation(case_id: int, body: BulkConfirmation, who: Reviewer = login) -> dict[str, Any]:
+    def post_bulk_confirmation(case_id: CaseId, body: BulkConfirmation, who: Reviewer = login) -> dict[str, Any]:
         versions = {cell.id: cell.version for cell in body.cells}
         if len(versions) != len(body.cells):
             raise Invalid("A bulk confirmation names each cell once.")
@@ -220,14 +227,14 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
             return {"cells": confirm_in_bulk(db, who, case_id, versions)}
 
     @router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
-    def post_signature(case_id: int, who: Reviewer = login) -> dict[str, Any]:
+    def post_signature(case_id: CaseId, who: Reviewer = login) -> dict[str, Any]:
         with store.transaction() as db:
             row = sign(db, who, case_id)
         deliver(case_id)
         return row
 
     @router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
-    def read_audit(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
+    def read_audit(case_id: CaseId, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
         with store.transaction() as db:
             entries = audit_trail(db, case_id)
             sample_id = case_summary(db, case_id)["sample_id"]
@@ -236,7 +243,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
         return {"audit": entries}
 
     @router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
-    def export(case_id: int, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
+    def export(case_id: CaseId, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
         with store.transaction() as db:
             body = case_export(db, case_id)
         stem = file_stem(body["case"]["sample_id"])
@@ -249,7 +256,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                         "signature, disclaimers; marked preliminary on every page until signed",
                 responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"},
                            **_NEEDS_LOGIN, **_NO_CASE})
-    def report_pdf(case_id: int, _: Reviewer = login) -> Response:
+    def report_pdf(case_id: CaseId, _: Reviewer = login) -> Response:
         with store.transaction() as db:
             facts = report_facts(db, case_id)
         pdf = case_report_pdf(facts, store.images.read)
@@ -261,7 +268,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                 responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
                                  "description": "a Bundle of type collection"},
                            **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
-    def read_fhir(case_id: int, _: Reviewer = login) -> Response:
+    def read_fhir(case_id: CaseId, _: Reviewer = login) -> Response:
         with store.transaction() as db:
             facts = report_facts(db, case_id)
         body = json.dumps(fhir_bundle(facts), ensure_ascii=False)
@@ -273,7 +280,7 @@ def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_n
                 responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                                  "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"},
                            **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
-    def read_hl7(case_id: int, _: Reviewer = login) -> Response:
+    def read_hl7(case_id: CaseId, _: Reviewer = login) -> Response:
         with store.transaction() as db:
             facts = report_facts(db, case_id)
         return Response(hl7_oru(facts).encode("utf-8"), media_type="text/plain; charset=utf-8",
