@@ -71,16 +71,21 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finding_fitted(title: str, screen, chosen_on: str, then: str = "") -> str:
+    """What a finding screen's fit chose, and on what, in one line."""
+    fitted = screen.fitted_on
+    return (f"{title} for '{screen.finding}': threshold {screen.threshold:.4f}, chosen on {chosen_on} of "
+            f"{fitted['n']} training and validation cells ({fitted['n_positive']} {screen.finding}), where it flagged "
+            f"{fitted['sensitivity']:.0%} of them and passed {fitted['specificity']:.0%} of the others; cells at or "
+            f"over it that the model does not call '{screen.finding}' go to review{then}")
+
+
 def _cmd_fit_pallor(args: argparse.Namespace) -> int:
     from neunn.training.pallor_fit import fit_pallor_screen
 
     screen = fit_pallor_screen(args.run_dir, finding=args.finding, target_sensitivity=args.target_sensitivity,
                                workers=args.workers)
-    fitted = screen.fitted_on
-    print(f"pallor screen for '{screen.finding}': threshold {screen.threshold:.4f}, chosen on {fitted['n']} training "
-          f"and validation cells ({fitted['n_positive']} {screen.finding}), where it flagged "
-          f"{fitted['sensitivity']:.0%} of them and passed {fitted['specificity']:.0%} of the others; cells at or over "
-          f"it that the model does not call '{screen.finding}' go to review")
+    print(_finding_fitted("pallor screen", screen, "the pallor"))
     return 0
 
 
@@ -89,12 +94,7 @@ def _cmd_fit_vacuoles(args: argparse.Namespace) -> int:
 
     finder = fit_vacuole_finder(args.run_dir, finding=args.finding, target_sensitivity=args.target_sensitivity,
                                 workers=args.workers)
-    fitted = finder.fitted_on
-    print(f"vacuole finder for '{finder.finding}': threshold {finder.threshold:.4f} on its score, chosen on "
-          f"out-of-fold scores of {fitted['n']} training and validation cells ({fitted['n_positive']} "
-          f"{finder.finding}), where it flagged {fitted['sensitivity']:.0%} of them and passed "
-          f"{fitted['specificity']:.0%} of the others; cells at or over it that the model does not call "
-          f"'{finder.finding}' go to review, with their spots marked")
+    print(_finding_fitted("vacuole finder", finder, "out-of-fold scores", ", with their spots marked"))
     return 0
 
 
@@ -107,6 +107,15 @@ def _cmd_fit_conformal(args: argparse.Namespace) -> int:
     print(f"conformal sets at α = {sets.alpha:g} fitted on {sets.fitted_on['n']} cells of {sets.fitted_on['source']} "
           f"(thresholds {kind}); a cell whose set is not one class goes to review")
     return 0
+
+
+def _add_finding_options(p: argparse.ArgumentParser, finding_help: str) -> None:
+    """The run, the finding and the target sensitivity of a finding screen's fit, and its measuring threads."""
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--finding", required=True, metavar="CLASS", help=finding_help)
+    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
+                   help="share of the finding's cells the threshold flags on the run's cells (default 0.9)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
 
 
 def _renamed(args: argparse.Namespace) -> int:
@@ -148,20 +157,12 @@ def add_parsers(sub) -> None:
     p = add_command("pallor", fit_sub, "choose a run's pallor threshold for a target sensitivity on its own training "
                     "and validation cells", "neunn screen fit pallor runs/vacuoles --finding vacuolated",
                     _cmd_fit_pallor)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--finding", required=True, metavar="CLASS", help="the class whose cells have a pale cytoplasm")
-    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
-                   help="share of the finding's cells the threshold flags on those cells (default 0.9)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
+    _add_finding_options(p, "the class whose cells have a pale cytoplasm")
 
     p = add_command("vacuoles", fit_sub, "fit a run's vacuole finder (round pale spots located in the cytoplasm, "
                     "scored by a small linear model) on its own training and validation cells",
                     "neunn screen fit vacuoles runs/vacuoles --finding vacuolated", _cmd_fit_vacuoles)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--finding", required=True, metavar="CLASS", help="the class of cells with vacuoles")
-    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="P",
-                   help="share of the finding's cells the threshold flags, on out-of-fold scores (default 0.9)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads measuring cells side by side (2)")
+    _add_finding_options(p, "the class of cells with vacuoles")
 
     p = add_command("conformal", fit_sub, "fit split-conformal prediction sets on the run's validation cells (or a "
                     "lab's own labelled cells): a cell whose set is not one class goes to review",
