@@ -33,7 +33,7 @@ from neunn.cases.errors import Invalid
 from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
 from neunn.cases.times import iso
 from neunn.inference.screens import field_names
-from neunn.training.extra_images import MANIFEST_NAME
+from neunn.data.scan import MANIFEST_NAME
 
 CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "probability", "needs_review",
                 "out_of_domain", *field_names(), "critical", "final_label", "decided_by", "decided_at", "model_id",

@@ -32,6 +32,9 @@ from neunn.errors import NeunnError
 from neunn.log import say
 
 # Operating-system litter; "__MACOSX" is the folder that zip archives made on a Mac unpack into.
+# A file at a dataset folder's top level (not a class folder, never read as an image) in which the case export says
+# who reviewed which cell; extra-image folders record its hash.
+MANIFEST_NAME = "manifest.csv"
 _LITTER_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
 _MAX_LISTED_DUPLICATE_GROUPS = 20
 _MAX_LISTED_IGNORED = 10

@@ -1,6 +1,6 @@
 """The cases API: the worklist, a case's cells and decisions, its signature, audit trail and export.
 
-    app.include_router(case_router(store, station, accounts, compute=..., reading=...))
+    app.include_router(case_api.router)     # with a store; the routes read it through deps.py
 
 Routes (every one needs a login; see accounts.py):
 
@@ -21,19 +21,18 @@ Routes (every one needs a login; see accounts.py):
 Downloads are named by the sample ID (cases.export.file_stem). With ``lis_folder``, signing a case (and amending a
 signed one) also writes its FHIR bundle and HL7 message there (cases.lis.write_lis_files).
 
-Blocking database work runs in FastAPI's worker threads; classification goes through the one compute slot that
-``POST /api/v1/predict`` uses.
+Blocking database work runs in FastAPI's worker threads, one transaction per request (deps.Transaction) where a route
+does one piece of work; classification goes through the one compute slot that ``POST /api/v1/predict`` uses.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,7 +51,6 @@ from neunn.cases.casework import (
     list_cases,
     sign,
 )
-from neunn.cases.database import CaseStore
 from neunn.cases.errors import Conflict, Invalid
 from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, file_stem, rows_csv
 from neunn.cases.images import image_extension
@@ -63,9 +61,8 @@ from neunn.cases.stored_cell import StoredCell
 from neunn.cases.users import Reviewer
 from neunn.inference.export import weights_sha256
 from neunn.inference.predictor import Predictor
-from neunn.serve.accounts import Accounts
+from neunn.serve.deps import CurrentReviewer, Serving, ServingDep, StoreDep, Transaction
 from neunn.serve.results import cell_result, error_result
-from neunn.serve.station import Station
 from neunn.serve.uploads import read_uploads
 
 log = logging.getLogger("neunn.serve")
@@ -132,161 +129,170 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
                      screens={k: v for k, v in predictor.describe_screens().items() if v is not None} or None)
 
 
-def case_router(store: CaseStore, station: Station, accounts: Accounts, *, run_name: str,
-                compute: anyio.CapacityLimiter, reading: anyio.Semaphore,
-                lis_folder: Path | None = None) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
-    login = Depends(accounts.reviewer)
-    model = model_info(station.predictor, run_name)
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 
-    def deliver(case_id: int) -> None:
-        """Write a signed case's FHIR bundle and HL7 message into the LIS folder (after the signature is committed:
-        a failure here is logged and leaves the signature as it is; the routes /fhir and /hl7 still give them)."""
-        if lis_folder is None:
-            return
-        try:
-            with store.transaction() as db:
-                facts = report_facts(db, case_id)
-            if facts["signed"]:
-                write_lis_files(lis_folder, facts)
-        except Exception:
-            log.exception("could not write case %s to the LIS folder %s", case_id, lis_folder)
 
-    @router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
-    def worklist(status: Literal["to_review", "in_progress", "signed"] | None = None, _: Reviewer = login) -> dict[str, Any]:
+def _deliver(serving: Serving, case_id: int) -> None:
+    """Write a signed case's FHIR bundle and HL7 message into the LIS folder (after the signature is committed: a
+    failure here is logged and leaves the signature as it is; the routes /fhir and /hl7 still give them)."""
+    if serving.lis_folder is None or serving.store is None:
+        return
+    try:
+        with serving.store.transaction() as db:
+            facts = report_facts(db, case_id)
+        if facts["signed"]:
+            write_lis_files(serving.lis_folder, facts)
+    except Exception:
+        log.exception("could not write case %s to the LIS folder %s", case_id, serving.lis_folder)
+
+
+@router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
+def worklist(_: CurrentReviewer, db: Transaction,
+             status: Literal["to_review", "in_progress", "signed"] | None = None) -> dict[str, Any]:
+    return {"cases": list_cases(db, status=status)}
+
+
+@router.post("", status_code=201, summary="Open a case for a sample")
+def new_case(body: NewCase, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    return create_case(db, who, body.sample_id)
+
+
+@router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions",
+            responses={200: {"model": CaseWithCells, "description": "the case's row, cells and models"}})
+def read_case(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    return get_case(db, case_id)
+
+
+def _keep(serving: Serving, who: Reviewer, case_id: int, uploads) -> dict[str, Any]:
+    """Classify the uploads and keep the readable ones in the case (one transaction); the others fail alone."""
+    station, store = serving.station, serving.store
+    classified, errors = [], []
+    for upload, index, in_zip, prediction in station.classify(uploads):
+        if prediction is None or prediction.error is not None:  # refused, or unreadable: it fails alone
+            result = (error_result(upload.name, upload.error, upload.status) if prediction is None
+                      else cell_result(prediction, station.predictor.classes))
+            errors.append({**result, "upload": index, "in_zip": in_zip})
+            continue
+        classified.append(NewCell(
+            name=upload.name, image_sha256=store.images.put(upload.data), image_ext=image_extension(upload.data),
+            label=prediction.label, probability=float(prediction.probability),
+            probabilities={c: float(p) for c, p in zip(station.predictor.classes, prediction.probs or [])},
+            needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
+            screens={name: call.as_dict() for name, call in prediction.screens.items()}))
+    with store.transaction() as db:
+        cells = add_cells(db, who, case_id, serving.case_model, classified) if classified else []
+    return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}
+
+
+@router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
+             summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
+async def upload_cells(case_id: CaseId, request: Request, who: CurrentReviewer, serving: ServingDep,
+                       store: StoreDep) -> JSONResponse:
+    # No request-long transaction here: the upload is read and classified with no database lock held.
+    def refuse_unless_open() -> None:  # a missing or signed case is refused before the upload is read
         with store.transaction() as db:
-            return {"cases": list_cases(db, status=status)}
-
-    @router.post("", status_code=201, summary="Open a case for a sample")
-    def new_case(body: NewCase, who: Reviewer = login) -> dict[str, Any]:
-        with store.transaction() as db:
-            return create_case(db, who, body.sample_id)
-
-    @router.get("/{case_id}", summary="A case as it was left: its cells, the model's calls and the decisions",
-                responses={200: {"model": CaseWithCells, "description": "the case's row, cells and models"}})
-    def read_case(case_id: CaseId, _: Reviewer = login) -> dict[str, Any]:
-        with store.transaction() as db:
-            return get_case(db, case_id)
-
-    def keep(who: Reviewer, case_id: int, uploads) -> dict[str, Any]:
-        classified, errors = [], []
-        for upload, index, in_zip, prediction in station.classify(uploads):
-            if prediction is None or prediction.error is not None:  # refused, or unreadable: it fails alone
-                result = (error_result(upload.name, upload.error, upload.status) if prediction is None
-                          else cell_result(prediction, station.predictor.classes))
-                errors.append({**result, "upload": index, "in_zip": in_zip})
-                continue
-            classified.append(NewCell(
-                name=upload.name, image_sha256=store.images.put(upload.data), image_ext=image_extension(upload.data),
-                label=prediction.label, probability=float(prediction.probability),
-                probabilities={c: float(p) for c, p in zip(station.predictor.classes, prediction.probs or [])},
-                needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
-                screens={name: call.as_dict() for name, call in prediction.screens.items()}))
-        with store.transaction() as db:
-            cells = add_cells(db, who, case_id, model, classified) if classified else []
-        return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}
-
-    @router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
-                 summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
-    async def upload_cells(case_id: CaseId, request: Request, who: Reviewer = login) -> JSONResponse:
-        with store.transaction() as db:  # a missing or signed case is refused before the upload is read
             row = case_summary(db, case_id)
-            if row["status"] == "signed":
-                raise Conflict(f"Case {row['sample_id']!r} is signed; a signed case takes no new cells.")
-        async with reading:
-            uploads = await read_uploads(request, station.limits)
-            body = await anyio.to_thread.run_sync(keep, who, case_id, uploads, limiter=compute)
-        return JSONResponse(body, status_code=200 if body["cells"] or not body["errors"] else
-                            body["errors"][0]["status"])
+        if row["status"] == "signed":
+            raise Conflict(f"Case {row['sample_id']!r} is signed; a signed case takes no new cells.")
 
-    @router.get("/{case_id}/cells/{cell_id}/image", response_class=Response,
-                responses={200: {"content": {"image/*": {}}}}, summary="A cell's stored image")
-    def cell_image(case_id: CaseId, cell_id: CellId, _: Reviewer = login) -> Response:
-        with store.transaction() as db:
-            cell = get_cell(db, case_id, cell_id)
-        return Response(store.images.read(cell.image_sha256), media_type=_MIME.get(cell.image_ext,
-                        "application/octet-stream"), headers={"Cache-Control": "private, max-age=3600"})
+    await anyio.to_thread.run_sync(refuse_unless_open)
+    async with serving.reading:
+        uploads = await read_uploads(request, serving.station.limits)
+        body = await anyio.to_thread.run_sync(_keep, serving, who, case_id, uploads, limiter=serving.compute)
+    return JSONResponse(body, status_code=200 if body["cells"] or not body["errors"] else
+                        body["errors"][0]["status"])
 
-    @router.put("/{case_id}/cells/{cell_id}/decision",
-                summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
-    def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: Reviewer = login) -> dict[str, Any]:
-        with store.transaction() as db:
-            cell = decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
-            signed = case_summary(db, case_id)["status"] == "signed"
-        if signed:  # an amendment: the LIS gets the corrected results
-            deliver(case_id)
-        return cell
 
-    @router.post("/{case_id}/bulk-confirmation",
-                 summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
-    def post_bulk_confirmation(case_id: CaseId, body: BulkConfirmation, who: Reviewer = login) -> dict[str, Any]:
-        versions = {cell.id: cell.version for cell in body.cells}
-        if len(versions) != len(body.cells):
-            raise Invalid("A bulk confirmation names each cell once.")
-        with store.transaction() as db:
-            return {"cells": confirm_in_bulk(db, who, case_id, versions)}
+@router.get("/{case_id}/cells/{cell_id}/image", response_class=Response,
+            responses={200: {"content": {"image/*": {}}}}, summary="A cell's stored image")
+def cell_image(case_id: CaseId, cell_id: CellId, _: CurrentReviewer, store: StoreDep, db: Transaction) -> Response:
+    cell = get_cell(db, case_id, cell_id)
+    return Response(store.images.read(cell.image_sha256), media_type=_MIME.get(cell.image_ext,
+                    "application/octet-stream"), headers={"Cache-Control": "private, max-age=3600"})
 
-    @router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
-    def post_signature(case_id: CaseId, who: Reviewer = login) -> dict[str, Any]:
-        with store.transaction() as db:
-            row = sign(db, who, case_id)
-        deliver(case_id)
-        return row
 
-    @router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
-    def read_audit(case_id: CaseId, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
-        with store.transaction() as db:
-            entries = audit_trail(db, case_id)
-            sample_id = case_summary(db, case_id)["sample_id"]
-        if format == "csv":
-            return _csv(rows_csv(entries, AUDIT_COLUMNS), f"{file_stem(sample_id)}-audit.csv")
-        return {"audit": entries}
+@router.put("/{case_id}/cells/{cell_id}/decision",
+            summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
+def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: CurrentReviewer, serving: ServingDep,
+                 store: StoreDep) -> dict[str, Any]:
+    with store.transaction() as db:  # committed before the LIS hears of an amendment
+        cell = decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
+        signed = case_summary(db, case_id)["status"] == "signed"
+    if signed:  # an amendment: the LIS gets the corrected results
+        _deliver(serving, case_id)
+    return cell
 
-    @router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
-    def export(case_id: CaseId, format: Literal["json", "csv"] = "json", _: Reviewer = login) -> Any:
-        with store.transaction() as db:
-            body = case_export(db, case_id)
-        stem = file_stem(body["case"]["sample_id"])
-        if format == "csv":
-            return _csv(rows_csv(body["cells"], CELL_COLUMNS), f"{stem}-cells.csv")
-        return JSONResponse(body, headers=_attachment(f"{stem}.json"))
 
-    @router.get("/{case_id}/report.pdf", response_class=Response,
-                summary="The case's printable report (PDF): differential, findings with thumbnails, model, reviewers, "
-                        "signature, disclaimers; marked preliminary on every page until signed",
-                responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"},
-                           **_NEEDS_LOGIN, **_NO_CASE})
-    def report_pdf(case_id: CaseId, _: Reviewer = login) -> Response:
-        with store.transaction() as db:
-            facts = report_facts(db, case_id)
-        pdf = case_report_pdf(facts, store.images.read)
-        return Response(pdf, media_type="application/pdf",
-                        headers={**_attachment(f"{facts['file_stem']}-report.pdf"), "Cache-Control": "no-store"})
+@router.post("/{case_id}/bulk-confirmation",
+             summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
+def post_bulk_confirmation(case_id: CaseId, body: BulkConfirmation, who: CurrentReviewer,
+                           db: Transaction) -> dict[str, Any]:
+    versions = {cell.id: cell.version for cell in body.cells}
+    if len(versions) != len(body.cells):
+        raise Invalid("A bulk confirmation names each cell once.")
+    return {"cells": confirm_in_bulk(db, who, case_id, versions)}
 
-    @router.get("/{case_id}/fhir", response_class=Response,
-                summary="A signed case for the LIS: an HL7 FHIR R4 Bundle (DiagnosticReport, Specimen, Observations)",
-                responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
-                                 "description": "a Bundle of type collection"},
-                           **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
-    def read_fhir(case_id: CaseId, _: Reviewer = login) -> Response:
-        with store.transaction() as db:
-            facts = report_facts(db, case_id)
-        body = json.dumps(fhir_bundle(facts), ensure_ascii=False)
-        return Response(body.encode("utf-8"), media_type=f"{FHIR_MEDIA_TYPE}; charset=utf-8",
-                        headers={**_attachment(f"{facts['file_stem']}.fhir.json"), "Cache-Control": "no-store"})
 
-    @router.get("/{case_id}/hl7", response_class=Response,
-                summary="A signed case for the LIS: an HL7 v2.5 ORU^R01 message (segments separated by CR)",
-                responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                                 "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"},
-                           **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
-    def read_hl7(case_id: CaseId, _: Reviewer = login) -> Response:
-        with store.transaction() as db:
-            facts = report_facts(db, case_id)
-        return Response(hl7_oru(facts).encode("utf-8"), media_type="text/plain; charset=utf-8",
-                        headers={**_attachment(f"{facts['file_stem']}.hl7"), "Cache-Control": "no-store"})
+@router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
+def post_signature(case_id: CaseId, who: CurrentReviewer, serving: ServingDep, store: StoreDep) -> dict[str, Any]:
+    with store.transaction() as db:  # committed before the LIS hears of it
+        row = sign(db, who, case_id)
+    _deliver(serving, case_id)
+    return row
 
-    return router
+
+@router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
+def read_audit(case_id: CaseId, _: CurrentReviewer, db: Transaction,
+               format: Literal["json", "csv"] = "json") -> Any:
+    entries = audit_trail(db, case_id)
+    sample_id = case_summary(db, case_id)["sample_id"]
+    if format == "csv":
+        return _csv(rows_csv(entries, AUDIT_COLUMNS), f"{file_stem(sample_id)}-audit.csv")
+    return {"audit": entries}
+
+
+@router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
+def export(case_id: CaseId, _: CurrentReviewer, db: Transaction, format: Literal["json", "csv"] = "json") -> Any:
+    body = case_export(db, case_id)
+    stem = file_stem(body["case"]["sample_id"])
+    if format == "csv":
+        return _csv(rows_csv(body["cells"], CELL_COLUMNS), f"{stem}-cells.csv")
+    return JSONResponse(body, headers=_attachment(f"{stem}.json"))
+
+
+@router.get("/{case_id}/report.pdf", response_class=Response,
+            summary="The case's printable report (PDF): differential, findings with thumbnails, model, reviewers, "
+                    "signature, disclaimers; marked preliminary on every page until signed",
+            responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"},
+                       **_NEEDS_LOGIN, **_NO_CASE})
+def report_pdf(case_id: CaseId, _: CurrentReviewer, store: StoreDep, db: Transaction) -> Response:
+    facts = report_facts(db, case_id)
+    pdf = case_report_pdf(facts, store.images.read)
+    return Response(pdf, media_type="application/pdf",
+                    headers={**_attachment(f"{facts['file_stem']}-report.pdf"), "Cache-Control": "no-store"})
+
+
+@router.get("/{case_id}/fhir", response_class=Response,
+            summary="A signed case for the LIS: an HL7 FHIR R4 Bundle (DiagnosticReport, Specimen, Observations)",
+            responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
+                             "description": "a Bundle of type collection"},
+                       **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+def read_fhir(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> Response:
+    facts = report_facts(db, case_id)
+    body = json.dumps(fhir_bundle(facts), ensure_ascii=False)
+    return Response(body.encode("utf-8"), media_type=f"{FHIR_MEDIA_TYPE}; charset=utf-8",
+                    headers={**_attachment(f"{facts['file_stem']}.fhir.json"), "Cache-Control": "no-store"})
+
+
+@router.get("/{case_id}/hl7", response_class=Response,
+            summary="A signed case for the LIS: an HL7 v2.5 ORU^R01 message (segments separated by CR)",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"},
+                       **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+def read_hl7(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> Response:
+    facts = report_facts(db, case_id)
+    return Response(hl7_oru(facts).encode("utf-8"), media_type="text/plain; charset=utf-8",
+                    headers={**_attachment(f"{facts['file_stem']}.hl7"), "Cache-Control": "no-store"})
 
 
 def _attachment(filename: str) -> dict[str, str]:

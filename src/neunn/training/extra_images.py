@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neunn.data.scan import ImageRecord, scan_dataset
+from neunn.data.scan import MANIFEST_NAME, ImageRecord, scan_dataset
 from neunn.data.split import DatasetSplit
 from neunn.errors import NeunnError
 from neunn.log import say
@@ -28,7 +28,6 @@ from neunn.log import say
 SYNTHETIC = "synthetic"
 ADDED = "added"
 _NAMES = {SYNTHETIC: "Synthetic source", ADDED: "Added dataset"}
-MANIFEST_NAME = "manifest.csv"  # written beside the class folders by the case export: who reviewed which cell
 _MAX_NAMED = 5
 
 
