@@ -23,6 +23,7 @@ from neunn.training.config import resolve_config
 from neunn.data.scan import scan_dataset
 from neunn.data.split import load_split, save_split, stratified_split
 from neunn.evaluation.evaluate import evaluate_run
+from neunn.evaluation.metric_results import MetricResults
 from neunn.rundir import RunDir
 from neunn.training.setup import open_training_run
 from neunn.training.train import train
@@ -48,13 +49,13 @@ def run_arm(data: Path, out: Path, name: str, preset: str, overrides: list[str],
         train(open_training_run(data, run.root, cfg=None if resume else cfg, resume=resume, split_file=split_file))
         log = run.read_log()
     metrics = evaluate_run(run.root, split="test", device=cfg.device if cfg.device != "auto" else "cpu", tta=tta)
+    results = MetricResults.from_json(metrics)
     return {
         "arm": name, "preset": preset, "model": cfg.model, "img_size": cfg.img_size, "epochs": cfg.epochs,
         "overrides": overrides, "tta": tta,
-        "accuracy": metrics["overall"]["accuracy"], "macro_f1": metrics["overall"]["macro"]["f1"],
-        "mcc": metrics["overall"]["mcc"],
-        "recall": {c: v["sensitivity"] for c, v in metrics["per_class"].items()},
-        "train_seconds": sum(r["epoch_seconds"] for r in log), "n_test": metrics["n"],
+        "accuracy": results.overall.accuracy, "macro_f1": results.overall.macro.f1, "mcc": results.overall.mcc,
+        "recall": {c: v.sensitivity for c, v in results.per_class.items()},
+        "train_seconds": sum(r["epoch_seconds"] for r in log), "n_test": results.n,
     }
 
 

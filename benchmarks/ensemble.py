@@ -17,25 +17,42 @@ from pathlib import Path
 import numpy as np
 
 from neunn.errors import NeunnError
+from neunn.evaluation.metric_results import MetricResults
 from neunn.evaluation.metrics import compute_metrics, read_predictions_csv
 from neunn.rundir import RunDir
 
 
-def ensemble_metrics(prediction_files: list[Path]) -> dict:
-    """Metrics of each member and of the averaged probabilities; the files must list the same cells and classes."""
-    members = [read_predictions_csv(f) for f in prediction_files]
-    paths, classes, labels, _ = members[0]
+def ensemble_results(prediction_files: list[Path]) -> tuple[dict[str, MetricResults], MetricResults]:
+    """Metrics of each member (by file) and of the averaged probabilities; the files must list the same cells and
+    classes."""
+    read = [read_predictions_csv(f) for f in prediction_files]
+    paths, classes, labels, _ = read[0]
     order = np.argsort(paths)
     probs = []
-    for f, (p, c, y, pr) in zip(prediction_files, members, strict=True):
+    for f, (p, c, y, pr) in zip(prediction_files, read, strict=True):
         mine = np.argsort(p)
         if c != classes or sorted(p) != sorted(paths) or not np.array_equal(y[mine], labels[order]):
             raise NeunnError(f"{f} does not score the same cells and classes as {prediction_files[0]}.")
         probs.append(pr[mine])
-    result = {"members": {str(f): compute_metrics(labels[order], pr, classes)["overall"]
-                          for f, pr in zip(prediction_files, probs, strict=True)},
-              "ensemble": compute_metrics(labels[order], np.mean(probs, axis=0), classes)}
-    return result
+    members = {str(f): compute_metrics(labels[order], pr, classes)
+               for f, pr in zip(prediction_files, probs, strict=True)}
+    return members, compute_metrics(labels[order], np.mean(probs, axis=0), classes)
+
+
+def ensemble_record(members: dict[str, MetricResults], ensemble: MetricResults) -> dict:
+    """The JSON record of :func:`ensemble_results`: each member's overall metrics and the ensemble's metrics."""
+    return {"members": {f: m.overall.to_json() for f, m in members.items()}, "ensemble": ensemble.to_json()}
+
+
+def ensemble_metrics(prediction_files: list[Path]) -> dict:
+    """:func:`ensemble_record` of the prediction files."""
+    return ensemble_record(*ensemble_results(prediction_files))
+
+
+def _summary(results: MetricResults) -> str:
+    overall = results.overall
+    return (f"accuracy {100 * overall.accuracy:.1f} %, macro-F1 {100 * overall.macro.f1:.1f} %, "
+            f"MCC {100 * overall.mcc:.1f} %")
 
 
 def main() -> None:
@@ -50,15 +67,12 @@ def main() -> None:
         if not f.is_file():
             parser.error(f"{f} does not exist; run `neunn evaluate {run} --split {args.split}"
                          + (" --tta`" if args.tta else "`") + " first.")
-    result = ensemble_metrics(files)
-    for f, overall in result["members"].items():
-        print(f"{f}: accuracy {100 * overall['accuracy']:.1f} %, macro-F1 {100 * overall['macro']['f1']:.1f} %, "
-              f"MCC {100 * overall['mcc']:.1f} %")
-    overall = result["ensemble"]["overall"]
-    print(f"ensemble of {len(files)}: accuracy {100 * overall['accuracy']:.1f} %, macro-F1 "
-          f"{100 * overall['macro']['f1']:.1f} %, MCC {100 * overall['mcc']:.1f} %")
+    members, ensemble = ensemble_results(files)
+    for f, results in members.items():
+        print(f"{f}: {_summary(results)}")
+    print(f"ensemble of {len(files)}: {_summary(ensemble)}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        args.json.write_text(json.dumps(ensemble_record(members, ensemble), indent=1))
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def summarise(result: dict, classes: list[str], present: list[str]) -> dict:
     correct = probs.argmax(1) == labels
     recall = {c: float(correct[labels == classes.index(c)].mean()) for c in present}
     return {"n": int(len(labels)), "accuracy": float(correct.mean()),
-            "accuracy_interval": intervals["overall"]["accuracy"], "recall": recall,
+            "accuracy_interval": intervals.overall.accuracy.to_json(), "recall": recall,
             "flagged": share_interval(result["flagged"]),
             "wrong_unflagged": share_interval(~correct & ~result["flagged"] & ~result["review"])}
 

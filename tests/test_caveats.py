@@ -3,10 +3,13 @@ operating point that could not be chosen) and stay silent otherwise."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from neunn.evaluation.caveats import metric_warnings
 from neunn.evaluation.intervals import bootstrap_intervals
+from neunn.evaluation.metric_results import MetricResults
 from neunn.evaluation.metrics import compute_metrics, format_metrics_table
 
 
@@ -14,8 +17,8 @@ def evaluated(labels: list[int], pred: list[int], classes: list[str], n_boot: in
     """Metrics (with intervals and warnings) of confident predictions ``pred`` of ``labels``."""
     probs = np.full((len(labels), len(classes)), 0.1 / (len(classes) - 1))
     probs[np.arange(len(labels)), pred] = 0.9
-    metrics = compute_metrics(np.array(labels), probs, classes)
-    metrics["intervals"] = bootstrap_intervals(np.array(labels), probs, classes, n_boot=n_boot)
+    intervals = bootstrap_intervals(np.array(labels), probs, classes, n_boot=n_boot)
+    metrics = replace(compute_metrics(np.array(labels), probs, classes), intervals=intervals).to_json()
     metrics["warnings"] = metric_warnings(metrics)
     return metrics
 
@@ -29,7 +32,7 @@ def test_a_never_predicted_rare_class_is_named_and_accuracy_is_compared() -> Non
     low, high = (100 * metrics["intervals"]["overall"]["accuracy"][k] for k in ("low", "high"))
     assert baseline == (f"Accuracy 93.0 % [{low:.1f}, {high:.1f}] does not beat the 93.0 % of always answering "
                         "'normal', the commonest class.")
-    table = format_metrics_table(metrics)
+    table = format_metrics_table(MetricResults.from_json(metrics), warnings=metrics["warnings"])
     assert table.splitlines()[0] == f"warning: {never}" and table.index(baseline) < table.index("metric (%)")
 
 
@@ -47,7 +50,8 @@ def test_a_good_balanced_model_gets_no_warning() -> None:
     pred = [k if i % 10 else (k + 1) % 3 for i, k in enumerate(labels)]  # 90 % right, every class predicted
     metrics = evaluated(labels, pred, ["a", "b", "c"])
     assert metrics["warnings"] == []
-    assert not format_metrics_table(metrics).startswith("warning")
+    assert not format_metrics_table(MetricResults.from_json(metrics), warnings=metrics["warnings"]).startswith(
+        "warning")
 
 
 def test_operating_point_warnings() -> None:

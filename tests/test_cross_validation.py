@@ -90,7 +90,7 @@ def test_cross_validation_pools_every_image_once_and_resumes(phantom_dir: Path, 
 
     # Pooling: the pooled metrics are those of the folds' own predictions, stacked.
     pooled = json.loads((out / "pooled" / "metrics.json").read_text())
-    assert metrics_from_predictions_csv(out / "pooled" / "predictions.csv")["overall"] == pooled["overall"]
+    assert metrics_from_predictions_csv(out / "pooled" / "predictions.csv").to_json()["overall"] == pooled["overall"]
     fold_rows = [row for fold in (1, 2, 3)
                  for row in csv.DictReader((out / f"fold-{fold}" / "eval" / "test" / "predictions.csv").open())]
     assert sorted((r["path"], r["prob_GBI"]) for r in fold_rows) == sorted((r["path"], r["prob_GBI"]) for r in rows)

@@ -25,7 +25,7 @@ def test_every_metric_recomputes_from_predictions_csv(trained_run: Path):
     metrics = evaluate_run(trained_run, split="test")
     out = trained_run / "eval" / "test"
     saved = json.loads((out / "metrics.json").read_text())
-    recomputed = metrics_from_predictions_csv(out / "predictions.csv")
+    recomputed = metrics_from_predictions_csv(out / "predictions.csv").to_json()
     for key in ("classes", "n", "overall", "per_class", "confusion_matrix"):
         assert recomputed[key] == saved[key] == json.loads(json.dumps(metrics[key])), key
     split = json.loads((trained_run / "splits.json").read_text())

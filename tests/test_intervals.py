@@ -15,6 +15,7 @@ from neunn.evaluation.intervals import (
     percentile_interval,
     resample_counts,
 )
+from neunn.evaluation.metric_results import Interval, MetricIntervals
 from neunn.evaluation.metrics import METRICS, PER_CLASS_KEYS, compute_metrics
 from conftest import CASES, make_case
 
@@ -41,15 +42,15 @@ def test_a_resample_scores_exactly_the_cells_it_drew(case: dict) -> None:
     for metric in METRICS:
         if not metric.per_class:
             value, _ = _resample_value(samples, metric.key, None)
-            assert value == pytest.approx(expected["overall"][metric.key]), metric.key
+            assert value == pytest.approx(expected.overall.value(metric.key)), metric.key
             continue
-        for average in ("macro", "weighted"):
+        for average, averages in (("macro", expected.overall.macro), ("weighted", expected.overall.weighted)):
             value, defined = _resample_value(samples, metric.key, average)
-            assert defined and value == pytest.approx(expected["overall"][average][metric.key]), (average, metric.key)
+            assert defined and value == pytest.approx(averages.value(metric.key)), (average, metric.key)
         for k, name in enumerate(classes):
             value, defined = _resample_value(samples, metric.key, "class", k)
-            if expected["per_class"][name][metric.key] is not None and defined:
-                assert value == pytest.approx(expected["per_class"][name][metric.key]), (name, metric.key)
+            if expected.per_class[name].value(metric.key) is not None and defined:
+                assert value == pytest.approx(expected.per_class[name].value(metric.key)), (name, metric.key)
 
 
 def test_hand_made_resamples() -> None:
@@ -80,17 +81,18 @@ def test_intervals_contain_the_estimate_and_shrink_with_n() -> None:
         point = compute_metrics(labels, probs, classes)
         intervals = bootstrap_intervals(labels, probs, classes, n_boot=400, seed=1)
         for metric in METRICS:
-            scopes = ("macro", "weighted") if metric.per_class else (None,)
-            for scope in scopes:
-                value = point["overall"][metric.key] if scope is None else point["overall"][scope][metric.key]
-                iv = intervals["overall"][metric.key] if scope is None else intervals["overall"][scope][metric.key]
+            scopes = ((("macro", point.overall.macro, intervals.overall.macro),
+                       ("weighted", point.overall.weighted, intervals.overall.weighted)) if metric.per_class
+                      else ((None, point.overall, intervals.overall),))
+            for scope, values, bounds in scopes:
+                value, iv = values.value(metric.key), bounds.value(metric.key)
                 if metric.key != "ece":  # the bootstrap ECE is biased upwards: |gap| only grows with noise
-                    assert iv["low"] <= value <= iv["high"], (n, scope, metric.key)
-                widths[n, scope, metric.key] = iv["high"] - iv["low"]
+                    assert iv.low <= value <= iv.high, (n, scope, metric.key)
+                widths[n, scope, metric.key] = iv.high - iv.low
         for name in classes:
             for key in PER_CLASS_KEYS:
-                iv = intervals["per_class"][name][key]
-                assert iv["low"] <= point["per_class"][name][key] <= iv["high"], (n, name, key)
+                iv = intervals.per_class[name].value(key)
+                assert iv.low <= point.per_class[name].value(key) <= iv.high, (n, name, key)
     for (n, scope, key), width in widths.items():
         if n == 150:
             assert widths[1500, scope, key] < width, (scope, key)
@@ -103,10 +105,10 @@ def test_accuracy_interval_matches_the_binomial_by_hand() -> None:
     probs = np.tile([0.7, 0.3], (400, 1))
     probs[200:] = [0.3, 0.7]
     probs[:20], probs[200:220] = [0.3, 0.7], [0.7, 0.3]  # 40 wrong
-    iv = bootstrap_intervals(labels, probs, ["A", "B"], n_boot=4000, seed=3)["overall"]["accuracy"]
-    assert iv["low"] == pytest.approx(0.9 - 0.0294, abs=0.004)
-    assert iv["high"] == pytest.approx(0.9 + 0.0294, abs=0.004)
-    assert iv["resamples"] == 4000
+    iv = bootstrap_intervals(labels, probs, ["A", "B"], n_boot=4000, seed=3).overall.accuracy
+    assert iv.low == pytest.approx(0.9 - 0.0294, abs=0.004)
+    assert iv.high == pytest.approx(0.9 + 0.0294, abs=0.004)
+    assert iv.resamples == 4000
 
 
 def test_undefined_figures_have_no_interval_and_skips_are_counted() -> None:
@@ -115,14 +117,14 @@ def test_undefined_figures_have_no_interval_and_skips_are_counted() -> None:
     labels[labels == 4] = np.r_[4, np.zeros((labels == 4).sum() - 1, dtype=int)]
     classes = list("ABCDE")
     intervals = bootstrap_intervals(labels, probs, classes, n_boot=500, seed=0)
-    never = intervals["per_class"]["C"]["precision"]
-    assert never == {"low": None, "high": None, "resamples": 0}  # never predicted: no precision to resample
-    single = intervals["per_class"]["E"]["sensitivity"]["resamples"]
+    never = intervals.per_class["C"].precision
+    assert never == Interval(low=None, high=None, resamples=0)  # never predicted: no precision to resample
+    single = intervals.per_class["E"].sensitivity.resamples
     assert 250 < single < 400  # E is drawn in 1 - (1 - 1/200)^200 = 63 % of resamples
-    assert intervals["overall"]["macro"]["sensitivity"]["resamples"] == single
-    assert intervals["overall"]["accuracy"]["resamples"] == 500
-    assert intervals["fewest_resamples"] <= single
-    assert json.loads(json.dumps(intervals, allow_nan=False)) == intervals
+    assert intervals.overall.macro.sensitivity.resamples == single
+    assert intervals.overall.accuracy.resamples == 500
+    assert intervals.fewest_resamples <= single
+    assert MetricIntervals.from_json(json.loads(json.dumps(intervals.to_json(), allow_nan=False))) == intervals
 
 
 def test_intervals_are_seeded() -> None:
@@ -130,7 +132,7 @@ def test_intervals_are_seeded() -> None:
     first = bootstrap_intervals(labels, probs, ["A", "B", "C"], n_boot=200, seed=5)
     assert bootstrap_intervals(labels, probs, ["A", "B", "C"], n_boot=200, seed=5) == first
     assert bootstrap_intervals(labels, probs, ["A", "B", "C"], n_boot=200, seed=6) != first
-    assert first["n_boot"] == 200 and first["seed"] == 5 and first["level"] == 0.95
+    assert first.n_boot == 200 and first.seed == 5 and first.level == 0.95
 
 
 def test_resample_counts_draw_n_cells_each() -> None:

@@ -5,14 +5,27 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
 from neunn.errors import NeunnError
+from neunn.evaluation.intervals import bootstrap_intervals
+from neunn.evaluation.metric_results import (
+    Averages,
+    ClassMetrics,
+    Interval,
+    MetricResults,
+    OneVsRest,
+    OverallIntervals,
+    OverallMetrics,
+)
 from neunn.evaluation.metrics import (
+    METRICS,
     PAPER_METRICS,
+    PER_CLASS_KEYS,
     compute_metrics,
     confusion_matrix,
     expected_calibration_error,
@@ -38,22 +51,21 @@ def test_compute_metrics_matches_sklearn(case: dict) -> None:
     if "absent" in case:
         assert case["absent"] not in labels
     m = compute_metrics(labels, probs, classes)
-    overall, every = m["overall"], list(range(k))
+    overall, every = m.overall, list(range(k))
 
-    assert m["n"] == labels.size and m["classes"] == classes
-    assert m["confusion_matrix"] == skm.confusion_matrix(labels, pred, labels=every).tolist()
-    assert overall["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
-    assert overall["mcc"] == pytest.approx(skm.matthews_corrcoef(labels, pred))
+    assert m.n == labels.size and list(m.classes) == classes
+    assert [list(row) for row in m.confusion_matrix] == skm.confusion_matrix(labels, pred, labels=every).tolist()
+    assert overall.accuracy == pytest.approx(skm.accuracy_score(labels, pred))
+    assert overall.mcc == pytest.approx(skm.matthews_corrcoef(labels, pred))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns when y_pred holds a class missing from y_true
-        assert overall["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, pred))
+        assert overall.balanced_accuracy == pytest.approx(skm.balanced_accuracy_score(labels, pred))
 
-    for average in ("macro", "weighted"):
+    for average, got in (("macro", overall.macro), ("weighted", overall.weighted)):
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             labels, pred, labels=every, average=average, zero_division=0)
         jaccard = skm.jaccard_score(labels, pred, labels=every, average=average, zero_division=0)
-        got = overall[average]
-        assert (got["precision"], got["sensitivity"], got["f1"], got["jaccard"]) == pytest.approx(
+        assert (got.precision, got.sensitivity, got.f1, got.jaccard) == pytest.approx(
             (precision, recall, f1, jaccard))
 
     precision, recall, f1, support = skm.precision_recall_fscore_support(
@@ -61,31 +73,31 @@ def test_compute_metrics_matches_sklearn(case: dict) -> None:
     jaccard = skm.jaccard_score(labels, pred, labels=every, average=None, zero_division=0)
     defined_auc = []
     for i, name in enumerate(classes):
-        row = m["per_class"][name]
-        assert row["support"] == support[i]
-        assert (row["precision"], row["sensitivity"], row["f1"], row["jaccard"]) == pytest.approx(
+        row = m.per_class[name]
+        assert row.support == support[i]
+        assert (row.precision, row.sensitivity, row.f1, row.jaccard) == pytest.approx(
             (precision[i], recall[i], f1[i], jaccard[i]))
         if i in labels:
             expected_auc = skm.roc_auc_score(labels == i, probs[:, i])
-            assert row["roc_auc"] == pytest.approx(expected_auc)
+            assert row.roc_auc == pytest.approx(expected_auc)
             defined_auc.append(expected_auc)
         else:
-            assert row["roc_auc"] is None
-    assert overall["macro"]["roc_auc"] == pytest.approx(np.mean(defined_auc))
+            assert row.roc_auc is None
+    assert overall.macro.roc_auc == pytest.approx(np.mean(defined_auc))
     if "absent" not in case:
-        for average in ("macro", "weighted"):
-            assert overall[average]["roc_auc"] == pytest.approx(
+        for average, got in (("macro", overall.macro), ("weighted", overall.weighted)):
+            assert got.roc_auc == pytest.approx(
                 skm.roc_auc_score(labels, probs, multi_class="ovr", average=average))
 
 
 def test_json_round_trip_has_no_nan() -> None:
     labels, probs = make_case(seed=5, n_classes=6, never_predicted=1, absent=3)
     m = compute_metrics(labels, probs, [f"C{i}" for i in range(6)])
-    text = json.dumps(m, allow_nan=False)
-    assert json.loads(text) == m
-    assert m["per_class"]["C3"]["roc_auc"] is None
-    assert m["per_class"]["C1"]["precision"] == 0.0  # never predicted: zero_division=0
-    assert m["per_class"]["C3"]["sensitivity"] == 0.0  # absent from y_true: zero_division=0
+    text = json.dumps(m.to_json(), allow_nan=False)
+    assert json.loads(text) == m.to_json()
+    assert m.per_class["C3"].roc_auc is None
+    assert m.per_class["C1"].precision == 0.0  # never predicted: zero_division=0
+    assert m.per_class["C3"].sensitivity == 0.0  # absent from y_true: zero_division=0
 
 
 def test_hand_made_example_specificity_and_friends() -> None:
@@ -95,16 +107,16 @@ def test_hand_made_example_specificity_and_friends() -> None:
     probs = np.full((6, 3), 0.1)
     probs[np.arange(6), pred] = 0.8
     m = compute_metrics(labels, probs, ["A", "B", "C"])
-    assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert [list(row) for row in m.confusion_matrix] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     # Specificity TN / (TN + FP): A 3/3, B 3/4, C 4/5.
-    spec = [m["per_class"][c]["specificity"] for c in "ABC"]
+    spec = [m.per_class[c].specificity for c in "ABC"]
     assert spec == pytest.approx([1.0, 0.75, 0.8])
-    assert m["overall"]["macro"]["specificity"] == pytest.approx((1.0 + 0.75 + 0.8) / 3)
-    assert m["overall"]["weighted"]["specificity"] == pytest.approx((3 * 1.0 + 2 * 0.75 + 1 * 0.8) / 6)
-    assert [m["per_class"][c]["sensitivity"] for c in "ABC"] == pytest.approx([2 / 3, 1 / 2, 1.0])
-    assert [m["per_class"][c]["precision"] for c in "ABC"] == pytest.approx([1.0, 1 / 2, 1 / 2])
-    assert [m["per_class"][c]["jaccard"] for c in "ABC"] == pytest.approx([2 / 3, 1 / 3, 1 / 2])
-    assert m["overall"]["accuracy"] == pytest.approx(4 / 6)
+    assert m.overall.macro.specificity == pytest.approx((1.0 + 0.75 + 0.8) / 3)
+    assert m.overall.weighted.specificity == pytest.approx((3 * 1.0 + 2 * 0.75 + 1 * 0.8) / 6)
+    assert [m.per_class[c].sensitivity for c in "ABC"] == pytest.approx([2 / 3, 1 / 2, 1.0])
+    assert [m.per_class[c].precision for c in "ABC"] == pytest.approx([1.0, 1 / 2, 1 / 2])
+    assert [m.per_class[c].jaccard for c in "ABC"] == pytest.approx([2 / 3, 1 / 3, 1 / 2])
+    assert m.overall.accuracy == pytest.approx(4 / 6)
 
 
 def test_confusion_matrix_orientation_and_range_check() -> None:
@@ -138,8 +150,8 @@ def test_degenerate_single_predicted_class_gives_zero_mcc() -> None:
     labels = np.array([0, 1, 2, 0, 1])
     probs = np.tile([0.6, 0.3, 0.1], (5, 1))
     m = compute_metrics(labels, probs, ["A", "B", "C"])
-    assert m["overall"]["mcc"] == skm.matthews_corrcoef(labels, probs.argmax(axis=1)) == 0.0
-    assert m["overall"]["macro"]["roc_auc"] == pytest.approx(0.5)  # constant scores tie everywhere
+    assert m.overall.mcc == skm.matthews_corrcoef(labels, probs.argmax(axis=1)) == 0.0
+    assert m.overall.macro.roc_auc == pytest.approx(0.5)  # constant scores tie everywhere
 
 
 @pytest.mark.parametrize("labels, probs, fragment", [
@@ -164,7 +176,7 @@ def test_format_metrics_table_lists_rows_and_paper() -> None:
                 "balanced accuracy", "ECE"):
         assert row in table
     assert f"{100 * PAPER_METRICS['jaccard']:.1f}" in table and "paper" in table
-    assert f"{100 * m['overall']['macro']['f1']:.1f}" in table
+    assert f"{100 * m.overall.macro.f1:.1f}" in table
     assert "paper" not in format_metrics_table(m, with_paper=False)
 
 
@@ -185,3 +197,67 @@ def test_metrics_from_predictions_csv_reproduces_compute_metrics(tmp_path) -> No
         metrics_from_predictions_csv(bad)
     with pytest.raises(NeunnError, match="does not exist"):
         metrics_from_predictions_csv(tmp_path / "missing.csv")
+
+
+# A metrics.json as NeuNN wrote it before the typed results (v0.1: no intervals), with the sections of other modules.
+OLD_METRICS_JSON = {
+    "classes": ["NEU", "GBI"], "n": 4,
+    "overall": {"accuracy": 0.75, "balanced_accuracy": 0.75, "mcc": 0.5773502691896258,
+                "macro": {"sensitivity": 0.75, "specificity": 0.75, "precision": 0.8333333333333333,
+                          "f1": 0.7333333333333334, "jaccard": 0.5833333333333333, "roc_auc": 1.0},
+                "weighted": {"sensitivity": 0.75, "specificity": 0.75, "precision": 0.8333333333333333,
+                             "f1": 0.7333333333333334, "jaccard": 0.5833333333333333, "roc_auc": 1.0},
+                "ece": 0.125},
+    "per_class": {"NEU": {"sensitivity": 1.0, "specificity": 0.5, "precision": 0.6666666666666666, "f1": 0.8,
+                          "jaccard": 0.6666666666666666, "roc_auc": 1.0, "support": 2},
+                  "GBI": {"sensitivity": 0.5, "specificity": 1.0, "precision": 1.0, "f1": 0.6666666666666666,
+                          "jaccard": 0.5, "roc_auc": None, "support": 2}},
+    "confusion_matrix": [[2, 0], [1, 1]],
+    "split": "test", "checkpoint": "best", "tta": False, "skipped": [], "synthetic_data": True,
+}
+
+
+def test_result_fields_are_the_metric_registry() -> None:
+    assert OneVsRest.keys() == PER_CLASS_KEYS
+    assert OverallIntervals.SINGLE == tuple(m.key for m in METRICS if not m.per_class)
+    single = {m.key for m in METRICS if not m.per_class}
+    assert single | {"macro", "weighted"} == set(OverallMetrics.__dataclass_fields__)
+    assert list(ClassMetrics.__dataclass_fields__) == [*PER_CLASS_KEYS, "support"]
+
+
+def test_metric_results_round_trip_through_json_exactly() -> None:
+    labels, probs = make_case(seed=5, n_classes=6, never_predicted=1, absent=3)
+    classes = [f"C{i}" for i in range(6)]
+    plain = compute_metrics(labels, probs, classes)
+    with_intervals = replace(plain, intervals=bootstrap_intervals(labels, probs, classes, n_boot=50))
+    for results in (plain, with_intervals):
+        text = json.dumps(results.to_json(), indent=1, allow_nan=False)
+        loaded = json.loads(text)
+        assert MetricResults.from_json(loaded) == results
+        assert json.dumps(MetricResults.from_json(loaded).to_json(), indent=1) == text  # same keys, same order
+    data = with_intervals.to_json()
+    assert list(data) == ["classes", "n", "overall", "per_class", "confusion_matrix", "intervals"]
+    assert list(data["overall"]) == ["accuracy", "balanced_accuracy", "mcc", "macro", "weighted", "ece"]
+    assert list(data["per_class"]["C0"]) == [*PER_CLASS_KEYS, "support"]
+    assert list(data["intervals"]) == ["level", "n_boot", "seed", "method", "fewest_resamples", "overall",
+                                       "per_class"]
+    assert list(data["intervals"]["overall"]) == ["accuracy", "mcc", "balanced_accuracy", "ece", "macro", "weighted"]
+    assert data["intervals"]["per_class"]["C1"]["precision"] == {"low": None, "high": None, "resamples": 0}
+    assert "intervals" not in plain.to_json()
+
+
+def test_an_old_metrics_json_loads() -> None:
+    results = MetricResults.from_json(json.loads(json.dumps(OLD_METRICS_JSON)))
+    assert results.classes == ("NEU", "GBI") and results.n == 4 and results.intervals is None
+    assert results.overall.accuracy == 0.75 and results.overall.macro.f1 == 0.7333333333333334
+    assert results.overall.weighted == Averages(0.75, 0.75, 0.8333333333333333, 0.7333333333333334,
+                                                0.5833333333333333, 1.0)
+    assert results.per_class["GBI"] == ClassMetrics(0.5, 1.0, 1.0, 0.6666666666666666, 0.5, None, support=2)
+    assert results.confusion_matrix == ((2, 0), (1, 1))
+    metric_keys = ("classes", "n", "overall", "per_class", "confusion_matrix")
+    assert results.to_json() == {key: OLD_METRICS_JSON[key] for key in metric_keys}
+    assert format_metrics_table(results).splitlines()[-1] == "n = 4 images, 2 classes"
+    assert results.overall.macro.value("roc_auc") == 1.0 and results.overall.value("mcc") == results.overall.mcc
+    with pytest.raises(KeyError, match="no metric 'support'"):
+        results.overall.macro.value("support")
+    assert Interval.from_json({"value": 0.9, "low": 0.8, "high": 0.95, "resamples": 10}) == Interval(0.8, 0.95, 10)

@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def make_evaluation(root: Path, n: int = 70, seed: int = 0) -> tuple[dict, list[
         Image.new("RGB", (60, 64), (int(30 * label), 120, 200)).save(root / relative)
         predictions.append({"path": relative, "true": CLASSES[label], "pred": CLASSES[int(row.argmax())],
                             "probs": row.tolist()})
-    return compute_metrics(labels, probs, CLASSES), predictions
+    return compute_metrics(labels, probs, CLASSES).to_json(), predictions
 
 
 def errors_by_confidence(predictions: list[dict]) -> list[dict]:
@@ -135,8 +136,8 @@ def test_report_shows_intervals_warnings_and_the_rare_class(tmp_path: Path) -> N
     classes = ["normal", "vacuolated"]
     predictions = [{"path": f"cell_{i}.png", "true": classes[t], "pred": classes[int(p.argmax())], "probs": p.tolist()}
                    for i, (t, p) in enumerate(zip(labels, probs))]
-    metrics = compute_metrics(labels, probs, classes)
-    metrics["intervals"] = bootstrap_intervals(labels, probs, classes, n_boot=200)
+    intervals = bootstrap_intervals(labels, probs, classes, n_boot=200)
+    metrics = replace(compute_metrics(labels, probs, classes), intervals=intervals).to_json()
     choice = choose_threshold(probs[:60, 1], labels[:60] == 1, 0.9)
     metrics["rare_class"] = rare_class_report(labels, probs, classes, "vacuolated", choice=choice, n_boot=200)
     metrics["warnings"] = ["The model never predicts 'vacuolated' (0 of 7 such cells found): accuracy <b>"]

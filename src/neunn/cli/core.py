@@ -73,6 +73,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neunn.evaluation.evaluate import evaluate_run, format_robustness_table
+    from neunn.evaluation.metric_results import MetricResults
     from neunn.evaluation.metrics import format_metrics_table
     from neunn.evaluation.rare_class import format_rare_class
     from neunn.rundir import RunDir
@@ -81,7 +82,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                            device=args.device, tta=args.tta, perturb=args.perturb, backend=args.backend,
                            review_threshold=args.review_threshold, critical=args.critical, positive=args.positive,
                            target_sensitivity=args.target_sensitivity)
-    print(format_metrics_table(metrics))
+    print(format_metrics_table(MetricResults.from_json(metrics), warnings=metrics["warnings"]))
     if metrics["rare_class"]:
         print(format_rare_class(metrics["rare_class"]))
     kept, calib = metrics["selective"]["at_threshold"], metrics["selective"]["calibration"]
@@ -148,12 +149,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from neunn.experiments.demo import run_demo
+    from neunn.evaluation.metric_results import MetricResults
     from neunn.evaluation.metrics import format_metrics_table
 
     metrics = run_demo(Path(args.out), per_class=args.per_class, gan=not args.no_gan)
     print("NeuNN demo on PHANTOM data (synthetic images, not real cells); held-out test split. These figures show that")
     print("the pipeline learns the phantom classes; they are not the paper's task, whose figures are shown for reference.")
-    print(format_metrics_table(metrics))
+    print(format_metrics_table(MetricResults.from_json(metrics), warnings=metrics["warnings"]))
     print(f"report: {Path(args.out) / 'run' / 'eval' / 'test' / 'report.html'}")
     return 0
 

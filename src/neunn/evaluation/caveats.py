@@ -1,8 +1,8 @@
 """Warnings that keep a metric table from misleading, one sentence each: printed above the table, shown at the top of
 the HTML report and stored in metrics.json as ``metrics["warnings"]``.
 
-    metrics["warnings"] = metric_warnings(metrics)   # metrics from compute_metrics, with "intervals" and "rare_class"
-                                                     # when they are there
+    metrics["warnings"] = metric_warnings(metrics)   # metrics.json's dict: compute_metrics(...).to_json(), with
+                                                     # "intervals" and "rare_class" when they are there
 
 They fire when a class is never predicted (its cells are all missed, yet accuracy and specificity can look fine), when
 accuracy does not beat, or cannot be told from, always answering the commonest class, and when a rare-class
@@ -15,35 +15,37 @@ from typing import Any
 
 import numpy as np
 
+from neunn.evaluation.metric_results import MetricResults
+
 
 def _percent(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def never_predicted(metrics: dict[str, Any]) -> list[str]:
+def never_predicted(results: MetricResults) -> list[str]:
     """One warning per class that has cells but is never predicted."""
-    matrix = np.asarray(metrics["confusion_matrix"])
+    matrix = np.asarray(results.confusion_matrix)
     support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
     return [f"The model never predicts '{name}' (0 of {support[k]} such cells found): accuracy and specificity say "
-            "nothing about this class." for k, name in enumerate(metrics["classes"])
+            "nothing about this class." for k, name in enumerate(results.classes)
             if support[k] > 0 and predicted[k] == 0]
 
 
-def majority_baseline(metrics: dict[str, Any]) -> list[str]:
+def majority_baseline(results: MetricResults) -> list[str]:
     """A warning when accuracy does not beat always answering the commonest class, or its interval includes that."""
-    support = np.asarray(metrics["confusion_matrix"]).sum(axis=1)
+    support = np.asarray(results.confusion_matrix).sum(axis=1)
     commonest = int(support.argmax())
-    baseline, accuracy = support[commonest] / support.sum(), metrics["overall"]["accuracy"]
-    interval = (metrics.get("intervals") or {}).get("overall", {}).get("accuracy") or {}
-    low, high = interval.get("low"), interval.get("high")
+    baseline, accuracy = support[commonest] / support.sum(), results.overall.accuracy
+    interval = None if results.intervals is None else results.intervals.overall.accuracy
+    low, high = (None, None) if interval is None else (interval.low, interval.high)
     shown = f"{_percent(accuracy)} %" + ("" if low is None else f" [{_percent(low)}, {_percent(high)}]")
     tied = (support == support[commonest]).sum() > 1
-    always = (f"the {_percent(baseline)} % of always answering '{metrics['classes'][commonest]}', "
+    always = (f"the {_percent(baseline)} % of always answering '{results.classes[commonest]}', "
               + ("one of the commonest classes" if tied else "the commonest class"))
     if accuracy <= baseline:
         return [f"Accuracy {shown} does not beat {always}."]
     if low is not None and low <= baseline:
-        level = f"{100 * metrics['intervals']['level']:.0f} %"
+        level = f"{100 * results.intervals.level:.0f} %"
         return [f"Accuracy {shown} is not clearly above {always}: its {level} interval includes it."]
     return []
 
@@ -68,5 +70,7 @@ def operating_point_caveats(metrics: dict[str, Any]) -> list[str]:
 
 
 def metric_warnings(metrics: dict[str, Any]) -> list[str]:
-    """Every warning that applies to these metrics, as one-sentence strings (an empty list when none does)."""
-    return [*never_predicted(metrics), *majority_baseline(metrics), *operating_point_caveats(metrics)]
+    """Every warning that applies to a metrics.json's metrics (and its rare_class section, when it has one), as
+    one-sentence strings (an empty list when none does)."""
+    results = MetricResults.from_json(metrics)
+    return [*never_predicted(results), *majority_baseline(results), *operating_point_caveats(metrics)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from neunn.data.split import SPLIT_NAMES, load_split, verify_split_files
 from neunn.errors import NeunnError
 from neunn.evaluation.caveats import metric_warnings
 from neunn.evaluation.intervals import N_BOOT, bootstrap_intervals
+from neunn.evaluation.metric_results import MetricResults
 from neunn.evaluation.metrics import compute_metrics
 from neunn.evaluation.out_of_domain import flag_report, ood_columns
 from neunn.evaluation.perturbations import Perturbation, parse_perturbations
@@ -120,17 +122,17 @@ def _arrays(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray,
             np.asarray([r["probs"] for r in rows], dtype=np.float64))
 
 
-def _metrics_of(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+def _metrics_of(rows: list[dict[str, Any]], classes: list[str]) -> MetricResults:
     return compute_metrics(*_arrays(rows, classes), classes)
 
 
 def summarise_predictions(rows: list[dict[str, Any]], classes: list[str], *, positive: str | None = None,
                           choice: dict[str, Any] | None = None, thresholds: np.ndarray | None = None) -> dict[str, Any]:
-    """compute_metrics of prediction rows, with bootstrap intervals, the rare-class figures of ``positive`` (and its
-    operating point, given a threshold ``choice`` or per-cell ``thresholds``) and the warnings."""
+    """The metrics.json dict of prediction rows: compute_metrics with bootstrap intervals, the rare-class figures of
+    ``positive`` (and its operating point, given a threshold ``choice`` or per-cell ``thresholds``) and the warnings."""
     labels, probs = _arrays(rows, classes)
-    metrics = compute_metrics(labels, probs, classes)
-    metrics["intervals"] = bootstrap_intervals(labels, probs, classes, n_boot=N_BOOT, seed=BOOT_SEED)
+    intervals = bootstrap_intervals(labels, probs, classes, n_boot=N_BOOT, seed=BOOT_SEED)
+    metrics = replace(compute_metrics(labels, probs, classes), intervals=intervals).to_json()
     metrics["rare_class"] = None if positive is None else rare_class_report(
         labels, probs, classes, positive, choice=choice, thresholds=thresholds, n_boot=N_BOOT, seed=BOOT_SEED)
     metrics["warnings"] = metric_warnings(metrics)
@@ -164,18 +166,18 @@ def write_evaluation(out: Path, metrics: dict[str, Any], rows: list[dict[str, An
                  training_log=training_log, title=title, synthetic_note=note)
 
 
-def _robustness(predictor: Predictor, data_dir: Path, entries, clean: dict[str, Any],
+def _robustness(predictor: Predictor, data_dir: Path, entries, clean: MetricResults,
                 perturbations: list[Perturbation]) -> dict[str, Any]:
     """Accuracy and macro-F1 of the same images under each perturbation, with the drop from the clean images."""
-    table = [{"perturbation": "none", "accuracy": clean["overall"]["accuracy"],
-              "macro_f1": clean["overall"]["macro"]["f1"], "accuracy_drop": 0.0}]
+    table = [{"perturbation": "none", "accuracy": clean.overall.accuracy, "macro_f1": clean.overall.macro.f1,
+              "accuracy_drop": 0.0}]
     for perturbation in perturbations:
         say(f"robustness: {perturbation}")
         rows, _ = _score(predictor, data_dir, entries, transform=perturbation, desc=str(perturbation))
-        m = _metrics_of(rows, predictor.classes)["overall"]
-        table.append({"perturbation": str(perturbation), "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
-                      "accuracy_drop": clean["overall"]["accuracy"] - m["accuracy"]})
-    return {"n": clean["n"], "rows": table}
+        m = _metrics_of(rows, predictor.classes).overall
+        table.append({"perturbation": str(perturbation), "accuracy": m.accuracy, "macro_f1": m.macro.f1,
+                      "accuracy_drop": clean.overall.accuracy - m.accuracy})
+    return {"n": clean.n, "rows": table}
 
 
 def format_robustness_table(robustness: dict[str, Any]) -> str:
@@ -248,6 +250,7 @@ def evaluate_run(
                      title=f"NeuNN evaluation: {run.root.name} ({split} split"
                      + ("" if backend == "torch" else f", {backend}") + ")")
     if perturbations:  # after the main files: they stand even if a long robustness pass is stopped
-        metrics["robustness"] = _robustness(predictor, data_dir, entries, metrics, perturbations)
+        metrics["robustness"] = _robustness(predictor, data_dir, entries, MetricResults.from_json(metrics),
+                                            perturbations)
         write_text_atomic(out / "robustness.json", json.dumps(metrics["robustness"], indent=1))
     return metrics

@@ -1,9 +1,9 @@
 """Bootstrap confidence intervals for every headline metric of :data:`neunn.evaluation.metrics.METRICS`.
 
-    intervals = bootstrap_intervals(y_true, probs, classes, n_boot=1000, seed=0)
-    metrics["intervals"] = intervals        # compute_metrics' layout: overall (with macro and weighted), per_class
-    intervals["overall"]["accuracy"]        # {"low": 0.951, "high": 0.989, "resamples": 1000}
-    intervals["per_class"]["GBI"]["sensitivity"]
+    intervals = bootstrap_intervals(y_true, probs, classes, n_boot=1000, seed=0)   # MetricIntervals
+    results = replace(compute_metrics(y_true, probs, classes), intervals=intervals)  # laid out as the metrics
+    intervals.overall.accuracy              # Interval(low=0.951, high=0.989, resamples=1000)
+    intervals.per_class["GBI"].sensitivity
 
 The evaluated cells are drawn with replacement ``n_boot`` times (seeded: the same call gives the same intervals), every
 metric is recomputed on each resample, and the interval holds the central ``level`` share of those values (percentile
@@ -27,13 +27,14 @@ bootstrap the very number that is reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from neunn.errors import NeunnError
-from neunn.evaluation.metrics import ECE_BINS, METRICS, PER_CLASS_KEYS, check_predictions, confidence_bins
+from neunn.evaluation.metric_results import Interval, MetricIntervals, OneVsRestIntervals, OverallIntervals
+from neunn.evaluation.metrics import ECE_BINS, check_predictions, confidence_bins
 
 N_BOOT = 1000
 LEVEL = 0.95
@@ -186,32 +187,26 @@ def headline_statistic(labels: np.ndarray, probs: np.ndarray) -> Statistic:
 
 
 def bootstrap_intervals(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], *, n_boot: int = N_BOOT,
-                        seed: int = 0, level: float = LEVEL) -> dict[str, Any]:
+                        seed: int = 0, level: float = LEVEL) -> MetricIntervals:
     """Percentile bootstrap intervals of every metric of METRICS, laid out as compute_metrics lays out the metrics."""
     if not 0.0 < level < 1.0:
         raise NeunnError(f"The interval level must be a fraction between 0 and 1, got {level}.")
     labels, probs = check_predictions(y_true, probs, classes)
     samples = bootstrap(headline_statistic(labels, probs), labels.size, n_boot=n_boot, seed=seed)
 
-    def interval(name: str, column: int | None = None) -> dict[str, Any]:
+    def interval(name: str, column: int | None = None) -> Interval:
         values, defined = samples[name]
         if column is not None:
             values, defined = values[:, column], defined[:, column]
-        return percentile_interval(values, defined, level)
+        return Interval.from_json(percentile_interval(values, defined, level))
 
-    overall: dict[str, Any] = {m.key: interval(m.key) for m in METRICS if not m.per_class}
-    for average in ("macro", "weighted"):
-        overall[average] = {key: interval(f"{average}.{key}") for key in PER_CLASS_KEYS}
-    per_class = {name: {key: interval(f"class.{key}", k) for key in PER_CLASS_KEYS} for k, name in enumerate(classes)}
-    return {"level": level, "n_boot": n_boot, "seed": seed, "method": METHOD,
-            "fewest_resamples": fewest_resamples({"overall": overall, "per_class": per_class}),
-            "overall": overall, "per_class": per_class}
+    def one_vs_rest(prefix: str, column: int | None = None) -> OneVsRestIntervals:
+        return OneVsRestIntervals(**{key: interval(f"{prefix}.{key}", column) for key in OneVsRestIntervals.keys()})
 
-
-def fewest_resamples(tree: dict[str, Any]) -> int:
-    """The fewest resamples that any defined interval in a nested dict of intervals was computed from."""
-    def walk(node: Any) -> list[int]:
-        if isinstance(node, dict) and "resamples" in node:
-            return [node["resamples"]] if node["resamples"] else []
-        return [r for value in node.values() for r in walk(value)] if isinstance(node, dict) else []
-    return min(walk(tree), default=0)
+    overall = OverallIntervals(**{key: interval(key) for key in OverallIntervals.SINGLE},
+                               macro=one_vs_rest("macro"), weighted=one_vs_rest("weighted"))
+    per_class = {name: one_vs_rest("class", k) for k, name in enumerate(classes)}
+    unfilled = MetricIntervals(level=level, n_boot=n_boot, seed=seed, method=METHOD, fewest_resamples=0,
+                               overall=overall, per_class=per_class)
+    return replace(unfilled, fewest_resamples=min((iv.resamples for iv in unfilled.every_interval() if iv.resamples),
+                                                  default=0))

@@ -1,9 +1,10 @@
 """Classification metrics of the NeuNN paper, defined exactly and computed with plain numpy.
 
-Use ``compute_metrics(y_true, probs, classes)`` after evaluation: it returns a JSON-ready dict (floats, ints, lists,
-``None`` where a value is undefined, never NaN) that ``format_metrics_table`` prints and ``neunn.evaluation.report`` renders.
-``metrics_from_predictions_csv`` recomputes the same dict from a ``predictions.csv`` so anyone can check a
-``metrics.json`` without the model.
+Use ``compute_metrics(y_true, probs, classes)`` after evaluation: it returns a
+:class:`~neunn.evaluation.metric_results.MetricResults` (``None`` where a value is undefined, never NaN) that
+``format_metrics_table`` prints, ``neunn.evaluation.report`` renders and ``to_json()`` turns into the metrics of
+``metrics.json``. ``metrics_from_predictions_csv`` recomputes the same results from a ``predictions.csv`` so anyone can
+check a ``metrics.json`` without the model.
 
 Conventions, chosen to equal scikit-learn so results can be cross-checked:
 
@@ -32,7 +33,13 @@ from typing import Sequence
 import numpy as np
 
 from neunn.errors import NeunnError
-
+from neunn.evaluation.metric_results import (
+    Averages,
+    ClassMetrics,
+    Interval,
+    MetricResults,
+    OverallMetrics,
+)
 
 
 @dataclass(frozen=True)
@@ -184,8 +191,8 @@ def _weighted_mean(values: list[float | None], weights: np.ndarray) -> float | N
     return float(sum(values[i] * weights[i] for i in keep) / total) if total > 0 else None
 
 
-def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> dict:
-    """Return overall, macro, support-weighted and per-class metrics, ECE and the confusion matrix as a JSON-ready dict.
+def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> MetricResults:
+    """Return overall, macro, support-weighted and per-class metrics, ECE and the confusion matrix.
 
     Zero-denominator ratios are 0.0 and undefined ROC AUCs are None (see the module docstring).
     """
@@ -207,23 +214,21 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
     }
     uniform = np.ones(n_classes)
     present = support > 0
-    return {
-        "classes": list(classes),
-        "n": int(labels.size),
-        "overall": {
-            "accuracy": float(tp.sum() / labels.size),
-            "balanced_accuracy": float(np.mean(_safe_divide(tp, support)[present])),
-            "mcc": _multiclass_mcc(matrix),
-            "macro": {key: _weighted_mean(values, uniform) for key, values in per_metric.items()},
-            "weighted": {key: _weighted_mean(values, support) for key, values in per_metric.items()},
-            "ece": expected_calibration_error(probs, labels),
-        },
-        "per_class": {
-            name: {**{key: per_metric[key][k] for key in PER_CLASS_KEYS}, "support": int(support[k])}
-            for k, name in enumerate(classes)
-        },
-        "confusion_matrix": matrix.tolist(),
-    }
+    return MetricResults(
+        classes=tuple(classes),
+        n=int(labels.size),
+        overall=OverallMetrics(
+            accuracy=float(tp.sum() / labels.size),
+            balanced_accuracy=float(np.mean(_safe_divide(tp, support)[present])),
+            mcc=_multiclass_mcc(matrix),
+            macro=Averages(**{key: _weighted_mean(values, uniform) for key, values in per_metric.items()}),
+            weighted=Averages(**{key: _weighted_mean(values, support) for key, values in per_metric.items()}),
+            ece=expected_calibration_error(probs, labels),
+        ),
+        per_class={name: ClassMetrics(**{key: per_metric[key][k] for key in PER_CLASS_KEYS}, support=int(support[k]))
+                   for k, name in enumerate(classes)},
+        confusion_matrix=tuple(tuple(row) for row in matrix.tolist()),
+    )
 
 
 def _percent(value: float | None) -> str:
@@ -231,50 +236,50 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def interval_text(interval: dict | None) -> str:
+def interval_text(interval: Interval | None) -> str:
     """'[95.1, 98.9]' (percent) for a bootstrap interval, '' when there is none or it is undefined."""
-    if not interval or interval.get("low") is None:
+    if interval is None or interval.low is None:
         return ""
-    return f"[{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+    return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
 
 
-def headline_rows(metrics: dict) -> list[tuple[Metric, float | None, float | None]]:
+def headline_rows(results: MetricResults) -> list[tuple[Metric, float | None, float | None]]:
     """(metric, macro value, weighted value) for every metric of :data:`METRICS`; an overall number (accuracy, MCC,
     balanced accuracy, ECE) is the macro value, with None as weighted."""
-    overall = metrics["overall"]
-    return [(m, overall["macro"][m.key], overall["weighted"][m.key]) if m.per_class else (m, overall[m.key], None)
-            for m in METRICS]
+    overall = results.overall
+    return [(m, overall.macro.value(m.key), overall.weighted.value(m.key)) if m.per_class
+            else (m, overall.value(m.key), None) for m in METRICS]
 
 
-def headline_intervals(metrics: dict) -> list[tuple[dict | None, dict | None]]:
+def headline_intervals(results: MetricResults) -> list[tuple[Interval | None, Interval | None]]:
     """The bootstrap intervals of :func:`headline_rows`, row for row (macro, weighted); None where there is none."""
-    overall = (metrics.get("intervals") or {}).get("overall")
-    if overall is None:
+    if results.intervals is None:
         return [(None, None) for _ in METRICS]
-    return [(overall["macro"][m.key], overall["weighted"][m.key]) if m.per_class else (overall[m.key], None)
-            for m in METRICS]
+    overall = results.intervals.overall
+    return [(overall.macro.value(m.key), overall.weighted.value(m.key)) if m.per_class
+            else (overall.value(m.key), None) for m in METRICS]
 
 
-def format_metrics_table(metrics: dict, *, with_paper: bool = True) -> str:
+def format_metrics_table(results: MetricResults, *, warnings: Sequence[str] = (), with_paper: bool = True) -> str:
     """Return a plain-text table (percent) of the headline metrics: macro, weighted and, optionally, the paper's;
-    warnings above it and, when metrics.json has them, each value's bootstrap interval."""
-    width = 22 if metrics.get("intervals") else 10
+    ``warnings`` (metrics.json's) above it and, when the results have them, each value's bootstrap interval."""
+    iv = results.intervals
+    width = 22 if iv is not None else 10
     header = f"{'metric (%)':<18}{'macro':>{width}}{'weighted':>{width}}" + (f"{'paper':>8}" if with_paper else "")
-    lines = [f"warning: {w}" for w in metrics.get("warnings", [])] + [header, "-" * len(header)]
-    for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(metrics), headline_intervals(metrics)):
+    lines = [f"warning: {w}" for w in warnings] + [header, "-" * len(header)]
+    for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(results), headline_intervals(results)):
         cells = [f"{_percent(value)} {interval_text(ci)}".rstrip() for value, ci in ((macro, macro_ci),
                                                                                      (weighted, weighted_ci))]
         line = f"{metric.label:<18}{cells[0]:>{width}}{'' if weighted is None else cells[1]:>{width}}"
         if with_paper:
             line += f"{'' if metric.paper is None else _percent(metric.paper):>8}"
         lines.append(line.rstrip())
-    lines.append(f"n = {metrics['n']} images, {len(metrics['classes'])} classes")
-    if metrics.get("intervals"):
-        iv = metrics["intervals"]
-        lines[-1] += (f"; [ ] = {100 * iv['level']:.0f} % bootstrap interval over {iv['n_boot']} resamples of the "
-                      f"cells (seed {iv['seed']})")
-        if iv["fewest_resamples"] < iv["n_boot"]:
-            lines[-1] += f"; resamples where a figure is undefined are skipped (fewest kept: {iv['fewest_resamples']})"
+    lines.append(f"n = {results.n} images, {len(results.classes)} classes")
+    if iv is not None:
+        lines[-1] += (f"; [ ] = {100 * iv.level:.0f} % bootstrap interval over {iv.n_boot} resamples of the "
+                      f"cells (seed {iv.seed})")
+        if iv.fewest_resamples < iv.n_boot:
+            lines[-1] += f"; resamples where a figure is undefined are skipped (fewest kept: {iv.fewest_resamples})"
     return "\n".join(lines)
 
 
@@ -307,7 +312,7 @@ def read_predictions_csv(path: str | Path) -> tuple[list[str], list[str], np.nda
     return paths, classes, np.asarray(labels, dtype=np.int64), np.asarray(rows)
 
 
-def metrics_from_predictions_csv(path: str | Path) -> dict:
+def metrics_from_predictions_csv(path: str | Path) -> MetricResults:
     """Recompute compute_metrics from a predictions.csv; predictions are re-derived as argmax of the probabilities."""
     _, classes, labels, probs = read_predictions_csv(path)
     return compute_metrics(labels, probs, classes)

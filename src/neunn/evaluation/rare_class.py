@@ -33,6 +33,7 @@ from neunn.evaluation.intervals import (
     safe_ratio,
     weighted_roc_auc,
 )
+from neunn.evaluation.metric_results import Interval
 from neunn.evaluation.metrics import check_predictions, interval_text, roc_auc_one_vs_rest
 
 
@@ -166,7 +167,7 @@ def figure_text(figure: dict[str, Any]) -> str:
     """'85.7 [57.1, 100.0]' (percent) for a figure with its interval, 'n/a' when undefined."""
     if figure["value"] is None:
         return "n/a"
-    return f"{100 * figure['value']:.1f} {interval_text(figure)}".rstrip()
+    return f"{100 * figure['value']:.1f} {interval_text(Interval.from_json(figure))}".rstrip()
 
 
 def format_rare_class(report: dict[str, Any]) -> str:

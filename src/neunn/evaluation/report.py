@@ -1,7 +1,8 @@
 """Self-contained HTML evaluation report: metric tables, confusion matrices, curves and the most confident errors.
 
 Call ``write_report(out_html, metrics=..., predictions=..., image_root=..., training_log=..., title=...)`` after
-evaluation, with ``metrics`` from ``neunn.evaluation.metrics.compute_metrics``. The page opens offline: figures are inline PNGs
+evaluation, with ``metrics`` the dict of metrics.json (``compute_metrics(...).to_json()`` and its other sections). The
+page opens offline: figures are inline PNGs
 drawn with matplotlib's Agg renderer, thumbnails inline JPEGs, CSS inline, and the Jinja2 template
 (``neunn/evaluation/templates/report.html``) is rendered with autoescaping on.
 """
@@ -23,6 +24,7 @@ from matplotlib.ticker import PercentFormatter
 from neunn import __version__
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.errors import NeunnError
+from neunn.evaluation.metric_results import MetricIntervals, MetricResults
 from neunn.evaluation.metrics import (
     METRICS,
     PER_CLASS_KEYS,
@@ -233,22 +235,23 @@ def _prediction_arrays(predictions: list[dict], classes: list[str]) -> tuple[np.
     return labels, probs
 
 
-def _overall_rows(metrics: dict) -> list[dict]:
+def _overall_rows(results: MetricResults) -> list[dict]:
     """Return the overall table rows as display strings; single-number metrics have no macro/weighted split."""
     return [{"label": metric.title, "single": not metric.per_class, "macro": _percent(macro),
              "macro_ci": interval_text(macro_ci), "weighted": "" if weighted is None else _percent(weighted),
              "weighted_ci": interval_text(weighted_ci), "paper": "" if metric.paper is None else _percent(metric.paper)}
-            for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(metrics),
-                                                                          headline_intervals(metrics))]
+            for (metric, macro, weighted), (macro_ci, weighted_ci) in zip(headline_rows(results),
+                                                                          headline_intervals(results))]
 
 
-def _per_class_rows(metrics: dict) -> list[dict]:
+def _per_class_rows(results: MetricResults) -> list[dict]:
     """Return one display row per class with its support and one-vs-rest metrics (value, interval) in percent."""
-    intervals = (metrics.get("intervals") or {}).get("per_class", {})
-    return [{"name": name, "support": values["support"],
-             "cells": [(_percent(values[key]), interval_text(intervals.get(name, {}).get(key)))
+    intervals = {} if results.intervals is None else results.intervals.per_class
+    return [{"name": name, "support": values.support,
+             "cells": [(_percent(values.value(key)),
+                        interval_text(intervals[name].value(key) if name in intervals else None))
                        for key in PER_CLASS_KEYS]}
-            for name, values in metrics["per_class"].items()]
+            for name, values in results.per_class.items()]
 
 
 def _rare_class_view(metrics: dict, labels: np.ndarray, probs: np.ndarray) -> dict | None:
@@ -269,17 +272,16 @@ def _rare_class_view(metrics: dict, labels: np.ndarray, probs: np.ndarray) -> di
             "curve_uri": _data_uri(figure_to_png(curve), "image/png") if curve is not None else None}
 
 
-def _interval_note(metrics: dict) -> str | None:
+def _interval_note(iv: MetricIntervals | None) -> str | None:
     """What the bracketed intervals are, in one or two sentences, or None when there are none."""
-    iv = metrics.get("intervals")
-    if not iv:
+    if iv is None:
         return None
-    note = (f"Brackets: {100 * iv['level']:.0f} % percentile bootstrap interval over {iv['n_boot']} resamples of the "
-            f"evaluated cells (seed {iv['seed']}); it shows how much a figure could move with another sample of such "
+    note = (f"Brackets: {100 * iv.level:.0f} % percentile bootstrap interval over {iv.n_boot} resamples of the "
+            f"evaluated cells (seed {iv.seed}); it shows how much a figure could move with another sample of such "
             "cells, not with another training run.")
-    if iv["fewest_resamples"] < iv["n_boot"]:
+    if iv.fewest_resamples < iv.n_boot:
         note += (f" Resamples where a figure is undefined are skipped; the fewest kept for a figure was "
-                 f"{iv['fewest_resamples']}.")
+                 f"{iv.fewest_resamples}.")
     return note
 
 
@@ -307,11 +309,12 @@ def _out_of_domain_rows(metrics: dict) -> list[tuple[str, str]] | None:
 def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], image_root: Path | None,
                  training_log: list[dict] | None, title: str, synthetic_note: str | None = None,
                  max_error_images: int = 24) -> Path:
-    """Write the self-contained HTML evaluation report to out_html and return its path."""
-    classes = list(metrics["classes"])
+    """Write the self-contained HTML evaluation report of a metrics.json dict to out_html and return its path."""
+    results = MetricResults.from_json(metrics)
+    classes = list(results.classes)
     labels, probs = _prediction_arrays(predictions, classes)
     curves = training_curves_figure(training_log) if training_log else None
-    auc_by_class = {name: values["roc_auc"] for name, values in metrics["per_class"].items()}
+    auc_by_class = {name: values.roc_auc for name, values in results.per_class.items()}
     roc = roc_curves_figure(labels, probs, classes, auc_by_class) if predictions else None
     error_cards, n_errors = _confident_errors(predictions, classes, Path(image_root) if image_root else None,
                                               max_error_images)
@@ -320,17 +323,17 @@ def write_report(out_html: Path, *, metrics: dict, predictions: list[dict], imag
         synthetic_note=synthetic_note,
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         version=__version__,
-        n_images=metrics["n"],
+        n_images=results.n,
         classes=classes,
-        overall_rows=_overall_rows(metrics),
+        overall_rows=_overall_rows(results),
         paper_note=PAPER_NOTE,
         per_class_columns=[m.label[0].upper() + m.label[1:] for m in METRICS if m.per_class],
-        per_class_rows=_per_class_rows(metrics),
+        per_class_rows=_per_class_rows(results),
         warnings=metrics.get("warnings", []),
-        interval_note=_interval_note(metrics),
+        interval_note=_interval_note(results.intervals),
         rare=_rare_class_view(metrics, labels, probs) if predictions else None,
         ood_rows=_out_of_domain_rows(metrics),
-        confusion_uri=_data_uri(figure_to_png(confusion_matrix_figure(metrics["confusion_matrix"], classes)),
+        confusion_uri=_data_uri(figure_to_png(confusion_matrix_figure(results.confusion_matrix, classes)),
                                 "image/png"),
         curves_uri=_data_uri(figure_to_png(curves), "image/png") if curves is not None else None,
         roc_uri=_data_uri(figure_to_png(roc), "image/png") if roc is not None else None,

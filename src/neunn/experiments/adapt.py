@@ -28,6 +28,7 @@ from neunn.data.scan import ImageRecord, report_scan, scan_dataset
 from neunn.data.split import SPLIT_NAMES, DatasetSplit, SplitEntry, save_split
 from neunn.errors import NeunnError
 from neunn.evaluation.evaluate import evaluate_run
+from neunn.evaluation.metric_results import MetricResults
 from neunn.evaluation.out_of_domain import flag_report
 from neunn.inference.predictor import Predictor
 from neunn.log import say
@@ -125,7 +126,7 @@ def adapt_run(run_dir: str | Path, data_dir: str | Path, *, shots: int, out: str
     result = {"source_run": str(source.root.resolve()), "data_dir": str(data_dir.resolve()), "shots": shots,
               "seed": seed, "classes": split.classes, "counts": split.counts(), "lr": cfg.lr, "epochs": cfg.epochs,
               "best_epoch": trained.best_epoch, "before": _source_scores(source, data_dir, split),
-              "after": after["out_of_domain"], "after_macro_f1": after["overall"]["macro"]["f1"]}
+              "after": after["out_of_domain"], "after_macro_f1": MetricResults.from_json(after).overall.macro.f1}
     write_text_atomic(RunDir(out).adapt_file, json.dumps(result, indent=1, allow_nan=False))
     return result
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from neunn.evaluation.metrics import headline_intervals, headline_rows, interval_text
+from neunn.evaluation.metric_results import Interval, MetricResults
+from neunn.evaluation.metrics import METRICS, headline_intervals, headline_rows, interval_text
 
 RARE_COLUMNS = (("rare_roc_auc", "ROC AUC"), ("rare_average_precision", "average precision"),
                 ("rare_sensitivity", "sensitivity at threshold"), ("rare_specificity", "specificity at threshold"))
@@ -29,15 +30,15 @@ def _rare_figures(metrics: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
 
 def headline_figures(metrics: dict[str, Any]) -> dict[str, float | None]:
     """One evaluation's headline figures by column key (macro averages; None where undefined or not measured)."""
-    figures = {metric.key: value for metric, value, _ in headline_rows(metrics)}
+    figures = {metric.key: value for metric, value, _ in headline_rows(MetricResults.from_json(metrics))}
     figures.update({key: None if f is None else f["value"] for key, f in _rare_figures(metrics).items()})
     return figures
 
 
 def _headline_intervals(metrics: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
-    """The bootstrap interval of every headline figure, by column key."""
-    intervals = {metric.key: macro for (metric, _, _), (macro, _) in zip(headline_rows(metrics),
-                                                                         headline_intervals(metrics))}
+    """The bootstrap interval of every headline figure (JSON-ready), by column key."""
+    intervals = {metric.key: None if macro is None else macro.to_json()
+                 for metric, (macro, _) in zip(METRICS, headline_intervals(MetricResults.from_json(metrics)))}
     intervals.update(_rare_figures(metrics))
     return intervals
 
@@ -50,8 +51,8 @@ def _threshold(metrics: dict[str, Any]) -> float | None:
 def summarise_folds(fold_metrics: list[dict[str, Any]], pooled: dict[str, Any], *, settings: dict[str, Any],
                     tta: bool) -> dict[str, Any]:
     """Per-fold headline figures, the pooled ones with their intervals, and the pooled warnings (JSON-ready)."""
-    rare = pooled.get("rare_class")
-    columns = [[metric.key, metric.label] for metric, _, _ in headline_rows(pooled)]
+    rare, intervals = pooled.get("rare_class"), MetricResults.from_json(pooled).intervals
+    columns = [[metric.key, metric.label] for metric in METRICS]
     if rare:
         columns += [[key, f"{rare['positive']} {label}"] for key, label in RARE_COLUMNS]
     return {
@@ -62,7 +63,7 @@ def summarise_folds(fold_metrics: list[dict[str, Any]], pooled: dict[str, Any], 
         "folds": [{"fold": i, "n": m["n"], "threshold": _threshold(m), "figures": headline_figures(m),
                    "warnings": m.get("warnings", [])} for i, m in enumerate(fold_metrics, start=1)],
         "pooled": {"n": pooled["n"], "figures": headline_figures(pooled), "intervals": _headline_intervals(pooled),
-                   "level": pooled["intervals"]["level"], "n_boot": pooled["intervals"]["n_boot"]},
+                   "level": intervals.level, "n_boot": intervals.n_boot},
         "warnings": pooled.get("warnings", []),
     }
 
@@ -70,7 +71,7 @@ def summarise_folds(fold_metrics: list[dict[str, Any]], pooled: dict[str, Any], 
 def _cell(value: float | None, interval: dict[str, Any] | None = None) -> str:
     if value is None:
         return "n/a"
-    return f"{100 * value:.1f} {interval_text(interval)}".rstrip()
+    return f"{100 * value:.1f} {interval_text(Interval.from_json(interval) if interval else None)}".rstrip()
 
 
 def results_markdown(results: dict[str, Any]) -> str:

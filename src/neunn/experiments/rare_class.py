@@ -27,6 +27,7 @@ from neunn.data.split import DatasetSplit, load_split, save_split, stratified_sp
 from neunn.errors import NeunnError
 from neunn.experiments.folder import open_experiment
 from neunn.evaluation.evaluate import evaluate_run
+from neunn.evaluation.metric_results import MetricResults
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.evaluate import evaluate_gan, summarise
 from neunn.gan.folder import GanDir
@@ -146,9 +147,10 @@ def arm_overrides(arm: str, synthetic: Path | None, class_name: str) -> list[str
 
 def row_from_metrics(metrics: dict[str, Any], class_name: str) -> dict[str, float]:
     """The experiment's numbers from one evaluation: the class's recall, precision, F1 and the overall metrics."""
-    per_class, overall = metrics["per_class"][class_name], metrics["overall"]
-    return {**{f"class_{k}": per_class[k] for k in CLASS_METRICS}, "accuracy": overall["accuracy"],
-            "macro_f1": overall["macro"]["f1"], "balanced_accuracy": overall["balanced_accuracy"], "mcc": overall["mcc"]}
+    results = MetricResults.from_json(metrics)
+    per_class, overall = results.per_class[class_name], results.overall
+    return {**{f"class_{k}": per_class.value(k) for k in CLASS_METRICS}, "accuracy": overall.accuracy,
+            "macro_f1": overall.macro.f1, "balanced_accuracy": overall.balanced_accuracy, "mcc": overall.mcc}
 
 
 def run_rare_class_experiment(settings: ExperimentSettings) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from neunn.evaluation.metric_results import Interval
 from neunn.evaluation.metrics import interval_text
 from neunn.experiments.rare_class_report import gan_quality_table
 
@@ -19,7 +20,8 @@ COLUMNS = (("rare_roc_auc", "ROC AUC"), ("rare_average_precision", "average prec
 def _figure(figure: dict[str, Any] | None) -> str:
     if not figure or figure["value"] is None:
         return "n/a"
-    return f"{100 * figure['value']:.1f} {interval_text(figure['interval'])}".rstrip()
+    interval = Interval.from_json(figure["interval"]) if figure["interval"] else None
+    return f"{100 * figure['value']:.1f} {interval_text(interval)}".rstrip()
 
 
 def _difference(d: dict[str, Any]) -> str:

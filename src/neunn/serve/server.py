@@ -20,6 +20,7 @@ import torch
 from neunn.cases.database import open_store
 from neunn.cases.users import list_users
 from neunn.errors import NeunnError
+from neunn.evaluation.metric_results import MetricResults
 from neunn.inference.predictor import Predictor
 from neunn.log import say
 from neunn.rundir import RunDir
@@ -68,11 +69,16 @@ def run_model_info(run_dir: str | Path) -> dict[str, Any]:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     except (OSError, ValueError):
         metrics = None
+    try:
+        results = MetricResults.from_json(metrics) if metrics else None
+    except (KeyError, TypeError, AttributeError):  # not a metrics.json NeuNN wrote: no test metrics to show
+        results = None
+    if results is not None:
+        overall = results.overall
+        info["test_metrics"] = {"n": results.n, "accuracy": overall.accuracy,
+                                "macro_sensitivity": overall.macro.sensitivity, "macro_f1": overall.macro.f1,
+                                "ece": overall.ece}
     if metrics:
-        overall = metrics.get("overall", {})
-        info["test_metrics"] = {"n": metrics.get("n"), "accuracy": overall.get("accuracy"),
-                                "macro_sensitivity": overall.get("macro", {}).get("sensitivity"),
-                                "macro_f1": overall.get("macro", {}).get("f1"), "ece": overall.get("ece")}
         info["synthetic_data"] = bool(metrics.get("synthetic_data"))
     return info
 

@@ -27,7 +27,7 @@ def validate(model: torch.nn.Module, val_set: DecodedImages, cfg: TrainConfig, *
     metrics = compute_metrics(labels, probs, classes)
     precisions = [average_precision(probs[:, k], labels == k) for k in range(len(classes))]
     defined = [p for p in precisions if p is not None]
-    return {"val_loss": loss, "val_accuracy": metrics["overall"]["accuracy"],
-            "val_macro_f1": metrics["overall"]["macro"]["f1"],
-            "val_auc": metrics["overall"]["macro"]["roc_auc"],
+    return {"val_loss": loss, "val_accuracy": metrics.overall.accuracy,
+            "val_macro_f1": metrics.overall.macro.f1,
+            "val_auc": metrics.overall.macro.roc_auc,
             "val_ap": sum(defined) / len(defined) if defined else None}
