@@ -1,12 +1,32 @@
 // NeuNN review page: upload a sample's cells, see the model's calls, correct them, export the reviewed sample.
 // Plain JavaScript modules, no build step; the only network traffic is this server's /api/v1 (no CDN, works offline).
 // Images stay in the browser's memory; the server keeps nothing; exports are downloads made here.
-// Modules: state.js (shared state), api.js (token, requests), tiles.js (one tile per cell), review.js (pure logic).
-import { api, errorOf, readToken } from "./api.js";
+// Modules: state.js (shared state), tiles.js (one tile per cell), review.js (pure logic), and the core shared with the
+// case pages: core-api.js (requests), core-tiles.js (a cell's call, heatmap), core-summary.js, core-format.js.
+import { api, bodyOf, credentials, errorOf, onAuthFailure } from "./core-api.js";
+import { $, facts, percent } from "./core-format.js";
+import { showSummary } from "./core-summary.js";
+import { forgetCells } from "./core-tiles.js";
 import { bulkConfirmable, exportName, exportRows, modelCall, summarize, toCsv, toJson } from "./review.js";
-import { $, FILTERS, percent, state } from "./state.js";
+import { FILTERS, state } from "./state.js";
 import { buildTile, onCellChange, updateTile } from "./tiles.js";
-import { uploadBatches, wireFileDrop } from "./uploading.js";
+import { sendInBatches, wireFileDrop } from "./uploading.js";
+
+// ---- the access token ----------------------------------------------------------------------------------------------
+function readToken() {
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem("neunn-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname); // keep the token out of the address bar and history
+  }
+  credentials.token = sessionStorage.getItem("neunn-token");
+}
+
+function askForToken() {
+  $("#token-form").hidden = false;
+  $("#token-input").focus();
+  throw new Error("This server needs an access token: enter it above.");
+}
 
 async function loadModel() {
   const response = await api("/api/v1/model");
@@ -25,7 +45,7 @@ function dataUrlToBlob(url) {
 
 function addCell(name, blob, result, error) {
   const cell = { id: state.nextId++, name, blob, url: blob ? URL.createObjectURL(blob) : null, result, error,
-                 final: null, reviewed: false, heat: {}, heatOn: false };
+                 final: null, reviewed: false };
   state.cells.push(cell);
   $("#grid").append(buildTile(cell));
 }
@@ -34,7 +54,7 @@ async function sendBatch(files) {
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
   const response = await api("/api/v1/predict?include_images=true", { method: "POST", body: form });
-  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  const body = await bodyOf(response);
   if (!body.results) { // the request as a whole was refused: every file of it gets the reason
     files.forEach((file) => addCell(file.name, null, null, body.error || `HTTP ${response.status}`));
     return;
@@ -52,15 +72,10 @@ async function addFiles(fileList) {
   const progress = $("#progress");
   progress.classList.remove("error");
   try {
-    let sent = 0;
-    for (const group of await uploadBatches(files, state.model.limits)) {
-      progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
-      if (group.error) addCell(group.files[0].name, null, null, group.error);
-      else await sendBatch(group.files);
-      sent += group.files.length;
-      state.dirty = true;
-      render();
-    }
+    await sendInBatches(files, state.model.limits, {
+      progress, send: sendBatch, refuse: (file, reason) => addCell(file.name, null, null, reason),
+      after: () => { state.dirty = true; render(); },
+    });
     const s = summarize(state.cells, state.model);
     progress.textContent = `${s.n_cells} cell(s) classified` + (s.n_failed ? `, ${s.n_failed} could not be read.` : ".");
   } catch (error) {
@@ -77,7 +92,7 @@ function renderModel() {
   $("#model-line").textContent = `${m.arch} · ${m.classes.length} classes · ${m.backend} backend · ` +
     `cells under ${percent(m.review_threshold)} confidence go to review`;
   const cal = m.calibration;
-  const facts = [
+  const rows = [
     ["Run", m.run ?? "–"], ["Architecture", `${m.arch} at ${m.img_size} px`], ["Backend", m.backend],
     ["Calibration", `T = ${t.toFixed(2)}` + (cal.ece_before != null ? `, ECE ${cal.ece_before.toFixed(3)} → ${cal.ece_after.toFixed(3)}` : "")],
     ["Review under", percent(m.review_threshold)], ["Critical", m.critical_classes.join(", ") || "none"],
@@ -88,42 +103,19 @@ function renderModel() {
     ["Pallor screen", m.pallor_screen ? `${m.pallor_screen.finding} at pallor ≥ ${m.pallor_screen.threshold.toFixed(3)}`
       : "none"],
   ];
-  if (m.validation?.val_macro_f1 != null) facts.push(["Val macro-F1", m.validation.val_macro_f1.toFixed(3)]);
-  if (m.test_metrics?.accuracy != null) facts.push(["Test accuracy", percent(m.test_metrics.accuracy)]);
-  const list = $("#model-facts");
-  list.replaceChildren(...facts.flatMap(([k, v]) => [
-    Object.assign(document.createElement("dt"), { textContent: k }),
-    Object.assign(document.createElement("dd"), { textContent: v })]));
+  if (m.validation?.val_macro_f1 != null) rows.push(["Val macro-F1", m.validation.val_macro_f1.toFixed(3)]);
+  if (m.test_metrics?.accuracy != null) rows.push(["Test accuracy", percent(m.test_metrics.accuracy)]);
+  facts($("#model-facts"), rows);
   $("#synthetic-banner").hidden = !m.synthetic_data;
 }
 
+/** The summary as the review stands: a critical class's row is marked once it has identified cells. */
 function renderSummary() {
   const m = state.model;
   const s = summarize(state.cells, m);
-  const rows = m.display_order.map((c) => {
-    const tr = document.createElement("tr");
-    tr.classList.toggle("critical", m.critical_classes.includes(c) && s.counts[c] > 0);
-    tr.title = m.class_names[c];
-    tr.innerHTML = `<th><span class="code"></span> <span class="cname"></span></th><td class="num"></td><td class="num"></td>`;
-    tr.querySelector(".code").textContent = c;
-    tr.querySelector(".cname").textContent = m.class_names[c] === c ? "" : m.class_names[c];
-    tr.children[1].textContent = s.counts[c];
-    tr.children[2].textContent = s.n_identified ? percent(s.shares[c]) : "–";
-    const bar = Object.assign(document.createElement("span"), { className: "share" });
-    bar.style.width = percent(s.shares[c]);
-    tr.children[0].append(bar);
-    return tr;
-  });
-  $("#summary tbody").replaceChildren(...rows);
-  $("#sum-unidentified").textContent = s.n_unidentified;
-  $("#sum-ood").textContent = s.n_out_of_domain;
-  $("#sum-abnormal").textContent = s.abnormal_share == null || !s.n_identified ? "–" : percent(s.abnormal_share);
+  showSummary(s, m, { critical: s.alert.counts, criticalRows: m.critical_classes.filter((c) => s.counts[c] > 0),
+                      warning: s.domain_warning, decided: "reviewed" });
   $("#sum-failed").textContent = s.n_failed;
-  $("#reviewed-count").textContent = s.n_cells ? `· ${s.n_reviewed} of ${s.n_cells} reviewed` : "";
-  $("#alert").hidden = !s.alert.critical;
-  $("#alert-text").textContent = s.alert.message ? s.alert.message.replace(/^Critical finding: /, "") : "";
-  $("#domain-warning").hidden = !s.domain_warning.warning;
-  $("#domain-warning-text").textContent = s.domain_warning.message ?? "";
   return s;
 }
 
@@ -156,7 +148,8 @@ function download(text, name, type) {
 
 function newSample() {
   if (state.dirty && !confirm("Start a new sample? The current review has not been exported.")) return;
-  for (const cell of state.cells) [cell.url, ...Object.values(cell.heat)].forEach((u) => u && URL.revokeObjectURL(u));
+  for (const cell of state.cells) if (cell.url) URL.revokeObjectURL(cell.url);
+  forgetCells();
   state.cells = [];
   state.dirty = false;
   $("#grid").replaceChildren();
@@ -187,8 +180,8 @@ function wireControls() {
   $("#new-sample").addEventListener("click", newSample);
   $("#token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    state.token = $("#token-input").value.trim();
-    sessionStorage.setItem("neunn-token", state.token);
+    credentials.token = $("#token-input").value.trim();
+    sessionStorage.setItem("neunn-token", credentials.token);
     $("#token-form").hidden = true;
     start();
   });
@@ -205,6 +198,7 @@ async function start() {
 }
 
 readToken();
+onAuthFailure({ unauthorized: askForToken });
 onCellChange(() => { state.dirty = true; render(); });
 wireControls();
 start();

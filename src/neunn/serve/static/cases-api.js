@@ -1,12 +1,9 @@
-// Talking to this server for the case pages: the session (an HttpOnly cookie the page never sees) and its CSRF token
-// (kept in memory only), the /api/v1 calls, and the way back to the login page. Nothing else is ever fetched.
+// The case pages' session: who is logged in (an HttpOnly cookie the page never sees) with its CSRF token (kept in
+// memory only, in core-api.js's credentials), renewing that token, logging out, and the way to the login page and back.
+// The requests themselves are core-api.js's.
+import { api, credentials, errorOf, LoggedOut, onAuthFailure } from "./core-api.js";
 
-export const session = { user: null, role: null, csrf: null, expiresAt: null };
-
-/** Thrown after a 401 once the page is on its way to the login page: callers just stop. */
-export class LoggedOut extends Error {
-  constructor() { super("Your session has ended: log in again."); this.name = "LoggedOut"; }
-}
+export const session = { user: null, role: null, expiresAt: null };
 
 /** A same-site path to go to after logging in, or "/" when `next` is missing or points anywhere else. */
 export function safeNext(next) {
@@ -32,49 +29,23 @@ export function toLogin() {
   throw new LoggedOut();
 }
 
-/** Who is logged in (and the session's CSRF token); goes to the login page when nobody is. */
+/** A new CSRF token after the server refused the one in memory (the session was renewed in another tab): whether it
+ *  changed. */
+async function renewCsrf() {
+  const before = credentials.csrf;
+  await loadSession();
+  return credentials.csrf !== before;
+}
+
+/** Who is logged in (and the session's CSRF token); goes to the login page when nobody is, and so on any later 401. */
 export async function loadSession() {
-  const response = await fetch("/api/v1/session", { headers: { Accept: "application/json" }, cache: "no-store" });
-  if (response.status === 401) toLogin();
+  onAuthFailure({ unauthorized: toLogin, renewCsrf });
+  const response = await api("/api/v1/session");
   if (!response.ok) throw new Error(await errorOf(response));
   const body = await response.json();
-  Object.assign(session, { user: body.user, role: body.role, csrf: body.csrf_token, expiresAt: body.expires_at });
+  Object.assign(session, { user: body.user, role: body.role, expiresAt: body.expires_at });
+  credentials.csrf = body.csrf_token;
   return session;
-}
-
-const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
-
-/** fetch() for this server's API: the CSRF header on every change, JSON bodies, the login page on a 401. A 403 about
- *  the CSRF token (the session was renewed in another tab) re-reads the session and tries once more. */
-export async function api(path, { method = "GET", json, body, headers = {}, retry = true } = {}) {
-  const options = { method, headers: { Accept: "application/json", ...headers }, cache: "no-store" };
-  if (json !== undefined) {
-    options.body = JSON.stringify(json);
-    options.headers["Content-Type"] = "application/json";
-  } else if (body !== undefined) {
-    options.body = body;
-  }
-  if (!SAFE.has(method) && session.csrf) options.headers["X-CSRF-Token"] = session.csrf;
-  const response = await fetch(path, options);
-  if (response.status === 401) toLogin();
-  if (response.status === 403 && !SAFE.has(method) && retry) {
-    const text = await response.clone().text();
-    if (text.includes("X-CSRF-Token")) {
-      const before = session.csrf;
-      await loadSession();
-      if (session.csrf !== before) return api(path, { method, json, body, headers, retry: false });
-    }
-  }
-  return response;
-}
-
-/** The body of an answer as JSON, or {error} when it is not JSON. */
-export async function bodyOf(response) {
-  try { return await response.json(); } catch { return { error: `HTTP ${response.status}` }; }
-}
-
-export async function errorOf(response) {
-  return (await bodyOf(response)).error || `HTTP ${response.status}`;
 }
 
 /** Ends the session on the server too, then shows the login page. */

@@ -1,11 +1,14 @@
 // One case: upload its cells, review them (tiles: cases-tiles.js), the summary and critical alert, the sign-off, the
 // audit trail and the exports. What the page shows comes from the server's answers; a reload shows the same.
-import { api, bodyOf, LoggedOut, session } from "./cases-api.js";
-import { $, $$, FILTERS, asReviewCell, isDecided, isSigned, isWaiting, percent, state, when } from "./cases-state.js";
+import { session } from "./cases-api.js";
+import { FILTERS, asReviewCell, isDecided, isSigned, isWaiting, state } from "./cases-state.js";
 import { buildTile, canAmend, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
 import { statusBadge } from "./cases-worklist.js";
-import { criticalMessage, domainWarning, summarize } from "./review.js";
-import { uploadBatches, wireFileDrop } from "./uploading.js";
+import { api, bodyOf, LoggedOut } from "./core-api.js";
+import { $, $$, facts, percent, when } from "./core-format.js";
+import { showSummary } from "./core-summary.js";
+import { domainWarning, summarize } from "./review.js";
+import { sendInBatches, wireFileDrop } from "./uploading.js";
 
 let loading = 0;
 
@@ -93,12 +96,6 @@ function caseRowNow() {
   };
 }
 
-function facts(list, pairs) {
-  list.replaceChildren(...pairs.flatMap(([k, v]) => [
-    Object.assign(document.createElement("dt"), { textContent: k }),
-    Object.assign(document.createElement("dd"), { textContent: v })]));
-}
-
 export function render() {
   if (!state.caseRow || !state.model) return;
   state.caseRow = caseRowNow();
@@ -157,45 +154,19 @@ export function render() {
   renderAudit();
 }
 
+/** The summary of the case's cells as they stand; the alert follows the server's own flag on each cell (its current
+ *  label is a critical class of its model), and so does the marking of a class's row. */
 function renderSummary() {
   const m = state.model;
   const cells = [...state.cells.values()];
-  const s = summarize(cells.map(asReviewCell), m);
-  const order = m.display_order || m.classes;
   const critical = {};
   for (const c of cells.filter((c) => c.critical).sort((a, b) => (a.label < b.label ? -1 : 1))) {
     critical[c.label] = (critical[c.label] || 0) + 1;
   }
-  const rows = order.map((c) => {
-    const tr = document.createElement("tr");
-    tr.classList.toggle("critical", Boolean(critical[c]));
-    tr.title = m.class_names?.[c] ?? c;
-    tr.dataset.label = c;
-    const th = document.createElement("th");
-    const name = m.class_names?.[c] && m.class_names[c] !== c ? m.class_names[c] : "";
-    th.append(Object.assign(document.createElement("span"), { className: "code", textContent: c }), " ",
-              Object.assign(document.createElement("span"), { className: "cname", textContent: name }));
-    const bar = Object.assign(document.createElement("span"), { className: "share" });
-    bar.style.width = percent(s.shares[c] ?? 0);
-    th.append(bar);
-    tr.append(th, Object.assign(document.createElement("td"), { className: "num", textContent: s.counts[c] ?? 0 }),
-              Object.assign(document.createElement("td"), { className: "num",
-                                                           textContent: s.n_identified ? percent(s.shares[c] ?? 0) : "–" }));
-    return tr;
-  });
-  $("#summary tbody").replaceChildren(...rows);
-  $("#sum-unidentified").textContent = s.n_unidentified;
-  $("#sum-ood").textContent = s.n_out_of_domain;
-  $("#sum-abnormal").textContent = s.abnormal_share == null || !s.n_identified ? "–" : percent(s.abnormal_share);
-  $("#reviewed-count").textContent = s.n_cells ? `· ${s.n_reviewed} of ${s.n_cells} decided` : "";
-  // The alert follows the server's own flag on each cell (its current label is a critical class of its model).
-  const found = Object.keys(critical).length > 0;
-  $("#alert").hidden = !found;
-  $("#alert-text").textContent = found ? criticalMessage(critical, m).replace(/^Critical finding: /, "") : "";
   const open = cells.filter((c) => c.out_of_domain && !isDecided(c)).length;
   const warning = m.ood_warning ? domainWarning(open, cells.length, m) : { warning: false };
-  $("#domain-warning").hidden = !warning.warning;
-  $("#domain-warning-text").textContent = warning.message ?? "";
+  showSummary(summarize(cells.map(asReviewCell), m), m,
+              { critical, criticalRows: Object.keys(critical), warning, decided: "decided" });
 }
 
 function renderFilters() {
@@ -415,18 +386,21 @@ export async function addFiles(fileList) {
   progress.dataset.state = "busy";
   state.uploadErrors = [];
   renderUploadErrors();
-  let added = 0, sent = 0;
+  let added = 0;
   state.uploading = true;
   try {
-    for (const group of await uploadBatches(files, state.model.limits)) {
-      progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
-      if (group.error) state.uploadErrors.push({ name: group.files[0].name, error: group.error });
-      else added += await sendBatch(caseId, group.files);
-      sent += group.files.length;
-      if (state.caseId !== caseId) return;
-      renderUploadErrors();
-      render();
-    }
+    const sent = await sendInBatches(files, state.model.limits, {
+      progress,
+      send: async (group) => { added += await sendBatch(caseId, group); },
+      refuse: (file, reason) => state.uploadErrors.push({ name: file.name, error: reason }),
+      after: () => {
+        if (state.caseId !== caseId) return false;
+        renderUploadErrors();
+        render();
+        return true;
+      },
+    });
+    if (!sent) return;
     const failed = state.uploadErrors.length;
     progress.textContent = `${added} cell(s) added` + (failed ? `; ${failed} file(s) could not be read (below).` : ".");
     progress.classList.toggle("error", failed > 0);

@@ -1,6 +1,7 @@
 // Shared state of the case pages, and what a stored cell is in the review's terms (review bin, out of domain,
 // critical, corrected), following neunn/cases/casework.py (flagged, critical) and review.js (the bins and badges).
-import { OUT_OF_DOMAIN_TEXT, UNIDENTIFIED, UNIDENTIFIED_TEXT } from "./review.js";
+import { callBadge } from "./core-tiles.js";
+import { UNIDENTIFIED } from "./review.js";
 
 /** The reviewer's call for a cell that cannot be classified (neunn/cases/casework.py UNIDENTIFIED). */
 export const UNIDENTIFIED_DECISION = "unidentified";
@@ -22,24 +23,6 @@ export const state = {
   uploading: false,
 };
 
-export const $ = (selector, root = document) => root.querySelector(selector);
-export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
-export const percent = (p) => `${Math.round(p * 100)}%`;
-
-/** "2026-11-27 09:08" in the browser's time zone, from the API's ISO time. */
-export function when(iso) {
-  if (!iso) return "";
-  const t = new Date(iso);
-  if (Number.isNaN(t.getTime())) return iso;
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}`;
-}
-
-export function className(label) {
-  const name = state.model?.class_names?.[label];
-  return name && name !== label ? name : "";
-}
-
 export const isDecided = (c) => c.final_label != null;
 export const isWaiting = (c) => c.flagged && !isDecided(c);
 export const inReviewBin = (c) => !isDecided(c) && c.needs_review && !c.out_of_domain;
@@ -57,20 +40,11 @@ export function asReviewCell(c) {
            reviewed: isDecided(c), final: c.final_label === UNIDENTIFIED_DECISION ? UNIDENTIFIED : c.final_label };
 }
 
-/** The badge over a cell's image, worded as on the one-sample page. */
+/** The badge over a cell's image: the decision, else the model's call worded as on the one-sample page. */
 export function badgeText(c) {
-  const warn = c.critical ? "⚠ " : "";
   if (c.final_label === UNIDENTIFIED_DECISION) return "Unidentified ✓";
-  if (isDecided(c)) return `${warn}${c.final_label} ✓${isCorrected(c) ? " corrected" : ""}`;
-  if (c.out_of_domain) {
-    const text = c.critical ? `⚠ Possible ${c.label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
-    return c.out_of_scope ? `${text} (looks like: ${c.cell_type})` : text;
-  }
-  if (c.needs_review) {
-    const text = c.critical ? `⚠ Possible ${c.label} — review` : UNIDENTIFIED_TEXT;
-    return c.pale ? `${text} (pale cytoplasm)` : text;
-  }
-  return warn + c.label;
+  if (isDecided(c)) return `${c.critical ? "⚠ " : ""}${c.final_label} ✓${isCorrected(c) ? " corrected" : ""}`;
+  return callBadge(c, c.label, c.critical);
 }
 
 export const isSigned = () => state.caseRow?.status === "signed";

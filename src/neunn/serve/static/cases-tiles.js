@@ -1,10 +1,17 @@
 // One tile per stored cell: its image (and heatmap), the model's call, the label as it stands, and the reviewer's
 // controls. Every decision is a PUT at once; the tile says "Saved" only once the server has answered 200, and a
 // conflict (someone changed the cell first) shows the server's message and the cell as the server has it now.
-import { api, bodyOf, errorOf, LoggedOut, session } from "./cases-api.js";
+// What a tile shows of the model's call, its heatmap, the vacuole marks and the arrow keys are core-tiles.js's, shared
+// with the one-sample page.
+import { session } from "./cases-api.js";
+import { api, bodyOf, errorOf, LoggedOut } from "./core-api.js";
+import { $, className, when } from "./core-format.js";
 import {
-  $, FILTERS, UNIDENTIFIED_DECISION, UNIDENTIFIED_DECISION_TEXT, badgeText, className, inReviewBin, isCorrected,
-  isDecided, isOutOfDomain, isSigned, isWaiting, percent, state, when,
+  drawMarks, forgetCells, heatmapShown, moveFocus, renderCall, showHeatmap, toggleHeatmap, toggleMarks,
+} from "./core-tiles.js";
+import {
+  FILTERS, UNIDENTIFIED_DECISION, UNIDENTIFIED_DECISION_TEXT, badgeText, inReviewBin, isCorrected, isDecided,
+  isOutOfDomain, isSigned, isWaiting, state,
 } from "./cases-state.js";
 
 let onChange = () => {};
@@ -13,43 +20,6 @@ export function onCellChange(callback) { onChange = callback; }
 
 const pending = new Map();  // cell id → the label being saved
 const images = new Map();   // cell id → Blob of its image (for heatmaps)
-const heat = new Map();     // cell id → {on, urls: {label: blob URL}}
-const marked = new Map();   // cell id → whether the finder's spots are drawn (default: when the finder flags the cell)
-
-/** The spots a finder screen located on the cell ({y, x, radius, ...} in image pixels), and its call. */
-function findings(cell) {
-  const call = cell.screens?.vacuole_finder;
-  return call ? { flagged: Boolean(call.flagged), spots: call.detail?.spots ?? [], n: call.detail?.n_spots ?? 0 } : null;
-}
-
-/** Draw (or hide) the finder's spots over the image, and say how many there are. */
-function drawMarks(tile, cell) {
-  const found = findings(cell);
-  const svg = tile.querySelector("svg.marks");
-  const note = tile.querySelector(".finding-note");
-  if (!found) { svg.toggleAttribute("hidden", true); note.hidden = true; return; }
-  const img = tile.querySelector("img.cell");
-  const on = marked.get(cell.id) ?? found.flagged;
-  note.hidden = !found.n;
-  note.textContent = `${found.n} pale spot${found.n === 1 ? "" : "s"}${found.flagged ? " · possible vacuoles" : ""}`;
-  const hide = !on || !img.naturalWidth;
-  svg.toggleAttribute("hidden", hide);  // an SVG element has no `hidden` property, only the attribute
-  if (hide) return;
-  svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
-  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
-  svg.replaceChildren(...found.spots.map((s) => {
-    const circle = document.createElementNS(svg.namespaceURI, "circle");  // the page's own SVG namespace
-    circle.setAttribute("cx", s.x); circle.setAttribute("cy", s.y); circle.setAttribute("r", s.radius + 2);
-    return circle;
-  }));
-}
-
-function toggleMarks(cell) {
-  const found = findings(cell);
-  if (!found) return;
-  marked.set(cell.id, !(marked.get(cell.id) ?? found.flagged));
-  drawMarks(tileOf(cell.id), cell);
-}
 
 /** Whether this reviewer may amend the open (signed) case: its signer, or an admin. */
 export function canAmend() {
@@ -62,7 +32,7 @@ function classOptions(select) {
   const model = state.model;
   const order = model.display_order || model.classes;
   order.forEach((c, i) => {
-    const name = className(c);
+    const name = className(model, c);
     select.append(new Option(`${i < 9 ? `${i + 1} · ` : ""}${c}${name ? ` · ${name}` : ""}`, c));
   });
   select.append(new Option(`0 · ${UNIDENTIFIED_DECISION_TEXT}`, UNIDENTIFIED_DECISION));
@@ -78,25 +48,14 @@ export function buildTile(cell) {
   img.src = cell.image_url;
   img.alt = cell.name;
   img.addEventListener("error", () => { img.alt = `${cell.name} (the image could not be loaded)`; });
-  img.addEventListener("load", () => drawMarks(tile, state.cells.get(id)));
+  img.addEventListener("load", () => drawMarks(tile, id, state.cells.get(id)));
   const current = () => state.cells.get(id);
-  tile.querySelector(".label").textContent = `Model: ${cell.predicted_label}`;
-  tile.querySelector(".label").title = className(cell.predicted_label);
-  tile.querySelector(".prob").textContent = percent(cell.probability);
-  tile.querySelector(".bar span").style.width = percent(cell.probability);  // CSSOM, allowed by the page's CSP
-  const top = Object.entries(cell.probabilities || {}).sort((a, b) => b[1] - a[1]).slice(0, 3);
-  for (const [label, p] of top) {
-    const li = document.createElement("li");
-    li.title = className(label) || label;
-    li.append(Object.assign(document.createElement("span"), { textContent: label }),
-              Object.assign(document.createElement("span"), { textContent: percent(p) }));
-    tile.querySelector(".top3").append(li);
-  }
+  renderCall(tile, cell, cell.predicted_label, state.model);
   const select = tile.querySelector(".reclassify");
   classOptions(select);
   select.addEventListener("change", () => choose(current(), select.value));
   tile.querySelector(".confirm").addEventListener("click", () => confirmCell(current()));
-  tile.querySelector(".heat").addEventListener("click", () => toggleHeatmap(current()));
+  tile.querySelector(".heat").addEventListener("click", () => toggleHeat(current()));
   const form = tile.querySelector("form.amend");
   const reason = form.querySelector(".amend-reason");
   reason.addEventListener("input", () => { form.querySelector(".amend-save").disabled = !reason.value.trim(); });
@@ -138,7 +97,8 @@ export function updateTile(cell, tile = tileOf(cell.id)) {
   const current = tile.querySelector(".current");
   current.textContent = "";
   current.append(Object.assign(document.createElement("strong"), { textContent: cell.label }));
-  if (className(cell.label)) current.append(` · ${className(cell.label)}`);
+  const name = className(state.model, cell.label);
+  if (name) current.append(` · ${name}`);
   const amended = signed && cell.decided_at && state.caseRow.signed_at && cell.decided_at > state.caseRow.signed_at;
   const verb = amended ? "Amended" : isCorrected(cell) ? "Reclassified" : "Confirmed";
   tile.querySelector(".decision").textContent = isDecided(cell)
@@ -157,7 +117,7 @@ export function updateTile(cell, tile = tileOf(cell.id)) {
   const line = tile.querySelector(".save-state");
   line.dataset.state = note.state;
   line.textContent = note.text;
-  drawMarks(tile, cell);
+  drawMarks(tile, cell.id, cell);
   tile.hidden = !FILTERS[state.filter](cell);
 }
 
@@ -238,7 +198,7 @@ export async function save(cell, label, reason) {
   const now = state.cells.get(id);
   const tile = tileOf(id);
   const focused = tile && (tile.contains(document.activeElement) || document.activeElement === document.body);
-  if (heat.get(id)?.on) showHeatmap(now, true);  // the explained class may have changed
+  if (heatmapShown(id)) showHeatmap(tileOf(id), id, true, explained(now));  // the explained class may have changed
   updateTile(now);
   onChange({ refresh });
   if (focused && tile.hidden) nextTile(tile)?.focus();  // decided out of the filter: on to the next cell
@@ -252,53 +212,24 @@ function nextTile(tile) {
 }
 
 // ---- heatmaps ------------------------------------------------------------------------------------------------------
-async function showHeatmap(cell, on) {
-  const tile = tileOf(cell.id);
-  if (!tile) return;
-  const overlay = tile.querySelector(".overlay");
-  const button = tile.querySelector(".heat");
-  const entry = heat.get(cell.id) || { on: false, urls: {} };
-  heat.set(cell.id, entry);
-  entry.on = on;
-  button.setAttribute("aria-pressed", String(on));
-  if (!on) { overlay.hidden = true; return; }
-  const target = cell.label;
-  if (!entry.urls[target]) {
-    button.textContent = "…";
-    try {
-      if (!images.has(cell.id)) {
-        const image = await api(cell.image_url);
-        if (!image.ok) throw new Error(await errorOf(image));
-        images.set(cell.id, await image.blob());
-      }
-      const form = new FormData();
-      form.append("file", images.get(cell.id), cell.name.split("/").pop() || "cell");
-      const response = await api(`/api/v1/heatmap?target=${encodeURIComponent(target)}`, { method: "POST", body: form });
-      if (response.status === 501) button.disabled = true;
-      if (!response.ok) throw new Error(await errorOf(response));
-      entry.urls[target] = URL.createObjectURL(await response.blob());
-    } catch (error) {
-      if (error instanceof LoggedOut) return;
-      button.title = error.message;
-      entry.on = false;
-      button.setAttribute("aria-pressed", "false");
-      return;
-    } finally {
-      button.textContent = "Heatmap";
-    }
+/** The cell's image (fetched once), for its heatmap. */
+async function imageOf(cell) {
+  if (!images.has(cell.id)) {
+    const image = await api(cell.image_url);
+    if (!image.ok) throw new Error(await errorOf(image));
+    images.set(cell.id, await image.blob());
   }
-  overlay.src = entry.urls[target];
-  overlay.alt = `Grad-CAM heatmap for ${target}`;
-  overlay.hidden = !entry.on;
+  return [images.get(cell.id), cell.name.split("/").pop() || "cell"];
 }
 
-function toggleHeatmap(cell) { if (cell) showHeatmap(cell, !heat.get(cell.id)?.on); }
+/** What a heatmap of the cell explains: its label as it stands, in its stored image. */
+const explained = (cell) => ({ target: cell.label, image: () => imageOf(cell) });
+
+function toggleHeat(cell) { if (cell) toggleHeatmap(tileOf(cell.id), cell.id, explained(cell)); }
 
 /** Forget the open case's images and heatmaps (another case is opened). */
 export function forgetTiles() {
-  for (const entry of heat.values()) Object.values(entry.urls).forEach((url) => URL.revokeObjectURL(url));
-  heat.clear();
-  marked.clear();
+  forgetCells();
   images.clear();
   pending.clear();
 }
@@ -315,14 +246,10 @@ function onTileKey(event, cell) {
   } else if (event.key === "Enter" && target === event.currentTarget) {
     confirmCell(cell);
   } else if (event.key === "h" || event.key === "H") {
-    toggleHeatmap(cell);
+    toggleHeat(cell);
   } else if (event.key === "m" || event.key === "M") {
-    toggleMarks(cell);
-  } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
-    const tiles = [...document.querySelectorAll("#grid .tile:not([hidden])")];
-    const next = tiles[tiles.indexOf(event.currentTarget) + (event.key === "ArrowRight" ? 1 : -1)];
-    if (next) next.focus();
-  } else {
+    toggleMarks(tileOf(cell.id), cell.id, cell);
+  } else if (!moveFocus(event)) {
     return;
   }
   event.preventDefault();

@@ -1,7 +1,8 @@
 // The worklist: every case with its status and counts, critical findings first (the server's order), a filter by
 // status, and the form that opens a new case for a sample.
-import { api, bodyOf, LoggedOut } from "./cases-api.js";
-import { $, $$, state, when } from "./cases-state.js";
+import { state } from "./cases-state.js";
+import { api, bodyOf, LoggedOut } from "./core-api.js";
+import { $, $$, when } from "./core-format.js";
 
 export const STATUS_TEXT = { to_review: "To review", in_progress: "In progress", signed: "Signed" };
 

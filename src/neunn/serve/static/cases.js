@@ -1,12 +1,16 @@
 // NeuNN review station with a case store: the worklist (#worklist) and one case's review (#case=ID), for a logged-in
 // reviewer. Plain JavaScript modules, no build step; the only network traffic is this server's /api/v1.
-// Modules: cases-api.js (session, CSRF, requests), cases-state.js (shared state, what a cell is), cases-worklist.js,
-// cases-case.js (one case: upload, summary, sign-off, audit), cases-tiles.js (one tile per cell, decisions);
-// review.js (the one-sample page's pure logic: summary, alert and warning wording) is shared with that page.
-import { api, bodyOf, LoggedOut, loadSession, logout, session } from "./cases-api.js";
+// Modules: cases-api.js (session, CSRF token, login), cases-state.js (shared state, what a cell is), cases-worklist.js,
+// cases-case.js (one case: upload, summary, sign-off, audit), cases-tiles.js (one tile per cell, decisions); shared
+// with the one-sample page: core-api.js (requests), core-tiles.js (a cell's call, heatmap, vacuole marks),
+// core-summary.js (summary panel, alert), core-format.js, uploading.js, and review.js (summary, alert and warning
+// wording).
+import { loadSession, logout, session } from "./cases-api.js";
 import { closeCase, openCase, wireCase } from "./cases-case.js";
-import { $, percent, state } from "./cases-state.js";
+import { state } from "./cases-state.js";
 import { loadWorklist, wireWorklist } from "./cases-worklist.js";
+import { api, bodyOf, LoggedOut } from "./core-api.js";
+import { $, percent } from "./core-format.js";
 
 function showMessage(message) {
   $("#page-message-text").textContent = message || "";

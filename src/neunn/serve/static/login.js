@@ -1,8 +1,9 @@
 // The login page: name and password sent as JSON (never a form submit), the server's one-sentence error on a failure,
 // and back to the page that sent us here (?next=, a same-site path only) once logged in.
 import { safeNext } from "./cases-api.js";
+import { api, errorOf } from "./core-api.js";
+import { $ } from "./core-format.js";
 
-const $ = (selector) => document.querySelector(selector);
 const next = safeNext(new URLSearchParams(location.search).get("next"));
 
 function showError(message) {
@@ -25,17 +26,12 @@ async function logIn(event) {
   button.textContent = "Logging in…";
   showError("");
   try {
-    const response = await fetch("/api/v1/session", {
-      method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ name, password }), cache: "no-store",
-    });
+    const response = await api("/api/v1/session", { method: "POST", json: { name, password } });
     if (response.ok) {
       location.replace(next);
       return;
     }
-    let message = `Login failed (HTTP ${response.status}).`;
-    try { message = (await response.json()).error || message; } catch { /* not JSON: keep the status */ }
-    showError(message);
+    showError(await errorOf(response, `Login failed (HTTP ${response.status}).`));
     $("#login-password").select();
   } catch {
     showError("The server cannot be reached; check the connection and try again.");

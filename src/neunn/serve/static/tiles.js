@@ -1,10 +1,14 @@
-// One tile per cell: the image and its heatmap, the model's call, the reviewer's controls and keys.
-import { api, errorOf } from "./api.js";
+// One tile per cell of the sample: its image, the reviewer's controls and keys, and the badge as the review stands.
+// What a tile shows of the model's call, its heatmap and the arrow keys are core-tiles.js's, shared with the case pages.
+import { $ } from "./core-format.js";
 import {
-  OUT_OF_DOMAIN, OUT_OF_DOMAIN_TEXT, UNIDENTIFIED, UNIDENTIFIED_TEXT, isClassified, isCorrected, isCritical,
-  isOutOfDomain, modelCall, needsReview, standing,
+  callBadge, heatmapShown, heatmapsServed, moveFocus, renderCall, showHeatmap, toggleHeatmap,
+} from "./core-tiles.js";
+import {
+  OUT_OF_DOMAIN, OUT_OF_DOMAIN_TEXT, UNIDENTIFIED, isClassified, isCorrected, isCritical, isOutOfDomain, modelCall,
+  needsReview, standing,
 } from "./review.js";
-import { $, FILTERS, percent, state } from "./state.js";
+import { FILTERS, state } from "./state.js";
 
 let onChange = () => {};
 
@@ -38,24 +42,14 @@ export function buildTile(cell) {
     tile.querySelector(".controls").remove();
     tile.querySelector(".bar").remove();
   } else {
-    const r = cell.result;
-    tile.querySelector(".label").textContent = `Model: ${r.label}`;
-    tile.querySelector(".prob").textContent = percent(r.probability);
-    tile.querySelector(".bar span").style.width = percent(r.probability);
-    for (const t of r.top) {
-      const li = document.createElement("li");
-      li.title = state.model.class_names[t.label] ?? t.label;
-      li.append(Object.assign(document.createElement("span"), { textContent: t.label }),
-                Object.assign(document.createElement("span"), { textContent: percent(t.probability) }));
-      tile.querySelector(".top3").append(li);
-    }
+    renderCall(tile, cell.result, cell.result.label, state.model);
     const select = tile.querySelector(".reclassify");
     classOptions(select);
     select.addEventListener("change", () => decide(cell, select.value));
     tile.querySelector(".confirm").addEventListener("click", () => toggleConfirm(cell));
     const heat = tile.querySelector(".heat");
-    heat.addEventListener("click", () => toggleHeatmap(cell));
-    if (!cell.blob || !state.heatmaps) heat.disabled = true;
+    heat.addEventListener("click", () => toggleHeat(cell));
+    if (!cell.blob || !heatmapsServed()) heat.disabled = true;
   }
   tile.addEventListener("keydown", (event) => onTileKey(event, cell));
   updateTile(cell, tile);
@@ -64,28 +58,24 @@ export function buildTile(cell) {
 
 function tileOf(cell) { return document.querySelector(`.tile[data-id="${cell.id}"]`); }
 
+/** The badge: "Unreadable", the reviewer's decision, or the model's call as it waits for one. */
+function badgeText(cell, critical) {
+  if (!isClassified(cell)) return "Unreadable";
+  if (!cell.reviewed) return callBadge(cell.result, cell.result.label, critical);
+  const { label, unidentified, outOfDomain } = standing(cell);
+  const bin = unidentified ? "Unidentified" : outOfDomain ? OUT_OF_DOMAIN_TEXT : label;
+  return `${bin} ✓${isCorrected(cell) ? " corrected" : ""}`;
+}
+
 export function updateTile(cell, tile = tileOf(cell)) {
   if (!tile) return;
   const critical = isCritical(cell, state.model);
-  const { label, unidentified, outOfDomain } = isClassified(cell) ? standing(cell) : {};
   tile.classList.toggle("error", !isClassified(cell));
   tile.classList.toggle("critical", critical);
   tile.classList.toggle("review", needsReview(cell));
   tile.classList.toggle("ood", isOutOfDomain(cell) && !cell.reviewed);
   tile.classList.toggle("reviewed", cell.reviewed);
-  const badge = tile.querySelector(".badge");
-  const bin = unidentified ? "Unidentified" : outOfDomain ? OUT_OF_DOMAIN_TEXT : label;
-  if (!isClassified(cell)) badge.textContent = "Unreadable";
-  else if (cell.reviewed) badge.textContent = `${bin} ✓${isCorrected(cell) ? " corrected" : ""}`;
-  else if (outOfDomain) {
-    badge.textContent = critical ? `⚠ Possible ${label} — ${OUT_OF_DOMAIN_TEXT.toLowerCase()}` : OUT_OF_DOMAIN_TEXT;
-    if (cell.result.out_of_scope) badge.textContent += ` (looks like: ${cell.result.cell_type})`;
-  }
-  else if (unidentified) {
-    badge.textContent = critical ? `⚠ Possible ${label} — review` : UNIDENTIFIED_TEXT;
-    if (cell.result.pale) badge.textContent += " (pale cytoplasm)";
-  }
-  else badge.textContent = (critical ? "⚠ " : "") + label;
+  tile.querySelector(".badge").textContent = badgeText(cell, critical);
   const select = tile.querySelector(".reclassify");
   if (select) select.value = cell.reviewed ? cell.final : modelCall(cell);
   const confirm = tile.querySelector(".confirm");
@@ -108,45 +98,21 @@ function toggleConfirm(cell) {
   changed(cell);
 }
 
+/** What a heatmap of the cell explains: its class as it stands (else the model's), in the uploaded image. */
+function explained(cell) {
+  return { target: standing(cell).label ?? cell.result.label, image: async () => [cell.blob, cell.name] };
+}
+
 function changed(cell) {
-  if (cell.heatOn) showHeatmap(cell, false).then(() => showHeatmap(cell, true)); // the explained class may change
+  if (heatmapShown(cell.id)) {  // the explained class may change
+    const tile = tileOf(cell);
+    showHeatmap(tile, cell.id, false, explained(cell)).then(() => showHeatmap(tile, cell.id, true, explained(cell)));
+  }
   updateTile(cell);
   onChange();
 }
 
-async function showHeatmap(cell, on) {
-  const tile = tileOf(cell);
-  const overlay = tile.querySelector(".overlay");
-  const button = tile.querySelector(".heat");
-  cell.heatOn = on;
-  button.setAttribute("aria-pressed", String(on));
-  if (!on) { overlay.hidden = true; return; }
-  const { label } = standing(cell);
-  const target = label ?? cell.result.label;
-  if (!cell.heat[target]) {
-    button.textContent = "…";
-    const form = new FormData();
-    form.append("file", cell.blob, cell.name);
-    try {
-      const response = await api(`/api/v1/heatmap?target=${encodeURIComponent(target)}`, { method: "POST", body: form });
-      if (response.status === 501) { state.heatmaps = false; button.disabled = true; }
-      if (!response.ok) throw new Error(await errorOf(response));
-      cell.heat[target] = URL.createObjectURL(await response.blob());
-    } catch (error) {
-      button.title = error.message;
-      cell.heatOn = false;
-      button.setAttribute("aria-pressed", "false");
-      return;
-    } finally {
-      button.textContent = "Heatmap";
-    }
-  }
-  overlay.src = cell.heat[target];
-  overlay.alt = `Grad-CAM heatmap for ${target}`;
-  overlay.hidden = !cell.heatOn;
-}
-
-function toggleHeatmap(cell) { if (cell.blob) showHeatmap(cell, !cell.heatOn); }
+function toggleHeat(cell) { if (cell.blob) toggleHeatmap(tileOf(cell), cell.id, explained(cell)); }
 
 function onTileKey(event, cell) {
   if (event.target.tagName === "SELECT") return;
@@ -158,12 +124,8 @@ function onTileKey(event, cell) {
   } else if (isClassified(cell) && event.key === "Enter" && event.target === event.currentTarget) {
     toggleConfirm(cell);
   } else if (isClassified(cell) && (event.key === "h" || event.key === "H")) {
-    toggleHeatmap(cell);
-  } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
-    const tiles = [...document.querySelectorAll(".tile:not([hidden])")];
-    const next = tiles[tiles.indexOf(event.currentTarget) + (event.key === "ArrowRight" ? 1 : -1)];
-    if (next) next.focus();
-  } else {
+    toggleHeat(cell);
+  } else if (!moveFocus(event)) {
     return;
   }
   event.preventDefault();

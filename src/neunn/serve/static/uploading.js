@@ -1,4 +1,4 @@
-// Uploading files, for both pages: choosing or dropping them, and splitting them into requests within the limits.
+// Uploading files, for both pages: choosing or dropping them, and sending them in requests within the limits.
 
 async function isZipFile(file) {
   const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
@@ -20,6 +20,21 @@ export async function uploadBatches(files, limits) {
   }
   flush();
   return groups;
+}
+
+/** Send ``files`` in requests within ``limits``, in order: ``send(files)`` for each request, ``refuse(file, reason)`` for
+ *  a file too large for any; ``progress`` says which files are on their way, and ``after()`` runs after each request
+ *  (false stops the rest, e.g. when the page has moved on). Whether every request was sent. */
+export async function sendInBatches(files, limits, { progress, send, refuse, after }) {
+  let sent = 0;
+  for (const group of await uploadBatches(files, limits)) {
+    progress.textContent = `Classifying ${sent + 1}–${sent + group.files.length} of ${files.length} file(s)…`;
+    if (group.error) refuse(group.files[0], group.error);
+    else await send(group.files);
+    sent += group.files.length;
+    if (after() === false) return false;
+  }
+  return true;
 }
 
 /** Files chosen with ``input`` or dropped on ``zone`` (which also opens the chooser with Enter or Space) go to
