@@ -50,6 +50,7 @@ from typing import Any
 
 
 from neunn import NEUTROPHIL_CLASSES
+from neunn.evaluation.metric_results import Interval, MetricResults
 
 REVIEWER, PASSWORD = "dr.phantom", "loop-password-123"
 RUNS = ("current", "control", "next")
@@ -201,7 +202,7 @@ def review(run: Path, pool: Path, store_dir: Path, settings: LoopSettings, *, se
     samples = [cells[k::settings.n_cases] for k in range(settings.n_cases)]
     store = open_store(store_dir)
     with store.transaction() as db:
-        add_user(db, REVIEWER, PASSWORD, role="reviewer")
+        add_user(db, REVIEWER, PASSWORD, role="pathologist")
     app = create_app(Predictor.from_run(run), store=store, model_info={"run": run.name})
     rows, cases = [], []
     try:
@@ -327,17 +328,16 @@ def evaluate(run: Path, heldout: Path, commands: list[str]) -> None:
 
 
 def summarise_metrics(path: Path) -> dict[str, Any]:
-    metrics = json.loads(path.read_text())
-    overall, intervals = metrics["overall"], (metrics.get("intervals") or {})
-    ci = intervals.get("overall", {})
+    results = MetricResults.from_json(json.loads(path.read_text()))
+    overall, ci = results.overall, None if results.intervals is None else results.intervals.overall
 
-    def interval(entry: dict | None) -> list[float] | None:
-        return None if not entry or entry.get("low") is None else [round(entry["low"], 4), round(entry["high"], 4)]
+    def interval(entry: Interval | None) -> list[float] | None:
+        return None if entry is None or entry.low is None else [round(entry.low, 4), round(entry.high, 4)]
 
-    return {"n": metrics["n"], "accuracy": round(overall["accuracy"], 4), "accuracy_ci95": interval(ci.get("accuracy")),
-            "macro_f1": round(overall["macro"]["f1"], 4),
-            "macro_f1_ci95": interval((ci.get("macro") or {}).get("f1")),
-            "sensitivity": {c: round(v["sensitivity"], 3) for c, v in metrics["per_class"].items()}}
+    return {"n": results.n, "accuracy": round(overall.accuracy, 4),
+            "accuracy_ci95": interval(None if ci is None else ci.accuracy),
+            "macro_f1": round(overall.macro.f1, 4), "macro_f1_ci95": interval(None if ci is None else ci.macro.f1),
+            "sensitivity": {c: round(v.sensitivity, 3) for c, v in results.per_class.items()}}
 
 
 def compare_runs(runs: dict[str, Path], which: str) -> dict[str, dict[str, Any]]:

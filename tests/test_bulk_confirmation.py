@@ -41,7 +41,7 @@ def _individually_decided(trail: list[dict], cell_id: int) -> bool:
 
 def test_a_bulk_confirmation_refuses_flagged_and_critical_cells_whole_and_names_them(case_store):
     with case_store.transaction() as db:
-        ana = add_user(db, "ana", PASSWORDS["ana"])
+        ana = add_user(db, "ana", PASSWORDS["ana"], role="pathologist")
         case = create_case(db, ana, "S-bulk")
         plain, review, ood, gbi = add_cells(db, ana, case["id"], MODEL, [
             _new_cell(case_store, "NEU"), _new_cell(case_store, "HYP", review=True),
@@ -60,7 +60,7 @@ def test_a_bulk_confirmation_refuses_flagged_and_critical_cells_whole_and_names_
 
 def test_cells_confirmed_in_bulk_are_exported_only_when_asked(case_store, tmp_path):
     with case_store.transaction() as db:
-        ana = add_user(db, "ana", PASSWORDS["ana"])
+        ana = add_user(db, "ana", PASSWORDS["ana"], role="pathologist")
         case = create_case(db, ana, "S-export")
         cells = add_cells(db, ana, case["id"], MODEL, [_new_cell(case_store, "NEU"), _new_cell(case_store, "HYP"),
                                                       _new_cell(case_store, "GBI")])
@@ -83,7 +83,7 @@ def station(trained_run, tmp_path_factory):
     """A review station on a SQLite store, with two reviewers logged in by bearer tokens."""
     store = open_store(tmp_path_factory.mktemp("bulk-store"))
     with store.transaction() as db:
-        who = {name: add_user(db, name, password) for name, password in PASSWORDS.items()}
+        who = {name: add_user(db, name, password, role="pathologist") for name, password in PASSWORDS.items()}
     client = TestClient(create_app(Predictor.from_run(trained_run), store=store, model_info={"run": "tiny"}))
     tokens = {}
     for name, password in PASSWORDS.items():

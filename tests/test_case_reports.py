@@ -35,7 +35,7 @@ def lis_folder(tmp_path):
 def app(predictor, case_store, lis_folder):
     with case_store.transaction() as db:
         for name, password in PASSWORDS.items():
-            add_user(db, name, password, role="admin" if name == "chief" else "reviewer")
+            add_user(db, name, password, role="admin" if name == "chief" else "pathologist")
     return create_app(predictor, store=case_store, model_info={"run": "tiny"}, lis_folder=lis_folder)
 
 
@@ -148,9 +148,10 @@ def test_the_report_shows_the_findings_cells_as_thumbnails(signed_case):
     assert max(first.image.size) <= 128
 
 
-def test_an_open_case_gets_a_preliminary_report_on_every_page(app, images):
+def test_an_open_case_gets_a_preliminary_report_on_every_page(app, phantom_dir):
     client, ana = TestClient(app), login(app, "ana")
-    many = (images * 6)[:60]  # enough cells for more than one page of thumbnails
+    # enough cells for more than one page of thumbnails, each image once (a repeat is one cell, counted once)
+    many = [(p.name, p.read_bytes()) for p in sorted(phantom_dir.rglob("*.png"))[:60]]
     case = open_case(client, ana, many, sample_id="S-open")
     for cell in case["cells"][:30]:  # make many findings so the report runs over pages
         client.put(f"/api/v1/cases/{case['id']}/cells/{cell['id']}/decision",
@@ -311,7 +312,8 @@ def test_hl7_delimiters_in_a_sample_id_are_escaped_and_the_message_still_parses(
     assert message.oru_r01_patient_result.oru_r01_patient.pid.pid_3.cx_1.to_er7() == hl7_escape(sample)
     order = message.oru_r01_patient_result.oru_r01_order_observation
     differential = case_differential(case["cells"], case["models"])
-    assert len(order.oru_r01_observation) == len(differential["counts"]) + 3 + len(differential["alert"]["counts"])
+    # a count per class, then unidentified, out of domain, other cell type and total, then each critical finding
+    assert len(order.oru_r01_observation) == len(differential["counts"]) + 4 + len(differential["alert"]["counts"])
     bundle = client.get(f"/api/v1/cases/{case['id']}/fhir", headers=ana).json()
     assert any(e["resource"].get("identifier", [{}])[0].get("value") == sample for e in bundle["entry"]
                if e["resource"]["resourceType"] == "Specimen")

@@ -25,7 +25,7 @@ def predictor(trained_run) -> Predictor:
 def app(predictor, case_store):
     with case_store.transaction() as db:
         for name, password in PASSWORDS.items():
-            add_user(db, name, password, role="admin" if name == "chief" else "reviewer")
+            add_user(db, name, password, role="admin" if name == "chief" else "pathologist")
     return create_app(predictor, store=case_store, model_info={"run": "tiny"})
 
 
@@ -105,7 +105,7 @@ def test_logout_ends_the_session_on_the_server(app):
 def test_roles_decide_who_may_list_users(app):
     assert TestClient(app).get("/api/v1/users", headers=bearer(app, "ana")).status_code == 403
     users = TestClient(app).get("/api/v1/users", headers=bearer(app, "chief")).json()["users"]
-    assert {(u["name"], u["role"]) for u in users} == {("ana", "reviewer"), ("ben", "reviewer"), ("chief", "admin")}
+    assert {(u["name"], u["role"]) for u in users} == {("ana", "pathologist"), ("ben", "pathologist"), ("chief", "admin")}
     assert all("password" not in key for u in users for key in u)
 
 

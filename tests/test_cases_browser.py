@@ -80,8 +80,8 @@ def station(trained_run, phantom_dir, tmp_path_factory):
                                                    classes=predictor.classes)
     store = open_store(tmp_path_factory.mktemp("cases") / "store")
     with store.transaction() as db:
-        add_user(db, *ALICE, role="reviewer")
-        add_user(db, *BOB, role="reviewer")
+        add_user(db, *ALICE, role="pathologist")
+        add_user(db, *BOB, role="pathologist")
     app = create_app(predictor, store=store, model_info={"run": "tiny"})
     with serving(app) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -150,7 +150,7 @@ def test_review_reload_sign_and_audit(station):
     url, store, browser, predictor = station["url"], station["store"], station["browser"], station["predictor"]
     critical = set(predictor.policy.critical_classes)
     context, page, console = _log_in(browser, url, ALICE)
-    expect(page.locator("#whoami")).to_contain_text("reviewer")
+    expect(page.locator("#whoami")).to_contain_text("pathologist")
     expect(page.locator("#model-line")).to_contain_text("critical")
 
     # A new case from the worklist; the address names it, so a reload reopens it.
@@ -336,7 +336,7 @@ def test_confirm_shown_never_confirms_a_flagged_cell(station, trained_run, tmp_p
                                                    critical="none", classes=predictor.classes)
     store = open_store(tmp_path / "store")
     with store.transaction() as db:
-        add_user(db, *ALICE, role="reviewer")
+        add_user(db, *ALICE, role="pathologist")
     with serving(create_app(predictor, store=store, model_info={"run": "tiny"})) as url:
         token = httpx.post(f"{url}/api/v1/token", data={"username": ALICE[0], "password": ALICE[1]}).json()
         auth = {"Authorization": f"Bearer {token['access_token']}"}

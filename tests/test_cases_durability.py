@@ -51,7 +51,7 @@ def test_a_killed_server_loses_no_decision_it_answered_as_saved(trained_run, pha
 
     refused = _neunn("serve", str(trained_run), "--port", str(_free_port()), *store_args, env=env)
     assert refused.returncode == 2 and "has no users yet" in refused.stderr
-    added = _neunn("users", "add", "ana", "--role", "reviewer", *store_args, stdin="ana-password-1\n", env=env)
+    added = _neunn("users", "add", "ana", "--role", "pathologist", *store_args, stdin="ana-password-1\n", env=env)
     assert added.returncode == 0, added.stderr
 
     server, base = _start(trained_run, store_args, env)

@@ -57,7 +57,7 @@ def test_predict_json_the_api_and_the_store_give_the_same_record(screened_run: P
 
     store = open_store(tmp_path / "store")
     with store.transaction() as db:
-        add_user(db, "ana", "ana-password-1")
+        add_user(db, "ana", "ana-password-1", role="pathologist")
     client = TestClient(create_app(Predictor.from_run(screened_run), store=store, model_info={"run": "tiny"}))
     token = client.post("/api/v1/token", data={"username": "ana", "password": "ana-password-1"}).json()
     auth = {"Authorization": f"Bearer {token['access_token']}"}

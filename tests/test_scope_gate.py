@@ -126,7 +126,7 @@ def test_a_stored_case_keeps_what_the_screens_said_of_each_cell(finding_run: Pat
     files = _files(phantom_dir)
     expected = list(predictor.predict_files(files))
     with case_store.transaction() as db:
-        add_user(db, "ana", "ana-password-1", role="reviewer")
+        add_user(db, "ana", "ana-password-1", role="pathologist")
     client = TestClient(create_app(predictor, store=case_store, model_info={"run": "screened"}))
     csrf = {"X-CSRF-Token": client.post("/api/v1/session", json={"name": "ana", "password": "ana-password-1"})
             .json()["csrf_token"]}

@@ -141,7 +141,7 @@ def test_the_case_page_marks_the_spots_and_m_toggles_them(run: Path, phantom_dir
         return buffer.getvalue()
     store = open_store(tmp_path / "store")
     with store.transaction() as db:
-        add_user(db, "ana", "ana-password-1")
+        add_user(db, "ana", "ana-password-1", role="pathologist")
     with serving(create_app(Predictor.from_run(run), store=store, model_info={"run": "tiny"})) as url, \
             sync_api.sync_playwright() as playwright:
         token = httpx.post(f"{url}/api/v1/token", data={"username": "ana", "password": "ana-password-1"}).json()

@@ -1,20 +1,31 @@
-"""The review of cases: create, list (the worklist), add classified cells, decide, sign, amend, and read the trail.
+"""The review of cases: create, list (the worklist), add classified cells, decide, submit for verification, sign,
+amend, void, record the communication of critical findings, and read the trail.
 
     case = create_case(db, reviewer, "S-2026-0412")
-    add_cells(db, reviewer, case["id"], model, [NewCell(...), ...])              # the model's calls, audited
+    fresh, repeats = split_repeats(db, case["id"], new_cells)                    # an image already in the case: once
+    add_cells(db, reviewer, case["id"], model, fresh)                            # the model's calls, audited
     decide(db, reviewer, case["id"], cell_id, "GBI", version=1)                  # Conflict if someone changed it first
     confirm_in_bulk(db, reviewer, case["id"], {cell_id: 1, ...})                 # unflagged, undecided cells only
-    sign(db, reviewer, case["id"])                                                # locks it; later changes are amendments
+    void_cell(db, reviewer, case["id"], cell_id, "another patient's slide", version=2)   # kept, out of the counts
+    submit(db, technologist, case["id"])                                         # pre-classified: to verify
+    sign(db, pathologist, case["id"])                                            # verified; later changes are amendments
+    record_critical_call(db, pathologist, case["id"], "Dr Lee, ward 5", "phone")  # to whom, how, when, by whom
     decide(db, admin, case["id"], cell_id, "NEU", version=2, reason="re-read")   # an amendment (needs a reason)
 
 Every change writes its audit entry in the same transaction, so a decision the API answered as saved is in the
 database with its trail. A decision names the cell's version it changes: two reviewers changing the same cell cannot
 overwrite each other silently (the second gets Conflict with who changed it, to what, and when).
 
-A decision is one of the model's classes, or "unidentified": a person looked at the cell and could not classify it (an
-artefact, a smudged or damaged cell, not a cell of the model's kind); such cells are never exported as training data.
+A decision is one of the model's classes, "unidentified" (a person looked at the cell and could not classify it: an
+artefact, a smudged or damaged cell) or "other_cell_type" (not a neutrophil: another cell type); neither is ever
+exported as training data, and another cell type is counted apart from the differential.
 
-Status in the worklist: "to_review" (no decision yet), "in_progress", "signed"; cases with a critical finding first.
+Two levels, as laboratories work (roles in users.py): a technologist pre-classifies and either signs a case without a
+critical finding or submits it ("to_verify"); a pathologist verifies and signs. A case with a critical finding needs
+a pathologist's signature. Status in the worklist: "to_review" (no decision yet), "in_progress", "to_verify",
+"signed", "void"; open cases with a critical finding first, untouched ones first among them. A voided case (a wrong
+case) or cell (a wrong upload) keeps its reason and its trail and leaves every count; a signed case is never voided
+(it was reported: correct it by amendment).
 A cell is critical when its current label (the reviewer's, else the model's) is a critical class of the model that
 classified it. Signing needs a decision on every cell the model flagged (for review, out of domain, or critical); the
 other cells are accepted as classified, by the signer, each with its audit entry.
@@ -31,21 +42,37 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from neunn.cases.differential import OTHER_CELL_TYPE, UNIDENTIFIED
 from neunn.cases.errors import Conflict, Invalid, NotAllowed, NotFound
-from neunn.cases.schema import CASE_OPEN, CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
+from neunn.cases.schema import (
+    CALL_METHODS,
+    CASE_OPEN,
+    CASE_SIGNED,
+    CASE_SUBMITTED,
+    CASE_VOID,
+    AuditEntry,
+    Case,
+    Cell,
+    CriticalCall,
+    ModelRecord,
+    User,
+)
 from neunn.cases.stored_cell import cell_json, is_critical, is_flagged
-from neunn.cases.times import iso, utc_now
+from neunn.cases.times import as_utc, iso, utc_now
 from neunn.cases.users import Reviewer
 
-WORKLIST_ORDER = {"in_progress": 0, "to_review": 1, "signed": 2}
-UNIDENTIFIED = "unidentified"  # a reviewer's call besides the model's classes: looked at, cannot be classified
+# The worklist's statuses, in the order it lists them (after the open cases with a critical finding).
+WORKLIST_ORDER = {"to_review": 0, "in_progress": 1, "to_verify": 2, "signed": 3, "void": 4}
+PERSON_CALLS = (UNIDENTIFIED, OTHER_CELL_TYPE)  # a person's decisions besides the model's classes
 MAX_SAMPLE_ID = 128
+MAX_REASON = 512
 MAX_BULK_CELLS = 10_000  # more than any sample holds: a request beyond it is refused before any database work
 
 
@@ -121,7 +148,23 @@ def _names(db: Session) -> dict[int, str]:
 
 
 def _status(case: Case, n_decided: int) -> str:
-    return "signed" if case.status == CASE_SIGNED else "in_progress" if n_decided else "to_review"
+    return {CASE_SIGNED: "signed", CASE_VOID: "void", CASE_SUBMITTED: "to_verify"}.get(
+        case.status, "in_progress" if n_decided else "to_review")
+
+
+def _reason(reason: str | None, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise Invalid(f"{what} needs a reason of 1 to {MAX_REASON} characters.")
+    return reason
+
+
+def _refuse_unless_open(case: Case, doing: str) -> None:
+    """A signed case changes only by amendment, a voided one not at all."""
+    if case.status == CASE_VOID:
+        raise Conflict(f"Case {case.sample_id!r} is void; nothing {doing}.")
+    if case.status == CASE_SIGNED:
+        raise Conflict(f"Case {case.sample_id!r} is signed; signed cells change only by amendment, one at a time.")
 
 
 def create_case(db: Session, who: Reviewer, sample_id: str) -> dict[str, Any]:
@@ -142,14 +185,26 @@ def create_case(db: Session, who: Reviewer, sample_id: str) -> dict[str, Any]:
     return case_summary(db, case.id)
 
 
-def _case_row(case: Case, cells: list[Cell], models: dict[int, ModelRecord], names: dict[int, str]) -> dict[str, Any]:
-    n_decided = sum(c.final_label is not None for c in cells)
-    return {"id": case.id, "sample_id": case.sample_id, "status": _status(case, n_decided), "n_cells": len(cells),
-            "n_decided": n_decided, "n_critical": sum(is_critical(c, models) for c in cells),
-            "n_flagged_open": sum(is_flagged(c, models) and c.final_label is None for c in cells),
+def _case_row(case: Case, cells: list, models: dict[int, ModelRecord], names: dict[int, str],
+              n_critical_calls: int) -> dict[str, Any]:
+    live = [c for c in cells if c.voided_at is None]
+    n_decided = sum(c.final_label is not None for c in live)
+    return {"id": case.id, "sample_id": case.sample_id, "status": _status(case, n_decided), "n_cells": len(live),
+            "n_decided": n_decided, "n_critical": sum(is_critical(c, models) for c in live),
+            "n_flagged_open": sum(is_flagged(c, models) and c.final_label is None for c in live),
+            "n_voided_cells": len(cells) - len(live), "n_critical_calls": n_critical_calls,
             "created_by": names.get(case.created_by), "created_at": iso(case.created_at),
-            "updated_at": iso(case.updated_at), "signed_by": names.get(case.signed_by),
-            "signed_at": iso(case.signed_at), "n_amendments": case.n_amendments}
+            "updated_at": iso(case.updated_at), "submitted_by": names.get(case.submitted_by),
+            "submitted_at": iso(case.submitted_at), "signed_by": names.get(case.signed_by),
+            "signed_at": iso(case.signed_at), "n_amendments": case.n_amendments,
+            "voided_by": names.get(case.voided_by), "voided_at": iso(case.voided_at), "void_reason": case.void_reason}
+
+
+def _n_critical_calls(db: Session, case_id: int | None = None) -> dict[int, int]:
+    query = select(CriticalCall.case_id, func.count()).group_by(CriticalCall.case_id)
+    if case_id is not None:
+        query = query.where(CriticalCall.case_id == case_id)
+    return dict(db.execute(query).all())
 
 
 def _models(db: Session) -> dict[int, ModelRecord]:
@@ -157,18 +212,21 @@ def _models(db: Session) -> dict[int, ModelRecord]:
 
 
 def list_cases(db: Session, *, status: str | None = None) -> list[dict[str, Any]]:
-    """The worklist: cases with a critical finding first, then in progress, to review, signed; newest first."""
+    """The worklist: open cases with a critical finding first (untouched ones first, then by how many critical cells),
+    then to review, in progress, to verify, signed; newest first within each. Voided cases only when asked for."""
     if status is not None and status not in WORKLIST_ORDER:
         raise Invalid(f"Unknown status {status!r}: choose {', '.join(WORKLIST_ORDER)}.")
-    models, names = _models(db), _names(db)
+    models, names, calls = _models(db), _names(db), _n_critical_calls(db)
     cells: dict[int, list] = {}  # only the columns the counts need: the worklist reads every cell of the store
     for cell in db.execute(select(Cell.case_id, Cell.model_id, Cell.predicted_label, Cell.final_label,
-                                  Cell.needs_review, Cell.out_of_domain)):
+                                  Cell.needs_review, Cell.out_of_domain, Cell.voided_at)):
         cells.setdefault(cell.case_id, []).append(cell)
-    rows = [_case_row(case, cells.get(case.id, []), models, names) for case in db.scalars(select(Case))]
-    rows = [r for r in rows if status is None or r["status"] == status]
+    rows = [_case_row(case, cells.get(case.id, []), models, names, calls.get(case.id, 0))
+            for case in db.scalars(select(Case))]
+    rows = [r for r in rows if r["status"] == status or (status is None and r["status"] != "void")]
     rows.sort(key=lambda r: r["updated_at"] or "", reverse=True)
-    rows.sort(key=lambda r: (r["status"] == "signed" or r["n_critical"] == 0, WORKLIST_ORDER[r["status"]]))
+    rows.sort(key=lambda r: (r["status"] in ("signed", "void") or r["n_critical"] == 0,
+                             WORKLIST_ORDER[r["status"]], -r["n_critical"]))
     return rows
 
 
@@ -184,15 +242,26 @@ def model_json(model: ModelRecord) -> dict[str, Any]:
 
 
 def case_summary(db: Session, case_id: int) -> dict[str, Any]:
-    return _case_row(_case(db, case_id), _cells(db, case_id), _models(db), _names(db))
+    return _case_row(_case(db, case_id), _cells(db, case_id), _models(db), _names(db),
+                     _n_critical_calls(db, case_id).get(case_id, 0))
+
+
+def critical_calls(db: Session, case_id: int) -> list[dict[str, Any]]:
+    """The critical findings' communications recorded for a case, oldest first."""
+    names = _names(db)
+    return [{"id": c.id, "recipient": c.recipient, "method": c.method, "communicated_at": iso(c.communicated_at),
+             "recorded_by": names.get(c.recorded_by), "recorded_at": iso(c.recorded_at), "note": c.note}
+            for c in db.scalars(select(CriticalCall).where(CriticalCall.case_id == case_id).order_by(CriticalCall.id))]
 
 
 def get_case(db: Session, case_id: int) -> dict[str, Any]:
-    """A case as it was left: its worklist row, every cell with its decision, and the models that classified them."""
+    """A case as it was left: its worklist row, every cell with its decision (voided ones marked), the models that
+    classified them and the communications of its critical findings."""
     case, cells, models, names = _case(db, case_id), _cells(db, case_id), _models(db), _names(db)
     used = sorted({c.model_id for c in cells})
-    return {**_case_row(case, cells, models, names), "cells": [cell_json(c, models, names) for c in cells],
-            "models": [model_json(models[m]) for m in used]}
+    calls = critical_calls(db, case_id)
+    return {**_case_row(case, cells, models, names, len(calls)), "cells": [cell_json(c, models, names) for c in cells],
+            "models": [model_json(models[m]) for m in used], "critical_calls": calls}
 
 
 def get_cell(db: Session, case_id: int, cell_id: int) -> Cell:
@@ -202,12 +271,29 @@ def get_cell(db: Session, case_id: int, cell_id: int) -> Cell:
     return cell
 
 
+def split_repeats(db: Session, case_id: int, new_cells: Iterable[NewCell]) -> tuple[list[NewCell], list[dict]]:
+    """The new cells whose image is not yet in the case (nor earlier in ``new_cells``), and for each other one its name
+    and the cell that already holds the image: the same image uploaded twice is one cell, counted once."""
+    _case(db, case_id, lock=True)  # serialised with add_cells: two uploads of one image cannot both pass
+    held = dict(db.execute(select(Cell.image_sha256, Cell.id).where(Cell.case_id == case_id,
+                                                                    Cell.voided_at.is_(None))).all())
+    fresh, repeats, seen = [], [], {}
+    for new in new_cells:
+        if new.image_sha256 in held or new.image_sha256 in seen:
+            repeats.append({"name": new.name, "cell_id": held.get(new.image_sha256),
+                            "same_as": seen.get(new.image_sha256)})
+            continue
+        seen[new.image_sha256] = new.name
+        fresh.append(new)
+    return fresh, repeats
+
+
 def add_cells(db: Session, who: Reviewer, case_id: int, model: ModelInfo,
               new_cells: Iterable[NewCell]) -> list[dict[str, Any]]:
     """Add classified cells to an open case (the model's calls are audited as predictions)."""
     case = _case(db, case_id, lock=True)
-    if case.status == CASE_SIGNED:
-        raise Conflict(f"Case {case.sample_id!r} is signed; a signed case takes no new cells.")
+    if case.status in (CASE_SIGNED, CASE_VOID):
+        raise Conflict(f"Case {case.sample_id!r} is {case.status}; it takes no new cells.")
     record = _model_record(db, model)
     position = db.scalar(select(func.coalesce(func.max(Cell.position), -1)).where(Cell.case_id == case_id)) + 1
     added = []
@@ -234,9 +320,13 @@ def decide(db: Session, who: Reviewer, case_id: int, cell_id: int, label: str, *
     ``version`` is the cell's version the reviewer saw; a different current version is a Conflict."""
     case, cell = _case(db, case_id, lock=True), get_cell(db, case_id, cell_id)  # serialised with sign()
     model = db.get(ModelRecord, cell.model_id)
-    if label not in model.classes and label != UNIDENTIFIED:
+    if label not in model.classes and label not in PERSON_CALLS:
         raise Invalid(f"{label!r} is not a class of the model that classified this cell "
-                      f"({', '.join(model.classes)}), nor {UNIDENTIFIED!r}.")
+                      f"({', '.join(model.classes)}), nor {' or '.join(map(repr, PERSON_CALLS))}.")
+    if case.status == CASE_VOID:
+        raise Conflict(f"Case {case.sample_id!r} is void; nothing is decided in it.")
+    if cell.voided_at is not None:
+        raise Conflict(f"Cell {cell_id} was voided ({cell.void_reason}); it takes no decision.")
     amending = case.status == CASE_SIGNED
     if amending:
         if not (who.is_admin or who.id == case.signed_by):
@@ -276,9 +366,8 @@ def confirm_in_bulk(db: Session, who: Reviewer, case_id: int, versions: dict[int
     if len(versions) > MAX_BULK_CELLS:
         raise Invalid(f"A bulk confirmation names at most {MAX_BULK_CELLS} cells.")
     case = _case(db, case_id, lock=True)  # serialised with decide() and sign()
-    if case.status == CASE_SIGNED:
-        raise Conflict(f"Case {case.sample_id!r} is signed; signed cells change only by amendment, one at a time.")
-    cells = {c.id: c for c in _cells(db, case_id)}
+    _refuse_unless_open(case, "is confirmed in it")
+    cells = {c.id: c for c in _cells(db, case_id) if c.voided_at is None}
     missing = sorted(set(versions) - set(cells))
     if missing:
         raise NotFound(f"Case {case_id} has no cell {missing[0]}.")
@@ -311,22 +400,54 @@ def confirm_in_bulk(db: Session, who: Reviewer, case_id: int, versions: dict[int
     return [cell_json(c, models, names) for c in _cells(db, case_id) if c.id in versions]
 
 
-def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
-    """Sign (lock) an open case; every flagged cell must have a decision, the rest are accepted as classified."""
-    case = _case(db, case_id, lock=True)
+def _ready(db: Session, case: Case, doing: str) -> tuple[list[Cell], dict[int, ModelRecord]]:
+    """The live cells of a case that may be signed or submitted: it has cells and every flagged one has a decision."""
     if case.status == CASE_SIGNED:
         raise Conflict(f"Case {case.sample_id!r} was already signed by {_names(db).get(case.signed_by)} at "
                        f"{iso(case.signed_at)}.")
-    cells, models = _cells(db, case_id), _models(db)
+    if case.status == CASE_VOID:
+        raise Conflict(f"Case {case.sample_id!r} is void; it cannot be {doing}.")
+    cells, models = [c for c in _cells(db, case.id) if c.voided_at is None], _models(db)
     if not cells:
-        raise Invalid(f"Case {case.sample_id!r} has no cells to sign.")
+        raise Invalid(f"Case {case.sample_id!r} has no cells to be {doing}.")
     waiting = [c for c in cells if is_flagged(c, models) and c.final_label is None]
     if waiting:
         raise Conflict(f"{len(waiting)} flagged cell{'s' if len(waiting) != 1 else ''} (for review, outside the "
-                       "model's experience, or critical) still need a decision before the case can be signed.",
+                       f"model's experience, or critical) still need a decision before the case can be {doing}.",
                        detail={"cells": [c.id for c in waiting]})
+    return cells, models
+
+
+def submit(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
+    """The technologist's pre-classification is done: the case waits for a pathologist's verification and signature.
+    Every flagged cell needs its decision first; the cells stay open to the verifier's corrections."""
+    case = _case(db, case_id, lock=True)
+    if case.status == CASE_SUBMITTED:
+        raise Conflict(f"Case {case.sample_id!r} was already submitted by {_names(db).get(case.submitted_by)} at "
+                       f"{iso(case.submitted_at)}.")
+    cells, models = _ready(db, case, "submitted")
     now = utc_now()
-    signed = db.execute(update(Case).where(Case.id == case_id, Case.status == CASE_OPEN)
+    db.execute(update(Case).where(Case.id == case_id).values(status=CASE_SUBMITTED, submitted_by=who.id,
+                                                               submitted_at=now, updated_at=now)
+               .execution_options(synchronize_session=False))
+    _audit(db, who, "submit", case_id, after=CASE_SUBMITTED,
+           detail={"n_cells": len(cells), "n_critical": sum(is_critical(c, models) for c in cells)})
+    db.expire_all()
+    return case_summary(db, case_id)
+
+
+def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
+    """Sign (lock) an open or submitted case; every flagged cell must have a decision, the rest are accepted as
+    classified. A case with a critical finding needs a pathologist (or admin): a technologist submits it instead."""
+    case = _case(db, case_id, lock=True)
+    cells, models = _ready(db, case, "signed")
+    n_critical = sum(is_critical(c, models) for c in cells)
+    if n_critical and not who.is_pathologist:
+        raise NotAllowed(f"Case {case.sample_id!r} has {n_critical} critical cell{'s' if n_critical != 1 else ''}: "
+                         "a pathologist signs it; submit it for verification.")
+    verifies = case.status == CASE_SUBMITTED
+    now = utc_now()
+    signed = db.execute(update(Case).where(Case.id == case_id, Case.status.in_((CASE_OPEN, CASE_SUBMITTED)))
                         .values(status=CASE_SIGNED, signed_by=who.id, signed_at=now, updated_at=now)
                         .execution_options(synchronize_session=False))
     if signed.rowcount != 1:
@@ -341,9 +462,82 @@ def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
         _audit(db, who, "confirm", case_id, cell_id=cell.id, before=cell.predicted_label, after=cell.predicted_label,
                detail={"accepted_at_signing": True})
     _audit(db, who, "sign", case_id, after=CASE_SIGNED,
-           detail={"n_cells": len(cells), "n_accepted_as_classified": len(accepted)})
+           detail={"n_cells": len(cells), "n_accepted_as_classified": len(accepted), "n_critical": n_critical,
+                   "verified_submission": verifies})
     db.expire_all()
     return case_summary(db, case_id)
+
+
+def void_case(db: Session, who: Reviewer, case_id: int, reason: str | None) -> dict[str, Any]:
+    """Void a wrongly made case (e.g. the wrong sample): it leaves the worklist, keeps its cells, reason and trail."""
+    reason = _reason(reason, "Voiding a case")
+    case = _case(db, case_id, lock=True)
+    if case.status == CASE_SIGNED:
+        raise Conflict(f"Case {case.sample_id!r} is signed and was reported; correct it by amendment instead.")
+    if case.status == CASE_VOID:
+        raise Conflict(f"Case {case.sample_id!r} was already voided by {_names(db).get(case.voided_by)}.")
+    now = utc_now()
+    db.execute(update(Case).where(Case.id == case_id).values(status=CASE_VOID, voided_by=who.id, voided_at=now,
+                                                               void_reason=reason, updated_at=now)
+               .execution_options(synchronize_session=False))
+    _audit(db, who, "void", case_id, before=case.status, after=CASE_VOID, detail={"reason": reason})
+    db.expire_all()
+    return case_summary(db, case_id)
+
+
+def void_cell(db: Session, who: Reviewer, case_id: int, cell_id: int, reason: str | None, *,
+              version: int) -> dict[str, Any]:
+    """Void a wrongly uploaded cell of an open case: kept, with its reason and trail, out of every count."""
+    reason = _reason(reason, "Voiding a cell")
+    case, cell = _case(db, case_id, lock=True), get_cell(db, case_id, cell_id)
+    _refuse_unless_open(case, "is voided in it")
+    if cell.voided_at is not None:
+        raise Conflict(f"Cell {cell_id} was already voided.")
+    now = utc_now()
+    changed = db.execute(update(Cell).where(Cell.id == cell_id, Cell.version == version)
+                         .values(voided_by=who.id, voided_at=now, void_reason=reason, version=Cell.version + 1)
+                         .execution_options(synchronize_session=False))
+    if changed.rowcount != 1:
+        db.refresh(cell)
+        raise Conflict("This cell was changed since it was loaded; reload the case and try again.",
+                       detail={"cell": cell_json(cell, _models(db), _names(db))})
+    db.execute(update(Case).where(Case.id == case_id).values(updated_at=now)
+               .execution_options(synchronize_session=False))
+    _audit(db, who, "void_cell", case_id, cell_id=cell_id, before=cell.final_label or cell.predicted_label,
+           detail={"reason": reason})
+    db.refresh(cell)
+    return cell_json(cell, _models(db), _names(db))
+
+
+def record_critical_call(db: Session, who: Reviewer, case_id: int, recipient: str, method: str, *,
+                         communicated_at: datetime | None = None, note: str | None = None) -> dict[str, Any]:
+    """Record that a case's critical finding was communicated: to whom, how, when (default now; never in the
+    future) and by whom (the caller). Refused for a case without a critical finding, and for a void one."""
+    recipient, note = (recipient or "").strip(), (note or "").strip() or None
+    if not recipient or len(recipient) > 128:
+        raise Invalid("Say to whom the finding was communicated (1 to 128 characters).")
+    if method not in CALL_METHODS:
+        raise Invalid(f"Unknown method {method!r}: choose {', '.join(CALL_METHODS)}.")
+    if note is not None and len(note) > MAX_REASON:
+        raise Invalid(f"A note is at most {MAX_REASON} characters.")
+    now = utc_now()
+    at = as_utc(communicated_at) if communicated_at is not None else now
+    if at > now + timedelta(minutes=5):
+        raise Invalid("A communication cannot be recorded in the future; give the time it happened.")
+    case = _case(db, case_id, lock=True)
+    if case.status == CASE_VOID:
+        raise Conflict(f"Case {case.sample_id!r} is void; it has no finding to communicate.")
+    models = _models(db)
+    n_critical = sum(is_critical(c, models) for c in _cells(db, case_id))
+    if not n_critical:
+        raise Conflict(f"Case {case.sample_id!r} has no critical finding to communicate.")
+    call = CriticalCall(case_id=case_id, recipient=recipient, method=method, communicated_at=at,
+                        recorded_by=who.id, recorded_at=now, note=note)
+    db.add(call)
+    db.flush()
+    _audit(db, who, "communicate", case_id, after=recipient[:128],
+           detail={"method": method, "communicated_at": iso(at), "n_critical": n_critical, **({"note": note} if note else {})})
+    return next(c for c in critical_calls(db, case_id) if c["id"] == call.id)
 
 
 def audit_trail(db: Session, case_id: int) -> list[dict[str, Any]]:

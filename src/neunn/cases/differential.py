@@ -19,8 +19,10 @@ the review pages (static/review.js, summarize) do; docs/serving.md spells the de
 * a cell raises the critical alert when its class is critical, even while it waits in the review bin: a possible
   green–blue inclusion is reported, not hidden because the model was unsure (or because the cell looks unfamiliar).
 
-In a case, a cell a person decided counts as decided: in its class, or as unidentified when the reviewer said so
-("unidentified"), whatever the model's bins; an undecided cell (an open case) counts by the model's call and bins.
+In a case, a cell a person decided counts as decided: in its class, as unidentified when the reviewer said so
+("unidentified"), or apart as another cell type ("other_cell_type": not a neutrophil, out of the shares), whatever the
+model's bins; an undecided cell (an open case) counts by the model's call and bins. A voided cell (a wrong upload)
+is not counted at all.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 NORMAL_CLASSES = ("NEU", "normal")  # the paper's name, and the one of a model of one finding (normal / vacuolated)
-UNIDENTIFIED_DECISION = "unidentified"  # a reviewer's call: looked at, cannot be classified (casework.UNIDENTIFIED)
+# A person's calls besides the model's classes (the one home of both; casework and the pages use these names):
+UNIDENTIFIED = "unidentified"  # looked at, cannot be classified (an artefact, a smudged or damaged cell)
+OTHER_CELL_TYPE = "other_cell_type"  # looked at: not a neutrophil (another cell type), out of the differential
 OOD_WARNING_MIN_CELLS = 5
 OOD_WARNING_SHARE = 0.2
 CLASS_NAMES = {
@@ -66,24 +70,26 @@ def domain_warning(n_out_of_domain: int, n_cells: int) -> dict[str, Any]:
             "min_cells": OOD_WARNING_MIN_CELLS, "min_share": OOD_WARNING_SHARE}
 
 
-def sample_summary(cells: Iterable[tuple[str | None, bool] | tuple[str | None, bool, bool | None]], *,
-                   classes: list[str], critical_classes: Iterable[str]) -> dict[str, Any]:
-    """Counts and shares per class, the unidentified and out-of-domain counts, the abnormal share, the critical alert
-    and the out-of-domain warning of a sample; each cell is (label, unidentified[, out_of_domain])."""
+def sample_summary(cells: Iterable[tuple], *, classes: list[str], critical_classes: Iterable[str]) -> dict[str, Any]:
+    """Counts and shares per class, the unidentified, out-of-domain and other-cell-type counts, the abnormal share, the
+    critical alert and the out-of-domain warning of a sample; each cell is (label, unidentified[, out_of_domain[,
+    other_cell_type]])."""
     counts = dict.fromkeys(classes, 0)
     critical_counts = dict.fromkeys(sorted(set(critical_classes) & set(classes)), 0)
-    n_cells = n_unidentified = n_out_of_domain = 0
+    n_cells = n_unidentified = n_out_of_domain = n_other = 0
     for label, unidentified, *rest in cells:
         n_cells += 1
         if label in critical_counts:
             critical_counts[label] += 1
-        if rest and rest[0]:
+        if len(rest) > 1 and rest[1]:
+            n_other += 1
+        elif rest and rest[0]:
             n_out_of_domain += 1
         elif unidentified:
             n_unidentified += 1
         elif label in counts:
             counts[label] += 1
-    identified = n_cells - n_unidentified - n_out_of_domain
+    identified = n_cells - n_unidentified - n_out_of_domain - n_other
     shares = {c: (n / identified if identified else 0.0) for c, n in counts.items()}
     abnormal = None
     normal = normal_class(classes)
@@ -91,21 +97,24 @@ def sample_summary(cells: Iterable[tuple[str | None, bool] | tuple[str | None, b
         abnormal = (identified - counts[normal]) / identified if identified else 0.0
     found = {c: n for c, n in critical_counts.items() if n}
     return {"n_cells": n_cells, "n_identified": identified, "n_unidentified": n_unidentified,
-            "n_out_of_domain": n_out_of_domain, "counts": counts, "shares": shares, "abnormal_share": abnormal,
+            "n_out_of_domain": n_out_of_domain, "n_other_cell_type": n_other, "counts": counts, "shares": shares, "abnormal_share": abnormal,
             "alert": {"critical": bool(found), "counts": found, "message": critical_message(found) if found else None},
             "domain_warning": domain_warning(n_out_of_domain, n_cells)}
 
 
-def standing(cell: Mapping[str, Any]) -> tuple[str | None, bool, bool]:
-    """(label, unidentified, out_of_domain) of a stored cell (a ``get_case`` cell) as the differential counts it: the
-    reviewer's decision when there is one (as static/review.js's ``standing`` does), else the model's call and bins."""
+def standing(cell: Mapping[str, Any]) -> tuple[str | None, bool, bool, bool]:
+    """(label, unidentified, out_of_domain, other_cell_type) of a stored cell (a ``get_case`` cell) as the differential
+    counts it: the reviewer's decision when there is one (as static/review.js's ``standing`` does), else the model's
+    call and bins."""
     final = cell.get("final_label")
-    if final == UNIDENTIFIED_DECISION:
-        return None, True, False
+    if final == UNIDENTIFIED:
+        return None, True, False, False
+    if final == OTHER_CELL_TYPE:
+        return None, False, False, True
     if final is not None:
-        return final, False, False
+        return final, False, False, False
     out_of_domain = bool(cell.get("out_of_domain"))
-    return cell["predicted_label"], not out_of_domain and bool(cell.get("needs_review")), out_of_domain
+    return cell["predicted_label"], not out_of_domain and bool(cell.get("needs_review")), out_of_domain, False
 
 
 def case_classes(models: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
@@ -124,7 +133,7 @@ def case_differential(cells: Iterable[Mapping[str, Any]], models: Sequence[Mappi
     stand, with the classes, the critical classes and the normal class it counted by, and ``model_bins``: how many
     cells the model itself put in the review bin and outside its experience (whatever was decided since), with the
     out-of-domain warning on the model's calls (a signed case's cells are all decided, so its own warning is off)."""
-    cells = list(cells)
+    cells = [c for c in cells if not c.get("voided")]
     classes, critical = case_classes(models)
     summary = sample_summary([standing(c) for c in cells], classes=classes, critical_classes=critical)
     n_model_ood = sum(bool(c.get("out_of_domain")) for c in cells)

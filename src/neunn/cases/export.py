@@ -26,14 +26,14 @@ from typing import Any
 from sqlalchemy import select
 
 from neunn.atomic import write_atomic, write_text_atomic
-from neunn.cases.casework import UNIDENTIFIED, audit_trail, get_case
+from neunn.cases.casework import PERSON_CALLS, audit_trail, get_case
 from neunn.cases.database import CaseStore
 from neunn.cases.differential import case_differential
 from neunn.cases.errors import Invalid
 from neunn.cases.schema import CASE_SIGNED, AuditEntry, Case, Cell, ModelRecord, User
 from neunn.cases.times import iso
-from neunn.inference.screens import field_names
 from neunn.data.scan import MANIFEST_NAME
+from neunn.inference.screens import field_names
 
 CELL_COLUMNS = ("id", "position", "name", "image_sha256", "predicted_label", "probability", "needs_review",
                 "out_of_domain", *field_names(), "critical", "final_label", "decided_by", "decided_at", "model_id",
@@ -109,8 +109,9 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
         models = {m.id: m for m in db.scalars(select(ModelRecord))}
         found = db.execute(query.order_by(Case.id, Cell.position)).all()
         how = _decisions(db)
-    unidentified = sum(cell.final_label == UNIDENTIFIED for cell, _ in found)
-    found = [(cell, case) for cell, case in found if cell.final_label != UNIDENTIFIED]  # no class to learn from
+    found = [(cell, case) for cell, case in found if cell.voided_at is None]  # a wrong upload: nothing to learn
+    left_out = {call: sum(cell.final_label == call for cell, _ in found) for call in PERSON_CALLS}
+    found = [(cell, case) for cell, case in found if cell.final_label not in PERSON_CALLS]  # no class to learn from
     if skip_accepted:
         found = [(cell, case) for cell, case in found if how.get(cell.id) != "accepted_at_signing"]
     bulk = sum(how.get(cell.id) == BULK for cell, _ in found)
@@ -154,7 +155,7 @@ def export_reviewed(store: CaseStore, out: Path, *, skip_accepted: bool = False,
             "n_accepted_at_signing": sum(r["decision"] == "accepted_at_signing" for r in rows),
             "n_confirmed_in_bulk": sum(r["decision"] == BULK for r in rows),
             "n_bulk_left_out": 0 if include_bulk else bulk,
-            "n_unidentified_left_out": unidentified,
+            **{f"n_{call}_left_out": n for call, n in left_out.items()},
             "n_cases": len({r["case_id"] for r in rows}), "n_conflicting_images": len(conflicting),
             "per_class": {label: sum(r["final_label"] == label for r in rows)
                           for label in sorted({r["final_label"] for r in rows})}}

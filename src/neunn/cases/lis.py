@@ -26,7 +26,7 @@ and reviewed), so they are local codes, which a laboratory maps to its own in th
 
 * ``http://neunn.example/fhir/CodeSystem/report`` (HL7 v2 coding system ``99NEUNN``): ``neutrophil-morphology`` (the
   report), ``count-<class>`` (cells of a class, e.g. ``count-GBI``), ``critical-<class>`` (a critical finding),
-  ``cells-unidentified``, ``cells-out-of-domain``, ``cells-total``, ``share-of-identified`` (a count's component);
+  ``cells-unidentified``, ``cells-out-of-domain``, ``cells-other-type``, ``cells-total``, ``share-of-identified`` (a count's component);
 * ``http://neunn.example/fhir/sid/sample`` (the sample ID), ``.../sid/case`` (the case number), ``.../sid/user``
   (a reviewer's name at the station), ``.../sid/model-weights-sha256`` (the model);
 * standard ones where they exist: the report's category ``HM`` (hematology, v2 table 0074), the observations'
@@ -75,6 +75,8 @@ def results(facts: dict[str, Any]) -> list[dict[str, Any]]:
               "value": d["n_unidentified"], "critical": False},
              {"code": "cells-out-of-domain", "display": "Cells outside the model's experience",
               "value": d["n_out_of_domain"], "critical": False},
+             {"code": "cells-other-type", "display": "Other cell types (not neutrophils)",
+              "value": d["n_other_cell_type"], "critical": False},
              {"code": "cells-total", "display": "Cells reviewed", "value": d["n_cells"], "critical": False}]
     rows += [{"code": f"critical-{c}", "display": f"Critical finding: {class_name(c)}", "value": n, "critical": True,
               "note": d["alert"]["message"]} for c, n in d["alert"]["counts"].items()]
@@ -92,8 +94,12 @@ def provenance(facts: dict[str, Any]) -> str:
     decided = ", ".join(f"{r['name']} ({r['n_cells']})" for r in facts["deciders"]) or "nobody"
     amended = f"; amended {case['n_amendments']} time(s) since, last at {case['updated_at']}" if case[
         "n_amendments"] else ""
+    submitted = (f"Submitted for verification by {case['submitted_by']} at {case['submitted_at']}. "
+                 if case.get("submitted_by") else "")
+    calls = "".join(f" Critical finding communicated to {c['recipient']} ({c['method'].replace('_', ' ')}) at "
+                    f"{c['communicated_at']}, recorded by {c['recorded_by']}." for c in facts.get("critical_calls", ()))
     return (f"Classified by NeuNN {facts['neunn_version']}, {_model_line(facts)}. Cells decided by {decided}. "
-            f"Signed by {case['signed_by']} at {case['signed_at']}{amended}.")
+            f"{submitted}Signed by {case['signed_by']} at {case['signed_at']}{amended}.{calls}")
 
 
 def _ids(facts: dict[str, Any]) -> Callable[[str], str]:

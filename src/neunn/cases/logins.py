@@ -3,6 +3,7 @@
     token, csrf = issue_token(db, reviewer, kind="session")     # the cookie's value and the page's CSRF token
     reviewer, login = resolve_token(db, token, kind="session")  # or NotLoggedIn when unknown, expired or disabled
     revoke_token(db, token)                                      # logout
+    end_logins(db, reviewer, keep=token)                         # after a password change: the others end
 
 Only each token's SHA-256 is stored, so the database never holds a usable credential; every server process of a lab
 sees the same logins.
@@ -49,3 +50,11 @@ def resolve_token(db: Session, token: str, *, kind: str) -> tuple[Reviewer, Auth
 
 def revoke_token(db: Session, token: str) -> None:
     db.execute(delete(AuthToken).where(AuthToken.token_sha256 == _digest(token)))
+
+
+def end_logins(db: Session, reviewer: Reviewer, *, keep: str | None = None) -> None:
+    """End every login of a user but ``keep`` (the one that changed the password, say)."""
+    query = delete(AuthToken).where(AuthToken.user_id == reviewer.id)
+    if keep is not None:
+        query = query.where(AuthToken.token_sha256 != _digest(keep))
+    db.execute(query)

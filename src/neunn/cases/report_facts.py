@@ -67,8 +67,8 @@ def _findings(cells: list[dict[str, Any]], differential: dict[str, Any]) -> tupl
             continue
         members = []
         for cell in cells:
-            standing_label, unidentified, out_of_domain = standing(cell)
-            if standing_label == label and (label in critical or not (unidentified or out_of_domain)):
+            standing_label, unidentified, out_of_domain, other = standing(cell)
+            if standing_label == label and (label in critical or not (unidentified or out_of_domain or other)):
                 members.append({**cell, "in_review_bin": unidentified, "in_out_of_domain_bin": out_of_domain})
         if not members:
             absent.append(label)
@@ -82,12 +82,14 @@ def _findings(cells: list[dict[str, Any]], differential: dict[str, Any]) -> tupl
 def report_facts(db, case_id: int) -> dict[str, Any]:
     """Everything a report of the case says (NotFound for an unknown case); a signed case's ``signed`` is True."""
     case = get_case(db, case_id)
-    cells, models = case.pop("cells"), case.pop("models")
+    cells, models, calls = case.pop("cells"), case.pop("models"), case.pop("critical_calls")
+    voided, cells = [c for c in cells if c["voided"]], [c for c in cells if not c["voided"]]
     trail = audit_trail(db, case_id)
     differential = case_differential(cells, models)
     findings, absent = _findings(cells, differential)
     return {"case": case, "signed": case["status"] == "signed", "file_stem": file_stem(case["sample_id"]),
             "models": models, "differential": differential, "cells": cells, "findings": findings,
-            "absent_findings": absent, "deciders": _deciders(cells, trail),
+            "absent_findings": absent, "deciders": _deciders(cells, trail), "critical_calls": calls,
+            "voided_cells": voided,
             "n_amendments": case["n_amendments"], "neunn_version": __version__, "made_at": iso(utc_now()),
             "disclaimers": list(DISCLAIMERS)}

@@ -97,6 +97,8 @@ def _facts_table(facts: dict[str, Any], s: _Styles) -> Table:
     rows = [["Sample ID", Paragraph(f"<b>{escape(case['sample_id'])}</b>", s.body)],
             ["Case", f"{case['id']} ({case['n_cells']} cells)"],
             ["Opened", f"{_when(case['created_at'])} by {case['created_by'] or '?'}"],
+            *([["Submitted", f"{_when(case['submitted_at'])} by {case['submitted_by'] or '?'} for verification"]]
+              if case.get("submitted_at") else []),
             ["Signed", Paragraph(signed, s.body)],
             ["Amendments", str(case["n_amendments"]) + (f" (last change {_when(case['updated_at'])})"
                                                         if case["n_amendments"] else "")],
@@ -115,6 +117,7 @@ def _differential(facts: dict[str, Any], s: _Styles) -> list[Any]:
     rows += [["Identified", "cells counted in a class", str(d["n_identified"]), ""],
              ["Unidentified", "looked at, not classifiable; or in the review bin", str(d["n_unidentified"]), ""],
              ["Out of domain", "outside the model's experience, undecided", str(d["n_out_of_domain"]), ""],
+             ["Other cell type", "not a neutrophil, said a reviewer", str(d["n_other_cell_type"]), ""],
              ["All cells", "", str(d["n_cells"]), ""]]
     if d["abnormal_share"] is not None:
         rows.append(["Abnormal", f"identified cells other than {d['normal_class']}", "",
@@ -211,13 +214,43 @@ def _people(facts: dict[str, Any], s: _Styles) -> list[Any]:
     else:
         out.append(Paragraph("No cell is decided yet.", s.body))
     case = facts["case"]
+    out += _critical_calls(facts, s) + _voided(facts, s)
     out.append(Spacer(1, 4))
+    if case.get("submitted_by"):
+        out.append(Paragraph(f"Pre-classified and submitted for verification by <b>{escape(case['submitted_by'])}</b> "
+                             f"at {_when(case['submitted_at'])}.", s.body))
     out.append(Paragraph(
-        f"Signed by <b>{escape(case['signed_by'] or '?')}</b> at {_when(case['signed_at'])}." if facts["signed"] else
+        f"Signed by <b>{escape(case['signed_by'] or '?')}</b> at {_when(case['signed_at'])}."
+        if facts["signed"] else
         f'<font color="#b00020"><b>{PRELIMINARY}</b></font>: no one has signed this case; its results may change.',
         s.body))
     out.append(Paragraph(f"Made by NeuNN {escape(facts['neunn_version'])}.", s.small))
     return out
+
+
+def _critical_calls(facts: dict[str, Any], s: _Styles) -> list[Any]:
+    """To whom, how, when and by whom the critical findings were communicated; a case with one and no record says so."""
+    calls, alert = facts["critical_calls"], facts["differential"]["alert"]["critical"]
+    if not calls and not alert:
+        return []
+    out: list[Any] = [Paragraph("Critical findings communicated", s.h2)]
+    if not calls:
+        out.append(Paragraph("No communication of the critical finding is recorded.", s.alert))
+        return out
+    rows = [["To", "How", "When", "Recorded by"]]
+    rows += [[Paragraph(escape(c["recipient"]) + (f"<br/>{escape(c['note'])}" if c["note"] else ""), s.small),
+              c["method"].replace("_", " "), _when(c["communicated_at"]), c["recorded_by"] or "?"] for c in calls]
+    out.append(_table(rows, [70 * mm, 24 * mm, 44 * mm, 34 * mm]))
+    return out
+
+
+def _voided(facts: dict[str, Any], s: _Styles) -> list[Any]:
+    if not facts["voided_cells"]:
+        return []
+    rows = [["Cell", "Voided by", "When", "Reason"]]
+    rows += [[escape(c["name"])[:40], c["voided_by"] or "?", _when(c["voided_at"]),
+              Paragraph(escape(c["void_reason"] or ""), s.small)] for c in facts["voided_cells"]]
+    return [Paragraph("Voided cells (not counted)", s.h2), _table(rows, [50 * mm, 30 * mm, 40 * mm, 52 * mm])]
 
 
 def case_report_pdf(facts: dict[str, Any], read_image: Callable[[str], bytes]) -> bytes:

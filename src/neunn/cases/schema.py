@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ROLES = ("reviewer", "admin")
-CASE_OPEN, CASE_SIGNED = "open", "signed"
+# technologist: pre-classifies cells and signs cases without a critical finding, or submits them for verification;
+# pathologist: verifies and signs every case (one with a critical finding needs one); admin: a pathologist who also
+# manages users and may amend any signed case. (Stores made before migration 0006 had "reviewer": now pathologist.)
+ROLES = ("technologist", "pathologist", "admin")
+# open → (submitted for verification) → signed; open or submitted → void (a wrongly made case, kept with its reason)
+CASE_OPEN, CASE_SUBMITTED, CASE_SIGNED, CASE_VOID = "open", "submitted", "signed", "void"
 
 
 class Base(DeclarativeBase):
@@ -79,6 +92,13 @@ class Case(Base):
     signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     n_amendments: Mapped[int] = mapped_column(Integer, default=0)  # added by migration 0002
+    # migration 0006: the technologist's submission for verification, and a void with its reason. The users are plain
+    # ids (users are never deleted): SQLite adds a column with a foreign key only by rebuilding a referenced table.
+    submitted_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    voided_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
 class Cell(Base):
@@ -104,6 +124,29 @@ class Cell(Base):
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every decision: the conflict check
+    # migration 0006: a wrongly uploaded cell, voided with a reason: kept (and in the trail), out of every count (the
+    # user a plain id, as for cases)
+    voided_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class CriticalCall(Base):
+    """A critical finding communicated: to whom, how, when, and who recorded it (migration 0006)."""
+
+    __tablename__ = "critical_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(128))  # e.g. "Dr Lee, ward 5 (on call)"
+    method: Mapped[str] = mapped_column(String(16))  # one of CALL_METHODS
+    communicated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+CALL_METHODS = ("phone", "in_person", "electronic", "other")
 
 
 class AuditEntry(Base):

@@ -18,13 +18,17 @@ from neunn.inference.screens import calls_of, screen_fields
 
 
 def is_critical(cell: Cell, models: dict[int, ModelRecord]) -> bool:
-    """Whether the cell's label as it stands (the reviewer's, else the model's) is a critical class of its model."""
-    return (cell.final_label or cell.predicted_label) in models[cell.model_id].critical_classes
+    """Whether the cell's label as it stands (the reviewer's, else the model's) is a critical class of its model (a
+    voided cell is nothing)."""
+    return (cell.voided_at is None
+            and (cell.final_label or cell.predicted_label) in models[cell.model_id].critical_classes)
 
 
 def is_flagged(cell: Cell, models: dict[int, ModelRecord]) -> bool:
-    """Whether the model asked a person to look at this cell (signing needs a decision of its own on it)."""
-    return bool(cell.needs_review or cell.out_of_domain or cell.predicted_label in models[cell.model_id].critical_classes)
+    """Whether the model asked a person to look at this cell (signing needs a decision of its own on it); a voided
+    cell needs none."""
+    return cell.voided_at is None and bool(cell.needs_review or cell.out_of_domain
+                                           or cell.predicted_label in models[cell.model_id].critical_classes)
 
 
 class StoredCell(CellCall):
@@ -44,6 +48,10 @@ class StoredCell(CellCall):
     decided_by: str | None
     decided_at: str | None
     version: int = Field(description="bumped by every decision: a decision names the version it changes")
+    voided: bool = Field(False, description="a wrong upload, voided with a reason: kept, out of every count")
+    void_reason: str | None = None
+    voided_by: str | None = None
+    voided_at: str | None = None
 
     @classmethod
     def of(cls, cell: Cell, models: dict[int, ModelRecord], names: dict[int, str]) -> StoredCell:
@@ -56,7 +64,9 @@ class StoredCell(CellCall):
                    screens={name: ScreenCallRecord(**call.as_dict()) for name, call in calls.items()},
                    **screen_fields(calls), flagged=is_flagged(cell, models), critical=is_critical(cell, models),
                    final_label=cell.final_label, label=cell.final_label or cell.predicted_label,
-                   decided_by=names.get(cell.decided_by), decided_at=iso(cell.decided_at), version=cell.version)
+                   decided_by=names.get(cell.decided_by), decided_at=iso(cell.decided_at), version=cell.version,
+                   voided=cell.voided_at is not None, void_reason=cell.void_reason,
+                   voided_by=names.get(cell.voided_by), voided_at=iso(cell.voided_at))
 
 
 def cell_json(cell: Cell, models: dict[int, ModelRecord], names: dict[int, str]) -> dict[str, Any]:

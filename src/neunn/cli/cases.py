@@ -1,4 +1,5 @@
-"""Case store subcommands: ``neunn users`` (named reviewers) and ``neunn cases`` (list, export reviewed cells)."""
+"""Case store subcommands: ``neunn users`` (named reviewers: add, list, disable, enable, role, password) and ``neunn
+cases`` (list, export reviewed cells). Roles and statuses are checked by the case store, which names the valid ones."""
 
 from __future__ import annotations
 
@@ -72,6 +73,34 @@ def _cmd_users_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_users_enable(args: argparse.Namespace) -> int:
+    from neunn.cases.users import set_active
+
+    with _open(args).transaction() as db:
+        set_active(db, args.name, True)
+    print(f"re-enabled {args.name}: they can log in again")
+    return 0
+
+
+def _cmd_users_role(args: argparse.Namespace) -> int:
+    from neunn.cases.users import set_role
+
+    with _open(args).transaction() as db:
+        user = set_role(db, args.name, args.role)
+    print(f"{user.name} is now a {user.role}")
+    return 0
+
+
+def _cmd_users_password(args: argparse.Namespace) -> int:
+    from neunn.cases.users import reset_password
+
+    password = _read_password(args.name)
+    with _open(args).transaction() as db:
+        reset_password(db, args.name, password)
+    print(f"reset the password of {args.name}: their logins have ended")
+    return 0
+
+
 def _cmd_cases_list(args: argparse.Namespace) -> int:
     from neunn.cases.casework import list_cases
 
@@ -108,12 +137,26 @@ def add_parsers(sub) -> None:
                     "neunn users add dr.ruiz --role admin", _cmd_users_add,
                     interrupted="interrupted; nothing was changed")
     p.add_argument("name")
-    p.add_argument("--role", default="reviewer", choices=("reviewer", "admin"))
+    p.add_argument("--role", default="technologist",
+                   help="technologist: pre-classifies, signs cases without a critical finding; pathologist: verifies "
+                        "and signs every case; admin: a pathologist who manages users (default: technologist)")
     add_store(p)
     p = add_command("list", users_sub, "list users and their roles", "neunn users list", _cmd_users_list)
     add_store(p)
     p = add_command("disable", users_sub, "disable a user (kept in the audit trail, can no longer log in)",
                     "neunn users disable dr.ruiz", _cmd_users_disable)
+    p.add_argument("name")
+    add_store(p)
+    p = add_command("enable", users_sub, "re-enable a disabled user", "neunn users enable dr.ruiz", _cmd_users_enable)
+    p.add_argument("name")
+    add_store(p)
+    p = add_command("role", users_sub, "change a user's role", "neunn users role ana pathologist", _cmd_users_role)
+    p.add_argument("name")
+    p.add_argument("role", help="technologist, pathologist or admin")
+    add_store(p)
+    p = add_command("password", users_sub, "reset a user's password (read from a prompt, or from standard input); "
+                                           "their logins end", "neunn users password ana", _cmd_users_password,
+                    interrupted="interrupted; nothing was changed")
     p.add_argument("name")
     add_store(p)
 
@@ -122,7 +165,7 @@ def add_parsers(sub) -> None:
     cases_sub = cases.add_subparsers(dest="cases_command", required=True, metavar="COMMAND")
     p = add_command("list", cases_sub, "the worklist: critical findings first", "neunn cases list --status signed",
                     _cmd_cases_list)
-    p.add_argument("--status", choices=("to_review", "in_progress", "signed"))
+    p.add_argument("--status", help="to_review, in_progress, to_verify, signed or void (default: all but void)")
     add_store(p)
     p = add_command("export", cases_sub, "write the signed cells as a folder-per-class dataset with a provenance "
                                          "manifest (for neunn train --add)",

@@ -3,6 +3,13 @@ for API clients (``POST /api/v1/token`` → bearer token), both over the case st
 
     app.include_router(accounts.router)          # the login routes; the guards are deps.CurrentReviewer/CurrentAdmin
 
+    POST   /api/v1/session  ·  GET /api/v1/session  ·  DELETE /api/v1/session     log in, who am I, log out
+    PUT    /api/v1/session/password  {"current_password", "new_password"}      your own (your other logins end)
+    POST   /api/v1/token                                                      OAuth2 password flow → bearer token
+    GET    /api/v1/users  ·  POST /api/v1/users  {"name", "password", "role"}  (admins)
+    PATCH  /api/v1/users/{name}  {"role"?, "active"?}                         role change, disable, re-enable (admins)
+    PUT    /api/v1/users/{name}/password  {"password"}                        reset; all their logins end (admins)
+
 Every state-changing call made with the cookie must carry the session's CSRF token in ``X-CSRF-Token`` (the page
 reads it from ``GET /api/v1/session``), and a login must be JSON from this origin: another site can neither read the
 token nor send JSON cross-site without the browser asking first. Bearer calls need no CSRF token (browsers never add
@@ -12,17 +19,41 @@ uvicorn reads X-Forwarded-Proto from the proxy).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
 
-from neunn.cases.errors import NotAllowed, NotLoggedIn
-from neunn.cases.logins import LIFETIMES, issue_token, resolve_token, revoke_token
+from neunn.cases.errors import Invalid, NotAllowed, NotLoggedIn
+from neunn.cases.logins import (
+    LIFETIMES,
+    end_logins,
+    issue_token,
+    resolve_token,
+    revoke_token,
+)
+from neunn.cases.schema import ROLES
 from neunn.cases.times import iso
-from neunn.cases.users import check_password, list_users
-from neunn.serve.deps import SESSION_COOKIE, CurrentAdmin, StoreDep, Transaction, current_reviewer
+from neunn.cases.users import (
+    add_user,
+    change_password,
+    check_password,
+    list_users,
+    reset_password,
+    set_active,
+    set_role,
+)
+from neunn.serve.deps import (
+    BEARER,
+    SESSION_COOKIE,
+    CurrentAdmin,
+    CurrentReviewer,
+    StoreDep,
+    Transaction,
+    current_reviewer,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -30,6 +61,37 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 class Credentials(BaseModel):
     name: str
     password: str
+
+
+Role = Literal[ROLES]  # type: ignore[valid-type]
+UserName = Annotated[str, PathParam(min_length=1, max_length=64, description="the user's name")]
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class NewUser(BaseModel):
+    name: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+    role: Role = "technologist"
+
+
+class UserChange(BaseModel):
+    """What an admin changes of a user: the role, and whether they may log in (False disables, True re-enables)."""
+
+    role: Role | None = None
+    active: bool | None = None
+
+
+class PasswordReset(BaseModel):
+    password: str = Field(max_length=1024, description="a temporary password, given to the user in person")
+
+
+def _user_json(db, name: str) -> dict[str, Any]:
+    user = next(u for u in list_users(db) if u["name"] == name)
+    return {**user, "created_at": iso(user["created_at"])}
 
 
 def _same_origin(request: Request) -> bool:
@@ -77,6 +139,37 @@ def token(username: Annotated[str, Form()], password: Annotated[str, Form()], db
     return {"access_token": access, "token_type": "bearer", "expires_in": int(LIFETIMES["bearer"].total_seconds())}
 
 
+@router.put("/session/password", summary="Change your own password (the current one is checked); your other logins end")
+def put_own_password(body: PasswordChange, request: Request, who: CurrentReviewer, db: Transaction,
+                     bearer: str | None = Depends(BEARER)) -> dict[str, str]:
+    change_password(db, who, body.current_password, body.new_password)
+    end_logins(db, who, keep=bearer or request.cookies.get(SESSION_COOKIE))
+    return {"status": "password changed"}
+
+
 @router.get("/users", summary="The users and their roles (admins only)")
 def users(_: CurrentAdmin, db: Transaction) -> dict[str, Any]:
     return {"users": [{**u, "created_at": iso(u["created_at"])} for u in list_users(db)]}
+
+
+@router.post("/users", status_code=201, summary="Add a user with a role (admins only)")
+def post_user(body: NewUser, _: CurrentAdmin, db: Transaction) -> dict[str, Any]:
+    user = add_user(db, body.name, body.password, role=body.role)
+    return _user_json(db, user.name)
+
+
+@router.patch("/users/{name}", summary="Change a user's role, disable or re-enable them (admins only)")
+def patch_user(name: UserName, body: UserChange, admin: CurrentAdmin, db: Transaction) -> dict[str, Any]:
+    if body.role is None and body.active is None:
+        raise Invalid("Say what to change: a role, or active true (re-enable) or false (disable).")
+    if body.role is not None:
+        set_role(db, name, body.role, by=admin)
+    if body.active is not None:
+        set_active(db, name, body.active, by=admin)
+    return _user_json(db, name)
+
+
+@router.put("/users/{name}/password", summary="Reset a user's password (admins only); all their logins end")
+def put_user_password(name: UserName, body: PasswordReset, admin: CurrentAdmin, db: Transaction) -> dict[str, str]:
+    reset_password(db, name, body.password, by=admin)
+    return {"status": f"password of {name} reset; their logins have ended"}

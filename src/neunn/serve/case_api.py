@@ -4,14 +4,20 @@
 
 Routes (every one needs a login; see accounts.py):
 
-    GET  /api/v1/cases[?status=to_review|in_progress|signed]        the worklist, critical findings first
+    GET  /api/v1/cases[?status=to_review|in_progress|to_verify|signed|void]   the worklist, critical findings first
     POST /api/v1/cases                  {"sample_id": "S-1"}          a new case (201)
     GET  /api/v1/cases/{id}                                          the case as it was left: cells, decisions, models
-    POST /api/v1/cases/{id}/cells       multipart files (and zips)    classify and keep them; refused files fail alone
+    POST /api/v1/cases/{id}/cells       multipart files (and zips)    classify and keep them; refused files and images
+                                                                      already in the case fail alone
     GET  /api/v1/cases/{id}/cells/{cell}/image                       the stored image
     PUT  /api/v1/cases/{id}/cells/{cell}/decision  {"label", "version", "reason"?}   409 when someone changed it first
+    POST /api/v1/cases/{id}/cells/{cell}/void  {"reason", "version"}   a wrong upload: kept, out of every count
     POST /api/v1/cases/{id}/bulk-confirmation  {"cells": [{"id", "version"}]}   unflagged undecided cells only (422)
-    POST /api/v1/cases/{id}/signature                                sign (lock) the case
+    POST /api/v1/cases/{id}/submission                               pre-classified: to a pathologist's verification
+    POST /api/v1/cases/{id}/signature                                sign (lock) the case; critical: a pathologist
+    POST /api/v1/cases/{id}/void        {"reason"}                    a wrongly made case leaves the worklist
+    POST /api/v1/cases/{id}/critical-calls  {"recipient", "method", "communicated_at"?, "note"?}   a critical finding
+                                                                      communicated: to whom, how, when, by whom
     GET  /api/v1/cases/{id}/audit[?format=csv]                       the audit trail
     GET  /api/v1/cases/{id}/export[?format=csv]                      the case, differential, cells, trail (CSV: cells)
     GET  /api/v1/cases/{id}/report.pdf                               the printable report (preliminary until signed)
@@ -35,9 +41,10 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from neunn.cases.casework import (
+    WORKLIST_ORDER,
     ModelInfo,
     NewCell,
     add_cells,
@@ -49,14 +56,26 @@ from neunn.cases.casework import (
     get_case,
     get_cell,
     list_cases,
+    record_critical_call,
     sign,
+    split_repeats,
+    submit,
+    void_case,
+    void_cell,
 )
 from neunn.cases.errors import Conflict, Invalid
-from neunn.cases.export import AUDIT_COLUMNS, CELL_COLUMNS, case_export, file_stem, rows_csv
+from neunn.cases.export import (
+    AUDIT_COLUMNS,
+    CELL_COLUMNS,
+    case_export,
+    file_stem,
+    rows_csv,
+)
 from neunn.cases.images import image_extension
 from neunn.cases.lis import FHIR_MEDIA_TYPE, fhir_bundle, hl7_oru, write_lis_files
 from neunn.cases.report_facts import report_facts
 from neunn.cases.report_pdf import case_report_pdf
+from neunn.cases.schema import CALL_METHODS
 from neunn.cases.stored_cell import StoredCell
 from neunn.cases.users import Reviewer
 from neunn.inference.export import weights_sha256
@@ -110,6 +129,23 @@ class CellVersion(BaseModel):
     version: int = Field(ge=1, le=MAX_ID)
 
 
+class Void(BaseModel):
+    reason: str = Field(min_length=1, max_length=512, description="why: kept in the case and its audit trail")
+
+
+class CellVoid(Void):
+    version: int = Field(ge=1, le=MAX_ID)
+
+
+class CriticalCallIn(BaseModel):
+    """A critical finding communicated: to whom, how and when (default: now); the caller is who recorded it."""
+
+    recipient: str = Field(min_length=1, max_length=128, description="e.g. 'Dr Lee, ward 5 (on call)'")
+    method: Literal[CALL_METHODS]  # type: ignore[valid-type]
+    communicated_at: AwareDatetime | None = None
+    note: str | None = Field(None, max_length=512)
+
+
 class BulkConfirmation(BaseModel):
     """Cells whose model call the reviewer confirms together: each must be undecided, unflagged and not critical."""
 
@@ -148,7 +184,7 @@ def _deliver(serving: Serving, case_id: int) -> None:
 
 @router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
 def worklist(_: CurrentReviewer, db: Transaction,
-             status: Literal["to_review", "in_progress", "signed"] | None = None) -> dict[str, Any]:
+             status: Literal[tuple(WORKLIST_ORDER)] | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
     return {"cases": list_cases(db, status=status)}
 
 
@@ -180,8 +216,14 @@ def _keep(serving: Serving, who: Reviewer, case_id: int, uploads) -> dict[str, A
             needs_review=bool(prediction.needs_review), out_of_domain=prediction.out_of_domain,
             screens={name: call.as_dict() for name, call in prediction.screens.items()}))
     with store.transaction() as db:
-        cells = add_cells(db, who, case_id, serving.case_model, classified) if classified else []
-    return {"n_files": len(classified) + len(errors), "n_failed": len(errors), "cells": cells, "errors": errors}
+        fresh, repeats = split_repeats(db, case_id, classified)
+        cells = add_cells(db, who, case_id, serving.case_model, fresh) if fresh else []
+    for repeat in repeats:  # the same image again: one cell, counted once
+        where = f"cell {repeat['cell_id']}" if repeat["cell_id"] else f"{repeat['same_as']!r} of this upload"
+        errors.append({**error_result(repeat["name"], f"This image is already in the case ({where}); it is kept "
+                                                      "and counted once.", 409), "duplicate_of": repeat["cell_id"]})
+    return {"n_files": len(classified) + len(errors) - len(repeats), "n_failed": len(errors),
+            "cells": cells, "errors": errors}
 
 
 @router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
@@ -233,7 +275,33 @@ def post_bulk_confirmation(case_id: CaseId, body: BulkConfirmation, who: Current
     return {"cells": confirm_in_bulk(db, who, case_id, versions)}
 
 
-@router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments")
+@router.post("/{case_id}/cells/{cell_id}/void",
+             summary="Void a wrongly uploaded cell (with a reason): kept in the case and its trail, out of every count")
+def post_cell_void(case_id: CaseId, cell_id: CellId, body: CellVoid, who: CurrentReviewer,
+                   db: Transaction) -> dict[str, Any]:
+    return void_cell(db, who, case_id, cell_id, body.reason, version=body.version)
+
+
+@router.post("/{case_id}/submission",
+             summary="Submit the pre-classified case for a pathologist's verification (every flagged cell decided)")
+def post_submission(case_id: CaseId, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    return submit(db, who, case_id)
+
+
+@router.post("/{case_id}/void", summary="Void a wrongly made case (with a reason): it leaves the worklist, kept")
+def post_case_void(case_id: CaseId, body: Void, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    return void_case(db, who, case_id, body.reason)
+
+
+@router.post("/{case_id}/critical-calls", status_code=201,
+             summary="Record that the case's critical finding was communicated: to whom, how, when; by the caller")
+def post_critical_call(case_id: CaseId, body: CriticalCallIn, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    return record_critical_call(db, who, case_id, body.recipient, body.method,
+                                communicated_at=body.communicated_at, note=body.note)
+
+
+@router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments; a case with "
+                                              "a critical finding needs a pathologist")
 def post_signature(case_id: CaseId, who: CurrentReviewer, serving: ServingDep, store: StoreDep) -> dict[str, Any]:
     with store.transaction() as db:  # committed before the LIS hears of it
         row = sign(db, who, case_id)
