@@ -540,8 +540,28 @@ def record_critical_call(db: Session, who: Reviewer, case_id: int, recipient: st
     return next(c for c in critical_calls(db, case_id) if c["id"] == call.id)
 
 
-def audit_trail(db: Session, case_id: int) -> list[dict[str, Any]]:
+def last_audit_id(db: Session, case_id: int) -> int:
+    """The id of the case's newest audit entry (0 when none): where a stream of its changes starts."""
     _case(db, case_id)
+    return db.scalar(select(func.coalesce(func.max(AuditEntry.id), 0)).where(AuditEntry.case_id == case_id))
+
+
+def changes_since(db: Session, case_id: int, after: int) -> dict[str, Any] | None:
+    """What changed in a case after audit entry ``after``: the new entries, the cells they touched as they stand
+    now and the case's row; None when nothing did. Any server process's changes are seen: they are read from the
+    trail every process writes."""
+    entries = audit_trail(db, case_id, after=after)
+    if not entries:
+        return None
+    touched = {e["cell_id"] for e in entries if e["cell_id"] is not None}
+    models, names = _models(db), _names(db)
+    cells = [cell_json(c, models, names) for c in _cells(db, case_id) if c.id in touched]
+    return {"last": entries[-1]["id"], "entries": entries, "cells": cells, "case": case_summary(db, case_id)}
+
+
+def audit_trail(db: Session, case_id: int, *, after: int = 0) -> list[dict[str, Any]]:
+    """The case's audit entries in order (those after entry ``after`` only, when given)."""
+    _case(db, case_id)
+    query = select(AuditEntry).where(AuditEntry.case_id == case_id, AuditEntry.id > after).order_by(AuditEntry.id)
     return [{"id": e.id, "at": iso(e.at), "user": e.user_name, "action": e.action, "cell_id": e.cell_id,
-             "from": e.from_value, "to": e.to_value, "detail": e.detail}
-            for e in db.scalars(select(AuditEntry).where(AuditEntry.case_id == case_id).order_by(AuditEntry.id))]
+             "from": e.from_value, "to": e.to_value, "detail": e.detail} for e in db.scalars(query)]

@@ -10,7 +10,7 @@ summary and critical alert), ``POST /api/v1/heatmap`` (one image → transparent
 the accounts routes (accounts.py) and the cases routes (case_api.py), and the OpenAPI schema at ``/openapi.json``
 (Swagger UI at ``/docs``). The pages, their static files, ``/healthz`` and the schema reveal nothing and stay open.
 
-The routers are module-level (model_api.py, accounts.py, case_api.py) and take what they need through the providers in
+The routers are module-level (model_api.py, accounts.py, case_api.py, case_events.py) and take what they need through the providers in
 deps.py, which read the one ``Serving`` this function puts on ``app.state``. Errors are JSON ``{"error": "..."}``; an
 unexpected one is logged and answered with a 500, and the server goes on.
 """
@@ -30,7 +30,7 @@ from neunn import __version__
 from neunn.cases.database import CaseStore
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
-from neunn.serve import accounts, case_api, model_api
+from neunn.serve import accounts, case_api, case_events, model_api
 from neunn.serve.api_errors import install_error_handlers
 from neunn.serve.deps import Serving, current_reviewer, shared_token
 from neunn.serve.limits import ServeLimits
@@ -77,6 +77,7 @@ def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: s
     if store is not None:
         app.include_router(accounts.router)
         app.include_router(case_api.router)
+        app.include_router(case_events.router)
     _add_pages(app, cases=store is not None)
     return app
 

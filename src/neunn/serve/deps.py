@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +29,7 @@ from neunn.cases.errors import NotAllowed, NotLoggedIn
 from neunn.cases.logins import resolve_token
 from neunn.cases.users import Reviewer
 from neunn.serve.api_errors import ApiError
+from neunn.serve.presence import Presence
 from neunn.serve.station import Station
 
 SESSION_COOKIE = "neunn_session"
@@ -50,6 +51,7 @@ class Serving:
     model_card: dict[str, Any]  # GET /api/v1/model's facts about the run
     case_model: ModelInfo | None  # the model and policy in force, as each case's cells record them
     lis_folder: Path | None
+    presence: Presence = field(default_factory=Presence)  # who has each case open (live updates)
 
 
 def get_serving(request: Request) -> Serving:

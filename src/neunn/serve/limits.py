@@ -31,6 +31,7 @@ class ServeLimits:
     max_unzipped_bytes: int = 200 * _MB  # all zip entries of one request, decompressed
     max_concurrent_requests: int = 4  # uploads read and scored at once; later ones wait
     max_upload_seconds: int = 120  # a client this slow to send its files (or a stalled one) frees its place
+    max_event_stream_seconds: int = 300  # a case's live-updates stream then ends; the browser reconnects by itself
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
