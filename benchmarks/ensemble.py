@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="use each run's evaluation with test-time augmentation")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    files = [RunDir(run).eval_dir(args.split, tta=args.tta) / "predictions.csv" for run in args.runs]
+    files = [RunDir(run).evaluation(args.split, tta=args.tta).predictions for run in args.runs]
     for run, f in zip(args.runs, files, strict=True):
         if not f.is_file():
             parser.error(f"{f} does not exist; run `neunn evaluate {run} --split {args.split}"

@@ -19,6 +19,7 @@ import numpy as np
 
 from neunn.evaluation.metrics import read_predictions_csv, roc_auc_one_vs_rest
 from neunn.evaluation.rare_class import average_precision
+from neunn.rundir import EvalDir
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     labels, scores, lines = [], [], []
     for fold in sorted(args.experiment.glob("fold-*")):
-        path = fold / "eval" / args.variant / "predictions.csv"
+        path = EvalDir(fold / "eval" / args.variant).predictions
         rows = path.read_text().splitlines()
         lines += rows if not lines else rows[1:]
         _, classes, y, probs = read_predictions_csv(path)

@@ -319,7 +319,7 @@ def check_export(export: Path, reviewed: list[dict[str, Any]]) -> dict[str, Any]
 def evaluation_dir(run: Path, which: str) -> Path:
     from neunn.rundir import RunDir
 
-    return RunDir(run).eval_dir("test" if which == "original_test" else "all")
+    return RunDir(run).evaluation("test" if which == "original_test" else "all")
 
 
 def evaluate(run: Path, heldout: Path, commands: list[str]) -> None:
@@ -344,7 +344,7 @@ def compare_runs(runs: dict[str, Path], which: str) -> dict[str, dict[str, Any]]
     """next vs control, next vs current, control vs current on the same cells (neunn compare's figures)."""
     from neunn.evaluation.paired import correct_by_cell, paired_difference
 
-    correct = {name: correct_by_cell(evaluation_dir(runs[name], which) / "predictions.csv") for name in RUNS}
+    correct = {name: correct_by_cell(evaluation_dir(runs[name], which).predictions) for name in RUNS}
     pairs = {"next_vs_control": ("control", "next"), "next_vs_current": ("current", "next"),
              "control_vs_current": ("current", "control")}
     out = {}
@@ -426,7 +426,7 @@ def run_loop(out: Path, settings: LoopSettings, *, seed: int = 0, command: str |
     run_info["control"].update(epochs=epochs_control, init_from=str(runs["current"]), train_images=n_train)
     run_info["current"]["train_images"] = n_train
 
-    evaluation = {which: {name: summarise_metrics(evaluation_dir(runs[name], which) / "metrics.json")
+    evaluation = {which: {name: summarise_metrics(evaluation_dir(runs[name], which).metrics)
                           for name in RUNS} for which in EVALS}
     comparisons = {which: compare_runs(runs, which) for which in EVALS}
     results = {

@@ -31,6 +31,7 @@ from neunn.data.split import load_split
 from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.paired import paired_ranking_difference
 from neunn.evaluation.rare_class import choose_threshold, figure_text, rare_class_report
+from neunn.rundir import pooled_evaluation
 
 
 def _report(scores: np.ndarray, is_positive: np.ndarray, positive: str, **choice) -> dict:
@@ -89,7 +90,7 @@ def main() -> None:
     result = {"n": len(paths), "pallor": report, "versus": {}}
 
     for folder in args.versus:
-        got, classes, labels, probs = read_predictions_csv(folder / "pooled" / "predictions.csv")
+        got, classes, labels, probs = read_predictions_csv(pooled_evaluation(folder).predictions)
         if sorted(got) != paths:
             raise SystemExit(f"{folder} did not test exactly the images of {args.data}.")
         cnn = np.zeros(len(paths))

@@ -35,7 +35,7 @@ def _events(body: str) -> list[tuple[str | None, str, dict]]:
 def setting(trained_run, case_store):
     with case_store.transaction() as db:
         ana = add_user(db, "ana", "ana-password-1", role="pathologist")
-        ben = add_user(db, "ben", "ben-password-1", role="pathologist")
+        add_user(db, "ben", "ben-password-1", role="pathologist")
         case = create_case(db, ana, "S-live")
         sha = case_store.images.put(uuid.uuid4().bytes)
         cell, = add_cells(db, ana, case["id"], MODEL, [NewCell(

@@ -2,7 +2,9 @@
 base, a GAN's folder (:class:`neunn.gan.folder.GanDir`).
 
     RUN_DIR/config.yaml   RUN_DIR/splits.json   RUN_DIR/run.json   RUN_DIR/log.jsonl
-    RUN_DIR/checkpoints/{best,last}.{safetensors,json}   RUN_DIR/eval/<split>[-variant]/{metrics.json,...}
+    RUN_DIR/checkpoints/{best,last}.{safetensors,json}
+    RUN_DIR/eval/<split>[-variant]/   one evaluation (EvalDir): metrics.json, predictions.csv, report.html, and when
+                          asked robustness.json (--perturb) and val_predictions.csv (a threshold chosen on val)
     RUN_DIR/checkpoints/{best,last}.ood.{safetensors,json}   the out-of-domain screen fitted on that checkpoint
     RUN_DIR/gate.json     (optional) the run's cell-type gate: another run's path, its weights' hash, the scope
     RUN_DIR/pallor.json   (optional) the run's pallor screen: finding, threshold and what it was chosen on
@@ -23,6 +25,40 @@ from typing import Any
 
 from neunn.atomic import write_text_atomic
 from neunn.errors import NeunnError
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """One evaluation's folder, the same wherever it is (a run's eval/<split>, a cross-validation's pooled/)."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def robustness(self) -> Path:
+        """The perturbation table (--perturb)."""
+        return self.root / "robustness.json"
+
+    @property
+    def val_predictions(self) -> Path:
+        """The validation cells a rare-class threshold was chosen on, scored by the same predictor."""
+        return self.root / "val_predictions.csv"
+
+
+def pooled_evaluation(folder: Path) -> EvalDir:
+    """The pooled out-of-fold evaluation of a cross-validation folder (``neunn experiment cv``)."""
+    return EvalDir(Path(folder) / "pooled")
 
 
 @dataclass(frozen=True)
@@ -141,12 +177,12 @@ class RunDir(RunFolder):
         """What `neunn adapt` recorded: the source run, the lab's cells, the shots and the scores."""
         return self.root / "adapt.json"
 
-    def eval_dir(self, split: str, backend: str = "torch", *, checkpoint: str = "best", tta: bool = False) -> Path:
+    def evaluation(self, split: str, backend: str = "torch", *, checkpoint: str = "best", tta: bool = False) -> EvalDir:
         """Where evaluation of a split writes: eval/<split> for the best checkpoint through PyTorch, with -last,
         -<backend> and -tta appended for the last checkpoint, another engine and test-time augmentation, so that no
         evaluation overwrites another (eval/test, eval/test-tta, eval/test-onnx-int8, eval/test-last-onnx-tta...)."""
         variant = ["last"] * (checkpoint == "last") + [backend] * (backend != "torch") + ["tta"] * tta
-        return self.root / "eval" / "-".join([split, *variant])
+        return EvalDir(self.root / "eval" / "-".join([split, *variant]))
 
     def require_trained(self) -> None:
         """Raise a clear error unless this folder holds a finished or running NeuNN run with a best checkpoint."""

@@ -8,7 +8,7 @@ amend, void, record the communication of critical findings, and read the trail.
     confirm_in_bulk(db, reviewer, case["id"], {cell_id: 1, ...})                 # unflagged, undecided cells only
     void_cell(db, reviewer, case["id"], cell_id, "another patient's slide", version=2)   # kept, out of the counts
     submit(db, technologist, case["id"])                                         # pre-classified: to verify
-    sign(db, pathologist, case["id"])                                            # verified; later changes are amendments
+    sign(db, pathologist, case["id"])                                            # verified; changes are amendments
     record_critical_call(db, pathologist, case["id"], "Dr Lee, ward 5", "phone")  # to whom, how, when, by whom
     decide(db, admin, case["id"], cell_id, "NEU", version=2, reason="re-read")   # an amendment (needs a reason)
 
@@ -536,7 +536,8 @@ def record_critical_call(db: Session, who: Reviewer, case_id: int, recipient: st
     db.add(call)
     db.flush()
     _audit(db, who, "communicate", case_id, after=recipient[:128],
-           detail={"method": method, "communicated_at": iso(at), "n_critical": n_critical, **({"note": note} if note else {})})
+           detail={"method": method, "communicated_at": iso(at), "n_critical": n_critical,
+                   **({"note": note} if note else {})})
     return next(c for c in critical_calls(db, case_id) if c["id"] == call.id)
 
 

@@ -97,7 +97,8 @@ def sample_summary(cells: Iterable[tuple], *, classes: list[str], critical_class
         abnormal = (identified - counts[normal]) / identified if identified else 0.0
     found = {c: n for c, n in critical_counts.items() if n}
     return {"n_cells": n_cells, "n_identified": identified, "n_unidentified": n_unidentified,
-            "n_out_of_domain": n_out_of_domain, "n_other_cell_type": n_other, "counts": counts, "shares": shares, "abnormal_share": abnormal,
+            "n_out_of_domain": n_out_of_domain, "n_other_cell_type": n_other, "counts": counts, "shares": shares,
+            "abnormal_share": abnormal,
             "alert": {"critical": bool(found), "counts": found, "message": critical_message(found) if found else None},
             "domain_warning": domain_warning(n_out_of_domain, n_cells)}
 

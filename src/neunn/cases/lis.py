@@ -26,7 +26,8 @@ and reviewed), so they are local codes, which a laboratory maps to its own in th
 
 * ``http://neunn.example/fhir/CodeSystem/report`` (HL7 v2 coding system ``99NEUNN``): ``neutrophil-morphology`` (the
   report), ``count-<class>`` (cells of a class, e.g. ``count-GBI``), ``critical-<class>`` (a critical finding),
-  ``cells-unidentified``, ``cells-out-of-domain``, ``cells-other-type``, ``cells-total``, ``share-of-identified`` (a count's component);
+  ``cells-unidentified``, ``cells-out-of-domain``, ``cells-other-type``, ``cells-total``, ``share-of-identified``
+  (a count's component);
 * ``http://neunn.example/fhir/sid/sample`` (the sample ID), ``.../sid/case`` (the case number), ``.../sid/user``
   (a reviewer's name at the station), ``.../sid/model-weights-sha256`` (the model);
 * standard ones where they exist: the report's category ``HM`` (hematology, v2 table 0074), the observations'

@@ -95,7 +95,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
               f"(neither flag): {ood['wrong_and_unflagged_share']:.1%} of cells")
     if "robustness" in metrics:
         print(format_robustness_table(metrics["robustness"]))
-    out = RunDir(Path(args.run_dir)).eval_dir(args.split, args.backend, checkpoint=args.checkpoint, tta=args.tta)
+    out = RunDir(Path(args.run_dir)).evaluation(args.split, args.backend, checkpoint=args.checkpoint, tta=args.tta).root
     print(f"report: {out / 'report.html'}  (metrics.json and predictions.csv beside it)")
     return 0
 
@@ -163,17 +163,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _evaluation_to_compare(folder: Path, split: str, tta: bool) -> Path:
     """A predictions.csv itself, a cross-validation's pooled out-of-fold predictions, or a run's evaluation of
     ``split``."""
-    from neunn.rundir import RunDir
+    from neunn.rundir import RunDir, pooled_evaluation
 
     if folder.is_file():
         return folder
-    pooled = folder / "pooled" / "predictions.csv"
+    pooled = pooled_evaluation(folder).predictions
     if (folder / "experiment.json").is_file():
         if not pooled.is_file():
             raise NeunnError(f"{folder} is an experiment without pooled predictions yet; finish it (run the same "
                              "`neunn experiment cv` command again) first.")
         return pooled
-    path = RunDir(folder).eval_dir(split, tta=tta) / "predictions.csv"
+    path = RunDir(folder).evaluation(split, tta=tta).predictions
     if not path.is_file():
         raise NeunnError(f"{folder} has no evaluation of the {split} split{' with --tta' if tta else ''}; "
                          f"run `neunn evaluate {folder} --split {split}{' --tta' if tta else ''}` first.")

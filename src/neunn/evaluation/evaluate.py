@@ -39,7 +39,7 @@ from neunn.evaluation.report import write_report
 from neunn.evaluation.selective import selective_report
 from neunn.inference.predictor import Predictor
 from neunn.log import progress, say
-from neunn.rundir import RunDir
+from neunn.rundir import EvalDir, RunDir
 
 EVAL_SPLITS = (*SPLIT_NAMES, "all")
 BOOT_SEED = 0  # one fixed seed: the intervals in metrics.json recompute from predictions.csv
@@ -140,29 +140,29 @@ def summarise_predictions(rows: list[dict[str, Any]], classes: list[str], *, pos
 
 
 def _threshold_choice(run: RunDir, predictor: Predictor, data_dir: Path, split: str, rows: list[dict[str, Any]],
-                      positive: str, target_sensitivity: float, out: Path) -> dict[str, Any]:
+                      positive: str, target_sensitivity: float, out: EvalDir) -> dict[str, Any]:
     """Choose the rare-class threshold on the run's validation split, scored by the same predictor."""
     if split != "val":
         # An external set (split "all") has no validation split: the run's own dataset holds it.
         val_dir = Path(run.read_info().get("data_dir") or data_dir) if split == "all" else data_dir
         entries, _ = _entries_to_score(run, val_dir, "val", predictor.classes)
         rows, _ = _score(predictor, val_dir, entries, desc="validation")
-        _write_predictions_csv(out / "val_predictions.csv", rows, predictor.classes)
+        _write_predictions_csv(out.val_predictions, rows, predictor.classes)
     labels, probs = _arrays(rows, predictor.classes)
     k = predictor.classes.index(positive)
     return {**choose_threshold(probs[:, k], labels == k, target_sensitivity), "same_cells": split == "val"}
 
 
-def write_evaluation(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], *, image_root: Path | None,
+def write_evaluation(out: EvalDir, metrics: dict[str, Any], rows: list[dict[str, Any]], *, image_root: Path | None,
                      training_log: list[dict[str, Any]] | None, title: str,
                      extra_columns: tuple[str, ...] = ()) -> None:
     """Write one evaluation's metrics.json, predictions.csv (``extra_columns`` of the rows appended) and report.html."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
-    _write_predictions_csv(out / "predictions.csv", rows, metrics["classes"], extra_columns)
+    out.root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out.metrics, json.dumps(metrics, indent=1, allow_nan=False))
+    _write_predictions_csv(out.predictions, rows, metrics["classes"], extra_columns)
     note = "Phantom data: procedurally generated synthetic images, not real cells." if metrics.get("synthetic_data") \
         else None
-    write_report(out / "report.html", metrics=metrics, predictions=rows, image_root=image_root,
+    write_report(out.report, metrics=metrics, predictions=rows, image_root=image_root,
                  training_log=training_log, title=title, synthetic_note=note)
 
 
@@ -198,7 +198,7 @@ def evaluate_run(
     """Score a run's checkpoint on a split; writes metrics.json, predictions.csv and report.html and returns metrics.
 
     ``backend`` (torch, onnx, onnx-int8) scores with that engine; ``tta`` averages the 8 flips/rotations of each
-    cell. Each variant writes to its own folder (``RunDir.eval_dir``: eval/test, eval/test-tta, eval/test-onnx-int8,
+    cell. Each variant writes to its own folder (``RunDir.evaluation``: eval/test, eval/test-tta, eval/test-onnx-int8,
     ...), so the accuracy of an exported or quantized model, or with TTA, sits beside the plain one. ``perturb`` (e.g.
     ``["standard"]``) adds a robustness table (robustness.json) of the same images under stain, colour, blur, JPEG and
     resolution changes. ``review_threshold`` and ``critical`` override the model's decision policy; the policy in
@@ -230,8 +230,8 @@ def evaluate_run(
     if not rows:
         raise NeunnError(f"None of the {len(entries)} images of the {split} split could be read.")
 
-    out = run.eval_dir(split, backend, checkpoint=checkpoint, tta=tta)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.evaluation(split, backend, checkpoint=checkpoint, tta=tta)
+    out.root.mkdir(parents=True, exist_ok=True)
     choice = None if target_sensitivity is None else _threshold_choice(
         run, predictor, data_dir, split, rows, positive, target_sensitivity, out)
     metrics = summarise_predictions(rows, classes, positive=positive, choice=choice)
@@ -252,5 +252,5 @@ def evaluate_run(
     if perturbations:  # after the main files: they stand even if a long robustness pass is stopped
         metrics["robustness"] = _robustness(predictor, data_dir, entries, MetricResults.from_json(metrics),
                                             perturbations)
-        write_text_atomic(out / "robustness.json", json.dumps(metrics["robustness"], indent=1))
+        write_text_atomic(out.robustness, json.dumps(metrics["robustness"], indent=1))
     return metrics

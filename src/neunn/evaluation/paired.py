@@ -1,8 +1,8 @@
 """Two runs scored on the same cells: the accuracy difference with a paired bootstrap interval, and McNemar's test;
 for one rare class, the differences in ROC AUC and average precision with paired intervals.
 
-    a = correct_by_cell(RunDir("runs/current").eval_dir("test") / "predictions.csv")
-    b = correct_by_cell(RunDir("runs/next").eval_dir("test") / "predictions.csv")
+    a = correct_by_cell(RunDir("runs/current").evaluation("test").predictions)
+    b = correct_by_cell(RunDir("runs/next").evaluation("test").predictions)
     paired_difference(a, b)   # {"n", "difference", "difference_ci95": {...}, "only_first_right", ..., "mcnemar_p"}
     paired_ranking_difference(is_vacuolated, scores_a, scores_b)   # {"roc_auc": {"difference", ...}, ...}
     paired_ranking_by_cell(scores_by_cell(csv_a, "vacuolated"), scores_by_cell(csv_b, "vacuolated"))   # by path

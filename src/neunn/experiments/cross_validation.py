@@ -37,7 +37,7 @@ from neunn.evaluation.metrics import read_predictions_csv
 from neunn.evaluation.rare_class import resolve_positive
 from neunn.experiments.cross_validation_report import results_markdown, summarise_folds
 from neunn.log import say
-from neunn.rundir import RunDir
+from neunn.rundir import RunDir, pooled_evaluation
 from neunn.runtime import resolve_device
 from neunn.training.config import TrainConfig, resolve_config
 from neunn.training.setup import open_training_run
@@ -110,7 +110,7 @@ def _run_fold(settings: CrossValidationSettings, fold: int, split_file: Path, cf
     its saved config (``fold_overrides`` is not called for it)."""
     data, fold_dir, tta = Path(settings.data_dir), Path(settings.out) / f"fold-{fold}", settings.tta
     run = RunDir(fold_dir)
-    saved_file = run.eval_dir("test", tta=tta) / "metrics.json"
+    saved_file = run.evaluation("test", tta=tta).metrics
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else None
     if saved is not None and _evaluation_matches(saved, positive, settings.target_sensitivity):
         say(f"{fold_dir.name}: done, skipped")
@@ -131,8 +131,7 @@ def _pooled_rows(fold_dirs: list[Path], tta: bool) -> tuple[list[dict[str, Any]]
     """Every fold's test predictions, read back from its predictions.csv, with the fold number; and the classes."""
     rows, classes = [], None
     for fold, fold_dir in enumerate(fold_dirs, start=1):
-        paths, fold_classes, labels, probs = read_predictions_csv(RunDir(fold_dir).eval_dir("test", tta=tta)
-                                                                  / "predictions.csv")
+        paths, fold_classes, labels, probs = read_predictions_csv(RunDir(fold_dir).evaluation("test", tta=tta).predictions)
         if classes is not None and fold_classes != classes:
             raise NeunnError(f"{fold_dir} predicts other classes than fold 1 ({', '.join(fold_classes)}).")
         classes = fold_classes
@@ -193,7 +192,7 @@ def run_cross_validation(settings: CrossValidationSettings) -> dict[str, Any]:
     pooled = summarise_predictions(rows, pooled_classes, positive=positive, choice=choice, thresholds=thresholds)
     pooled.update({"split": "pooled out-of-fold test", "folds": folds, "tta": tta,
                    "synthetic_data": any(m.get("synthetic_data") for m in fold_metrics)})
-    write_evaluation(out / "pooled", pooled, rows, image_root=data, training_log=None, extra_columns=("fold",),
+    write_evaluation(pooled_evaluation(out), pooled, rows, image_root=data, training_log=None, extra_columns=("fold",),
                      title=f"NeuNN {folds}-fold cross-validation: {out.name} (pooled out-of-fold predictions)")
     results = summarise_folds(fold_metrics, pooled, settings=settings.saved(), tta=tta)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))

@@ -105,7 +105,7 @@ def _train_and_score(settings: ExperimentSettings, run_dir: Path, overrides: lis
                      split_file: Path) -> dict[str, Any]:
     """Train (or continue) one classifier run and return its test metrics; reuses finished work."""
     run, data_dir = RunDir(run_dir), Path(settings.data_dir)
-    metrics_file = run.eval_dir("test") / "metrics.json"
+    metrics_file = run.evaluation("test").metrics
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())
     resume = run.config.is_file()

@@ -44,6 +44,7 @@ from neunn.experiments.rare_class import ARMS, arm_overrides, default_synthetic_
 from neunn.gan.config import resolve_gan_config
 from neunn.gan.evaluate import evaluate_gan, summarise
 from neunn.log import say
+from neunn.rundir import pooled_evaluation
 from neunn.training.config import resolve_config
 
 ROW_KEYS = ("rare_roc_auc", "rare_average_precision", "rare_sensitivity", "rare_specificity", "accuracy")
@@ -134,7 +135,7 @@ def _arm_cross_validation(settings: FoldExperimentSettings, arm: str) -> CrossVa
 
 def _pooled_scores(arm_dir: Path, class_name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The pooled out-of-fold cells of an arm (by path), whether each is of the class, and its probability."""
-    paths, classes, labels, probs = read_predictions_csv(arm_dir / "pooled" / "predictions.csv")
+    paths, classes, labels, probs = read_predictions_csv(pooled_evaluation(arm_dir).predictions)
     k = classes.index(class_name)
     order = np.argsort(paths)
     return [paths[i] for i in order], (labels == k)[order], probs[order, k]

@@ -64,7 +64,7 @@ def run_model_info(run_dir: str | Path) -> dict[str, Any]:
     """Facts about a run for ``GET /api/v1/model``: its name and, when evaluated, its test metrics."""
     run = RunDir(Path(run_dir))
     info: dict[str, Any] = {"run": run.root.resolve().name}
-    metrics_file = run.eval_dir("test") / "metrics.json"
+    metrics_file = run.evaluation("test").metrics
     try:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     except (OSError, ValueError):
