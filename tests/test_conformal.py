@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from neunn.cli import main
+from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.inference.screens.conformal import ConformalSets, conformal_threshold
 from neunn.rundir import RunDir
+from neunn.training.conformal_fit import choose_within_budget
 
 
 def test_the_threshold_is_the_conformal_rank_of_the_scores():
@@ -77,3 +79,33 @@ def test_a_runs_sets_reach_every_prediction(trained_run: Path, phantom_dir: Path
     assert saved["class_conditional"] and saved["fitted_on"]["n"] == 84 and set(saved["fitted_on"]["per_class"].values()) == {12}
     assert main(["screen", "fit", "conformal", str(run), "--alpha", "1.5"]) == 2
     assert "α must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_within_a_flag_budget_the_out_of_domain_flag_takes_what_the_sets_leave():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 1, (400, 4)) + 6.0 * np.eye(4)[truth := rng.integers(0, 4, 400)]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # a strong classifier: few sets not single
+    ood = rng.normal(0, 1, 400)
+    review = probs.max(axis=1) < 0.6
+    choice = choose_within_budget(probs, truth, ood, review, alpha=0.05, class_conditional=False, budget=0.1)
+    thresholds = (conformal_threshold(1.0 - probs[np.arange(400), truth], 0.05),) * 4
+    sets = ConformalSets(0.05, False, ("A", "B", "C", "D"), thresholds, {})
+    before = review | np.array([len(sets.prediction_set(p)) != 1 for p in probs])
+    flagged = before | (ood > choice.out_of_domain_threshold)
+    assert choice.share_sets_and_review == pytest.approx(before.mean()) and before.mean() < 0.1
+    assert flagged.mean() == pytest.approx(choice.share_flagged) and 0.095 <= flagged.mean() <= 0.1
+    assert choice.share_out_of_domain_only == pytest.approx((flagged & ~before).mean())
+    assert (flagged & ~before).any()
+    with pytest.raises(NeunnError, match=r"over the flag budget of 1%; nothing was written: α = 0\.\d+ is the "
+                                         "smallest that fits"):
+        choose_within_budget(probs, truth, ood, np.zeros(400, bool), alpha=0.001, class_conditional=False,
+                             budget=0.01)
+
+
+def test_a_budget_the_run_cannot_meet_is_refused_and_nothing_written(trained_run: Path, tmp_path: Path, capsys):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    ood_before = RunDir(run).ood_file("best", ".json").read_text()
+    assert main(["screen", "fit", "conformal", str(run), "--flag-budget", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "over the flag budget of 5%; nothing was written" in err and "Traceback" not in err
+    assert not RunDir(run).conformal_file.exists() and RunDir(run).ood_file("best", ".json").read_text() == ood_before

@@ -102,10 +102,16 @@ def _cmd_fit_conformal(args: argparse.Namespace) -> int:
     from neunn.training.conformal_fit import fit_conformal
 
     sets = fit_conformal(args.run_dir, alpha=args.alpha, class_conditional=args.per_class, data_dir=args.data,
-                         device=args.device)
+                         flag_budget=args.flag_budget, device=args.device)
     kind = "per class" if sets.class_conditional else "one for every class"
     print(f"conformal sets at α = {sets.alpha:g} fitted on {sets.fitted_on['n']} cells of {sets.fitted_on['source']} "
           f"(thresholds {kind}); a cell whose set is not one class goes to review")
+    budget = sets.fitted_on.get("flag_budget")
+    if budget:
+        print(f"out-of-domain threshold {budget['out_of_domain_threshold']:.4g}: sets and review bin flag "
+              f"{budget['share_sets_and_review']:.1%} of these cells, out of domain another "
+              f"{budget['share_out_of_domain_only']:.1%}, {budget['share_flagged']:.1%} in all "
+              f"(budget {budget['budget']:.0%})")
     return 0
 
 
@@ -171,6 +177,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="at most about this share of cells wrong and let "
                                                              "through (default 0.05)")
     p.add_argument("--per-class", action="store_true", help="a threshold per class (class-conditional coverage)")
+    p.add_argument("--flag-budget", type=float, metavar="SHARE",
+                   help="also set the out-of-domain threshold so that every flag together takes at most this share of "
+                        "the calibration cells (e.g. 0.05); refused, naming the α that fits, when the sets alone "
+                        "take more")
     p.add_argument("--data", type=Path, metavar="DIR", help="calibrate on these labelled cells (folder per class) "
                                                             "instead of the run's validation split")
     p.add_argument("--device", default="cpu")
