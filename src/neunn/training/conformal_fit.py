@@ -16,8 +16,9 @@ threshold, when another screen sends it to review, or when it is out of domain. 
 threshold is chosen on the same calibration cells after the sets, so that all of these together flag at most that
 share of them (the conformal sets and the review bin first: they carry the guarantee; the out-of-domain flag gets
 what is left of the budget). When the sets and the review bin alone flag more than the budget, nothing is written and
-the error names the smallest α that fits: a weaker model cannot have both the guarantee at α and the budget. The
-choice reads no label, so it leaves the sets' guarantee as it is; it does lower the out-of-domain flag's share of
+the error names the smallest α that fits: a weaker model cannot have both the guarantee at α and the budget. Another
+flag only takes cells out of those let through, so the share of cells wrong and let through stays at most α; the
+budget does lower the out-of-domain flag's share of
 in-domain cells, and with it what it catches of another laboratory's cells: `neunn evaluate` reports both
 (the flagged share and the wrong-and-unflagged share) on any labelled cells.
 """
