@@ -173,3 +173,19 @@ def test_the_case_page_marks_the_spots_and_m_toggles_them(run: Path, phantom_dir
         expect(page.locator(f"#grid .tile[data-cell-id='{plain}'] svg.marks")).to_be_hidden()
         browser.close()
     store.close()
+
+
+def test_the_outlines_follow_the_cell_and_its_nucleus():
+    from neunn.data.cell_regions import find_regions, region_outlines
+
+    rgb = _cell(HOLES)
+    regions = find_regions(rgb)
+    outline = region_outlines(regions)
+    for name, mask in (("cell", regions.cytoplasm | regions.nucleus), ("nucleus", regions.nucleus)):
+        points = np.asarray(outline[name])
+        assert 10 <= len(points) <= 2 * 48
+        ys, xs = np.nonzero(mask)
+        assert xs.min() - 1.5 <= points[:, 0].min() and points[:, 0].max() <= xs.max() + 1.5  # [x, y] pixels
+        assert ys.min() - 1.5 <= points[:, 1].min() and points[:, 1].max() <= ys.max() + 1.5
+    cell_span = np.ptp(np.asarray(outline["cell"]), axis=0)
+    assert (cell_span > np.ptp(np.asarray(outline["nucleus"]), axis=0)).all()  # the nucleus lies inside the cell

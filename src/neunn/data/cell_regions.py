@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from skimage.measure import find_contours
 
 from neunn.data.leukocyte_framing import disk, otsu_threshold, stain_map
 
@@ -125,3 +126,21 @@ def find_regions(rgb: np.ndarray) -> Regions:
     region = inner if inner.any() else cytoplasm
     median = float(np.median(od[region])) if region.any() else 0.0
     return Regions(nucleus, cytoplasm, inner, od, median, scale)
+
+
+OUTLINE_POINTS = 48  # points per outline: smooth enough on a tile, small enough to keep with every cell
+
+
+def _outline(mask: np.ndarray, points: int) -> list[list[float]]:
+    """The longest boundary of ``mask`` as about ``points`` [x, y] pixel positions (empty when there is none)."""
+    if not mask.any():
+        return []
+    padded = np.pad(mask.astype(np.float64), 1)  # a region touching the border still gets a closed outline
+    contour = max(find_contours(padded, 0.5), key=len) - 1.0
+    step = max(1, len(contour) // points)
+    return [[round(float(x), 1), round(float(y), 1)] for y, x in contour[::step]]
+
+
+def region_outlines(regions: Regions, points: int = OUTLINE_POINTS) -> dict[str, list[list[float]]]:
+    """The cell's and the nucleus's outlines, in the image's pixels, for the page to draw on the tile."""
+    return {"cell": _outline(regions.cytoplasm | regions.nucleus, points), "nucleus": _outline(regions.nucleus, points)}

@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage.feature import blob_log
 from skimage.measure import label, regionprops
 
-from neunn.data.cell_regions import Regions, find_regions
+from neunn.data.cell_regions import Regions, find_regions, region_outlines
 from neunn.data.cytoplasm_pallor import regions_pallor
 
 MIN_SIGMA, MAX_SIGMA, N_SIGMA = 1.5, 5.0, 5  # px at 360 px: blob scales (radius ≈ 1.4 σ: 2–7 px, 0.2–0.7 µm)
@@ -121,6 +121,13 @@ def vacuole_features(spots: list[Finding], regions: Regions) -> dict[str, float]
 
 def measure_vacuoles(rgb: np.ndarray) -> tuple[dict[str, float], list[Finding]]:
     """A crop's vacuole features and the spots they were measured from, its regions found once."""
+    features, spots, _ = measure_cell(rgb)
+    return features, spots
+
+
+def measure_cell(rgb: np.ndarray) -> tuple[dict[str, float], list[Finding], dict[str, list[list[float]]]]:
+    """The vacuole features, the spots and the outlines of the cell and its nucleus (for the tile), the regions found
+    once."""
     regions = find_regions(np.asarray(rgb))
     spots = find_vacuoles(rgb, regions)
-    return vacuole_features(spots, regions), spots
+    return vacuole_features(spots, regions), spots, region_outlines(regions)

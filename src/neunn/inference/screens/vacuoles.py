@@ -2,12 +2,13 @@
 measured, and a small linear model of those measurements (and the cytoplasm's pallor) that scores each cell.
 
     finder = VacuoleFinder.read(run)            # None when the run has none
-    features, spots = measure_vacuoles(rgb)      # per cell, on the full-resolution image
+    features, spots, outline = measure_cell(rgb) # per cell, on the full-resolution image
     finder.score(features)                       # in [0, 1]; at or over ``threshold``: vacuoles may be there
 
 A cell scored at or over the threshold that the model did not call the finding goes to review, with the spots it was
-scored on (position, radius, contrast) in its call's ``detail`` so that the page can mark them on the tile: "3
-vacuoles" with marks is something a reviewer confirms at a glance. The model is a logistic regression on standardised
+scored on (position, radius, contrast) and the outlines of the cell and its nucleus (pixel positions) in its call's
+``detail``, so that the page can mark them on the tile: "3 vacuoles" with marks inside the outlined cytoplasm is
+something a reviewer confirms at a glance. The model is a logistic regression on standardised
 features, fitted on the run's own training and validation cells by ``neunn screen fit vacuoles`` (neunn.training.
 finding_fit), and kept as JSON (``RunDir.vacuole_file``): coefficients, means and scales, never a pickle. The
 threshold is chosen for a target sensitivity on out-of-fold scores of those cells, so it is not set on cells the model
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from neunn.data.cytoplasm_findings import FEATURES, measure_vacuoles
+from neunn.data.cytoplasm_findings import FEATURES, measure_cell
 from neunn.errors import NeunnError
 from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
 
@@ -74,15 +75,15 @@ class VacuoleFinder(JsonFileScreen):
         check_features(model)
         return cls(model=model, **data)
 
-    def prepare(self, image, source, transformed: bool) -> tuple[dict[str, float], list]:
-        return measure_vacuoles(np.asarray(image))
+    def prepare(self, image, source, transformed: bool) -> tuple[dict[str, float], list, dict]:
+        return measure_cell(np.asarray(image))
 
     def call(self, batch: ScreenBatch) -> list[ScreenCall]:
         calls = []
-        for features, spots in batch.prepared:
+        for features, spots, outline in batch.prepared:
             score = self.model.score(features)
             calls.append(ScreenCall(score, score >= self.threshold, {
-                "n_spots": len(spots), "spots": [s.as_dict() for s in spots[:MAX_MARKS]]}))
+                "n_spots": len(spots), "spots": [s.as_dict() for s in spots[:MAX_MARKS]], "outline": outline}))
         return calls
 
     def acts(self, call: ScreenCall, label: str) -> bool:
