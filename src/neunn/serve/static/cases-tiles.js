@@ -2,16 +2,18 @@
 // controls. Every decision is a PUT at once; the tile says "Saved" only once the server has answered 200, and a
 // conflict (someone changed the cell first) shows the server's message and the cell as the server has it now.
 // What a tile shows of the model's call, its heatmap, the vacuole marks and the arrow keys are core-tiles.js's, shared
-// with the one-sample page.
+// with the one-sample page. A decision by key or menu moves the focus on to the next cell that needs one; a wrong
+// upload is voided with a reason (kept, struck, out of every count).
 import { session } from "./cases-api.js";
 import { api, bodyOf, errorOf, LoggedOut } from "./core-api.js";
-import { $, className, when } from "./core-format.js";
+import { $, className, readableTimes, when } from "./core-format.js";
 import {
   drawMarks, forgetCells, heatmapShown, moveFocus, renderCall, showHeatmap, toggleHeatmap, toggleMarks,
 } from "./core-tiles.js";
 import {
-  FILTERS, UNIDENTIFIED_DECISION, UNIDENTIFIED_DECISION_TEXT, badgeText, inReviewBin, isCorrected, isDecided,
-  isOutOfDomain, isSigned, isWaiting, state,
+  DECISION_KEYS, FILTERS, OTHER_CELL_TYPE_DECISION, OTHER_CELL_TYPE_DECISION_TEXT, UNIDENTIFIED_DECISION,
+  UNIDENTIFIED_DECISION_TEXT, badgeText, inReviewBin, isCorrected, isCriticalCell, isDecided, isLocked, isOutOfDomain,
+  isSigned, isUndecided, isVoidCase, isVoided, isWaiting, labelText, state,
 } from "./cases-state.js";
 
 let onChange = () => {};
@@ -35,7 +37,8 @@ function classOptions(select) {
     const name = className(model, c);
     select.append(new Option(`${i < 9 ? `${i + 1} · ` : ""}${c}${name ? ` · ${name}` : ""}`, c));
   });
-  select.append(new Option(`0 · ${UNIDENTIFIED_DECISION_TEXT}`, UNIDENTIFIED_DECISION));
+  select.append(new Option(`0 · ${UNIDENTIFIED_DECISION_TEXT}`, UNIDENTIFIED_DECISION),
+                new Option(`O · ${OTHER_CELL_TYPE_DECISION_TEXT}`, OTHER_CELL_TYPE_DECISION));
 }
 
 export function buildTile(cell) {
@@ -53,7 +56,7 @@ export function buildTile(cell) {
   renderCall(tile, cell, cell.predicted_label, state.model);
   const select = tile.querySelector(".reclassify");
   classOptions(select);
-  select.addEventListener("change", () => choose(current(), select.value));
+  select.addEventListener("change", () => choose(current(), select.value, { advance: true }));
   tile.querySelector(".confirm").addEventListener("click", () => confirmCell(current()));
   tile.querySelector(".heat").addEventListener("click", () => toggleHeat(current()));
   const form = tile.querySelector("form.amend");
@@ -66,6 +69,7 @@ export function buildTile(cell) {
   });
   form.querySelector(".amend-cancel").addEventListener("click", () => closeAmend(id, true));
   form.addEventListener("keydown", (event) => { if (event.key === "Escape") closeAmend(id, true); });
+  wireVoidForm(tile, current);
   tile.addEventListener("keydown", (event) => onTileKey(event, current()));
   updateTile(cell, tile);
   return tile;
@@ -75,18 +79,23 @@ function saveNote(cell) {
   if (state.busy.has(cell.id)) return { state: "saving", text: "Saving…" };
   const note = state.notes.get(cell.id);
   if (note && note.state !== "saved") return note;
+  if (isVoided(cell)) return { state: "voided", text: "" };
   if (isDecided(cell)) return { state: "saved", text: "Saved ✓" };
   if (isWaiting(cell)) return { state: "waiting", text: "Needs a decision" };
-  return { state: "idle", text: isSigned() ? "" : "Not decided yet" };
+  return { state: "idle", text: isLocked() ? "" : "Not decided yet" };
 }
 
 export function updateTile(cell, tile = tileOf(cell.id)) {
   if (!tile) return;
   const busy = state.busy.has(cell.id);
   const signed = isSigned();
+  const voided = isVoided(cell);
+  const frozen = voided || isVoidCase();  // nothing is decided on a voided cell, nor in a voided case
   tile.dataset.label = cell.label;
   tile.dataset.decided = String(isDecided(cell));
-  tile.classList.toggle("critical", Boolean(cell.critical));
+  tile.dataset.voided = String(voided);
+  tile.classList.toggle("voided", voided);
+  tile.classList.toggle("critical", isCriticalCell(cell));
   tile.classList.toggle("review", inReviewBin(cell));
   tile.classList.toggle("ood", isOutOfDomain(cell));
   tile.classList.toggle("reviewed", isDecided(cell));
@@ -96,20 +105,29 @@ export function updateTile(cell, tile = tileOf(cell.id)) {
   tile.querySelector(".badge").textContent = badgeText(cell);
   const current = tile.querySelector(".current");
   current.textContent = "";
-  current.append(Object.assign(document.createElement("strong"), { textContent: cell.label }));
+  current.append(Object.assign(document.createElement("strong"), { textContent: labelText(cell.label) }));
   const name = className(state.model, cell.label);
   if (name) current.append(` · ${name}`);
   const amended = signed && cell.decided_at && state.caseRow.signed_at && cell.decided_at > state.caseRow.signed_at;
   const verb = amended ? "Amended" : isCorrected(cell) ? "Reclassified" : "Confirmed";
   tile.querySelector(".decision").textContent = isDecided(cell)
     ? `${verb} by ${cell.decided_by ?? "?"} · ${when(cell.decided_at)}` : "";
+  const voidNote = tile.querySelector(".void-note");
+  voidNote.hidden = !voided;
+  voidNote.textContent = voided
+    ? `Voided by ${cell.voided_by ?? "?"} · ${when(cell.voided_at)}: ${cell.void_reason ?? ""} (not counted)` : "";
   const select = tile.querySelector(".reclassify");
   const amending = !tile.querySelector("form.amend").hidden;
   if (!amending) select.value = pending.get(cell.id) ?? cell.label;
-  select.disabled = busy || (signed && !canAmend());
-  select.title = signed && !canAmend() ? "This case is signed: only its signer or an admin may amend it." : "";
+  select.disabled = busy || frozen || (signed && !canAmend());
+  select.title = voided ? "This cell was voided: it takes no decision."
+    : signed && !canAmend() ? "This case is signed: only its signer or an admin may amend it." : "";
+  const voidOpen = tile.querySelector(".void-open");
+  voidOpen.hidden = isLocked() || voided;
+  voidOpen.disabled = busy;
+  if (voidOpen.hidden) tile.querySelector("form.void-form").hidden = true;
   const confirm = tile.querySelector(".confirm");
-  confirm.hidden = signed;
+  confirm.hidden = isLocked() || voided;
   confirm.disabled = busy || isDecided(cell);
   confirm.textContent = isDecided(cell) ? "✓ Decided" : "Confirm";
   confirm.title = isDecided(cell) ? "Decided: choose another class to change it" : "Confirm the model's call (Enter)";
@@ -121,9 +139,11 @@ export function updateTile(cell, tile = tileOf(cell.id)) {
   tile.hidden = !FILTERS[state.filter](cell);
 }
 
-/** The reviewer picked a class: saved at once in an open case; in a signed one, an amendment that needs a reason. */
-function choose(cell, label) {
+/** The reviewer picked a class: saved at once in an open case; in a signed one, an amendment that needs a reason.
+ *  With ``advance`` (a key or the menu) the focus moves on to the next cell that needs a decision. */
+function choose(cell, label, { advance = false } = {}) {
   if (!cell || state.busy.has(cell.id)) return;
+  if (isVoided(cell) || isVoidCase()) { updateTile(cell); return; }
   if (isSigned()) {
     if (!canAmend()) { updateTile(cell); return; }
     if (label === cell.label) { closeAmend(cell.id, true); return; }
@@ -131,12 +151,30 @@ function choose(cell, label) {
     return;
   }
   if (isDecided(cell) && label === cell.final_label) return;
-  save(cell, label);
+  const saving = save(cell, label);
+  if (advance) focusNextToDecide(cell.id);
+  return saving;
 }
 
-export function confirmCell(cell) {
-  if (!cell || isSigned() || isDecided(cell) || state.busy.has(cell.id)) return Promise.resolve();
-  return save(cell, cell.predicted_label);
+export function confirmCell(cell, { advance = false } = {}) {
+  if (!cell || isLocked() || isVoided(cell) || isDecided(cell) || state.busy.has(cell.id)) return Promise.resolve();
+  const saving = save(cell, cell.predicted_label);
+  if (advance) focusNextToDecide(cell.id);
+  return saving;
+}
+
+/** Move the focus from cell ``id``'s tile to the next shown one that still needs a decision: a flagged cell first,
+ *  else any undecided one (after it in the grid, then from the top); it stays where it is when none is left. */
+function focusNextToDecide(id) {
+  const tiles = [...document.querySelectorAll("#grid .tile:not([hidden])")];
+  const at = tiles.indexOf(tileOf(id));
+  const order = [...tiles.slice(at + 1), ...tiles.slice(0, Math.max(at, 0))];
+  const open = (test) => order.find((t) => {
+    const c = state.cells.get(Number(t.dataset.cellId));
+    return c && c.id !== id && !state.busy.has(c.id) && test(c);
+  });
+  const next = open(isWaiting) ?? open(isUndecided);
+  if (next) next.focus();
 }
 
 function openAmend(cell, label) {
@@ -181,10 +219,11 @@ export async function save(cell, label, reason) {
       closeAmend(id, false);
     } else if (response.status === 409 && body.cell) {
       state.cells.set(id, body.cell);  // never overwrite silently: show what the server has now
-      state.notes.set(id, { state: "conflict", text: `${body.error} The tile now shows the current label.` });
+      state.notes.set(id, { state: "conflict",
+                            text: `${readableTimes(body.error)} The tile now shows the current label.` });
       closeAmend(id, false);
     } else {
-      state.notes.set(id, { state: "error", text: body.error || `Not saved (HTTP ${response.status}).` });
+      state.notes.set(id, { state: "error", text: readableTimes(body.error) || `Not saved (HTTP ${response.status}).` });
       refresh = response.status === 403 || response.status === 409;  // e.g. the case was signed meanwhile
     }
   } catch (error) {
@@ -202,6 +241,60 @@ export async function save(cell, label, reason) {
   updateTile(now);
   onChange({ refresh });
   if (focused && tile.hidden) nextTile(tile)?.focus();  // decided out of the filter: on to the next cell
+}
+
+// ---- voiding a wrong upload ----------------------------------------------------------------------------------------
+function wireVoidForm(tile, current) {
+  const form = tile.querySelector("form.void-form");
+  const reason = form.querySelector(".void-reason");
+  const close = () => { form.hidden = true; reason.value = ""; form.querySelector(".void-save").disabled = true; };
+  tile.querySelector(".void-open").addEventListener("click", () => {
+    form.hidden = false;
+    reason.focus();
+  });
+  reason.addEventListener("input", () => { form.querySelector(".void-save").disabled = !reason.value.trim(); });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = reason.value.trim();
+    if (text) voidCell(current(), text).then((done) => { if (done) { close(); tile.focus(); } });
+  });
+  form.querySelector(".void-cancel").addEventListener("click", () => { close(); tile.focus(); });
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { close(); tile.focus(); event.stopPropagation(); }
+  });
+}
+
+/** POST the void of a wrongly uploaded cell with its reason; whether the server voided it. */
+async function voidCell(cell, reason) {
+  const id = cell?.id, caseId = state.caseId;
+  if (!cell || state.busy.has(id)) return false;
+  state.busy.add(id);
+  state.notes.delete(id);
+  updateTile(cell);
+  let done = false;
+  try {
+    const response = await api(`/api/v1/cases/${caseId}/cells/${id}/void`,
+                               { method: "POST", json: { reason, version: cell.version } });
+    const body = await bodyOf(response);
+    if (state.caseId !== caseId) return false;
+    if (response.ok) {
+      state.cells.set(id, body);
+      state.mustDecide.delete(id);
+      done = true;
+    } else {
+      if (response.status === 409 && body.cell) state.cells.set(id, body.cell);
+      state.notes.set(id, { state: "error", text: `Not voided: ${readableTimes(body.error) || `HTTP ${response.status}`}` });
+    }
+  } catch (error) {
+    if (error instanceof LoggedOut) return false;
+    state.notes.set(id, { state: "error", text: `Not voided: ${error.message}` });
+  } finally {
+    state.busy.delete(id);
+  }
+  if (state.caseId !== caseId) return false;
+  updateTile(state.cells.get(id));
+  onChange({});
+  return done;
 }
 
 /** The visible tile after ``tile`` (or else before it), for keyboard review. */
@@ -238,13 +331,15 @@ export function forgetTiles() {
 function onTileKey(event, cell) {
   const target = event.target;
   if (!cell || target.tagName === "SELECT" || target.tagName === "INPUT" || target.tagName === "BUTTON") return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;  // the browser's own shortcuts
+  const call = Object.hasOwn(DECISION_KEYS, event.key.toLowerCase()) ? DECISION_KEYS[event.key.toLowerCase()] : null;
   const order = state.model.display_order || state.model.classes;
   if (/^[1-9]$/.test(event.key) && Number(event.key) <= order.length) {
-    choose(cell, order[Number(event.key) - 1]);
-  } else if (event.key === "0") {
-    choose(cell, UNIDENTIFIED_DECISION);
+    choose(cell, order[Number(event.key) - 1], { advance: true });
+  } else if (call) {
+    choose(cell, call, { advance: true });
   } else if (event.key === "Enter" && target === event.currentTarget) {
-    confirmCell(cell);
+    confirmCell(cell, { advance: true });
   } else if (event.key === "h" || event.key === "H") {
     toggleHeat(cell);
   } else if (event.key === "m" || event.key === "M") {

@@ -1,10 +1,17 @@
 // The worklist: every case with its status and counts, critical findings first (the server's order), a filter by
-// status, and the form that opens a new case for a sample.
+// status (voided cases are listed under their own filter only), and the form that opens a new case for a sample.
 import { state } from "./cases-state.js";
 import { api, bodyOf, LoggedOut } from "./core-api.js";
 import { $, $$, when } from "./core-format.js";
 
-export const STATUS_TEXT = { to_review: "To review", in_progress: "In progress", signed: "Signed" };
+export const STATUS_TEXT = { to_review: "To review", in_progress: "In progress", to_verify: "To verify",
+                             signed: "Signed", void: "Void" };
+
+/** A line over the worklist (e.g. the case just voided); "" hides it. */
+export function noteWorklist(message) {
+  $("#worklist-note").textContent = message || "";
+  $("#worklist-note").hidden = !message;
+}
 
 export function statusBadge(status, element = document.createElement("span")) {
   element.className = `status-badge status-${status}`;
@@ -37,12 +44,24 @@ function row(c) {
   tr.dataset.testid = "case-row";
   tr.dataset.status = c.status;
   tr.dataset.sample = c.sample_id;
-  tr.classList.toggle("critical-row", c.n_critical > 0 && c.status !== "signed");
+  tr.classList.toggle("critical-row", c.n_critical > 0 && c.status !== "signed" && c.status !== "void");
+  const badge = statusBadge(c.status);
+  if (c.status === "to_verify") badge.title = `Submitted for verification by ${c.submitted_by ?? "?"} at ${when(c.submitted_at)}`;
+  if (c.status === "void") badge.title = `Voided by ${c.voided_by ?? "?"} at ${when(c.voided_at)}: ${c.void_reason ?? ""}`;
+  const status = document.createElement("span");
+  status.append(badge);
+  if (c.status === "to_verify") {
+    status.append(Object.assign(document.createElement("span"), {
+      className: "muted small block", textContent: `by ${c.submitted_by ?? "?"}` }));
+  } else if (c.status === "void") {
+    status.append(Object.assign(document.createElement("span"), {
+      className: "muted small block", textContent: c.void_reason ?? "" }));
+  }
   const link = Object.assign(document.createElement("a"), { href: `#case=${c.id}`, textContent: c.sample_id,
                                                             className: "case-link" });
   tr.append(
     cell(link, "sample"),
-    cell(statusBadge(c.status)),
+    cell(status),
     cell(String(c.n_cells), "num"),
     cell(String(c.n_decided), "num"),
     cell(c.n_flagged_open ? String(c.n_flagged_open) : "–", "num"),
@@ -66,7 +85,12 @@ export async function loadWorklist() {
     const body = await bodyOf(response);
     if (ticket !== loading) return;
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-    if (!status) counts = body.cases.reduce((n, c) => ({ ...n, [c.status]: (n[c.status] || 0) + 1 }), { "": body.cases.length });
+    if (!status) {
+      counts = body.cases.reduce((n, c) => ({ ...n, [c.status]: (n[c.status] || 0) + 1 }),
+                                 { "": body.cases.length, void: counts.void });  // void: only its own filter knows
+    } else {
+      counts[status] = body.cases.length;
+    }
     $("#case-table tbody").replaceChildren(...body.cases.map(row));
     $("#worklist-empty").hidden = body.cases.length > 0;
     $("#worklist-empty").textContent = status ? `No case is ${STATUS_TEXT[status].toLowerCase()}.` : "No cases yet: open one above.";
@@ -80,7 +104,9 @@ export async function loadWorklist() {
 function renderFilters() {
   for (const button of $$("#status-filters .filter")) {
     button.classList.toggle("active", button.dataset.status === state.worklistStatus);
-    button.querySelector("span").textContent = counts[""] == null ? "" : counts[button.dataset.status] ?? 0;
+    const n = counts[button.dataset.status];
+    button.querySelector("span").textContent = counts[""] == null || (button.dataset.status === "void" && n == null)
+      ? "" : n ?? 0;
   }
 }
 
@@ -120,7 +146,12 @@ async function openNewCase(event) {
 export function wireWorklist() {
   $("#new-case-form").addEventListener("submit", openNewCase);
   for (const button of $$("#status-filters .filter")) {
-    button.addEventListener("click", () => { state.worklistStatus = button.dataset.status; renderFilters(); loadWorklist(); });
+    button.addEventListener("click", () => {
+      state.worklistStatus = button.dataset.status;
+      noteWorklist("");
+      renderFilters();
+      loadWorklist();
+    });
   }
   $("#worklist-refresh").addEventListener("click", () => loadWorklist());
 }

@@ -2,9 +2,11 @@
 // reviewer. Plain JavaScript modules, no build step; the only network traffic is this server's /api/v1.
 // Modules: cases-api.js (session, CSRF token, login), cases-state.js (shared state, what a cell is), cases-worklist.js,
 // cases-case.js (one case: upload, summary, sign-off, audit), cases-tiles.js (one tile per cell, decisions); shared
-// with the one-sample page: core-api.js (requests), core-tiles.js (a cell's call, heatmap, vacuole marks),
+// cases-account.js (the account dialog: your password; an admin's users); shared
+// with the one-sample page: core-api.js (requests, the unreachable-server banner), core-tiles.js (a cell's call, heatmap, vacuole marks),
 // core-summary.js (summary panel, alert), core-format.js, uploading.js, and review.js (summary, alert and warning
 // wording).
+import { wireAccount } from "./cases-account.js";
 import { loadSession, logout, session } from "./cases-api.js";
 import { closeCase, openCase, wireCase } from "./cases-case.js";
 import { state } from "./cases-state.js";
@@ -23,11 +25,18 @@ function renderHeader() {
   $("#user-role").textContent = session.role;
   $("#whoami").hidden = false;
   $("#logout").hidden = false;
+  $("#account-open").hidden = false;
   const critical = (m.critical_classes || []).join(", ") || "none";
-  $("#model-line").textContent = [m.run ? `Run ${m.run}` : null, m.arch, `${m.backend} backend`,
+  $("#model-line").textContent = [runText(m.run), m.arch, `${m.backend} backend`,
     `review under ${percent(m.review_threshold)}`, `critical: ${critical}`].filter(Boolean).join(" · ");
   $("#model-line").title = `${m.classes.length} classes: ${m.classes.join(", ")}`;
   $("#synthetic-banner").hidden = !m.synthetic_data;
+}
+
+/** The run's name for the model line: "Run tiny", but a name that says "run" already stands alone (never "Run run"). */
+function runText(run) {
+  if (!run) return null;
+  return /run/i.test(run) ? run : `Run ${run}`;
 }
 
 /** #case=ID → that case; anything else → the worklist. */
@@ -72,4 +81,5 @@ $("#page-message-close").addEventListener("click", () => showMessage(""));
 window.addEventListener("beforeunload", (event) => { if (state.busy.size || state.uploading) event.preventDefault(); });
 wireWorklist();
 wireCase();
+wireAccount();
 start();

@@ -1,6 +1,8 @@
 // Talking to this server, for every page: one fetch() for the /api/v1 calls (nothing else is ever fetched), with the
 // page's credentials — the one-sample page's bearer token, or the case pages' CSRF token (their session is an HttpOnly
 // cookie the page never sees) — and the server's {"error": "..."} message. What a 401 does is the page's own.
+// When the server cannot be reached (a request fails before any answer), the page's #offline-banner says so until a
+// request gets an answer again (a probe retries every few seconds meanwhile).
 
 /** What this page's requests carry: a bearer token (Authorization) and a CSRF token (X-CSRF-Token on changes). */
 export const credentials = { token: null, csrf: null };
@@ -10,7 +12,43 @@ export class LoggedOut extends Error {
   constructor() { super("Your session has ended: log in again."); this.name = "LoggedOut"; }
 }
 
+/** Thrown when a request got no answer at all (the server is down, or the network): nothing was saved. */
+export class Unreachable extends Error {
+  constructor() { super("The server cannot be reached: nothing was saved."); this.name = "Unreachable"; }
+}
+
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+const PROBE_EVERY_MS = 5000;
+const link = { reachable: true, probe: null };
+
+/** Whether the last request got an answer (any HTTP status): false while the server cannot be reached. */
+export const serverReachable = () => link.reachable;
+
+function setReachable(reachable) {
+  if (reachable) { clearTimeout(link.probe); link.probe = null; }
+  if (link.reachable === reachable) return;
+  link.reachable = reachable;
+  const banner = document.getElementById("offline-banner");
+  if (banner) banner.hidden = reachable;
+  document.body?.classList.toggle("offline", !reachable);
+  if (!reachable) probeSoon();
+}
+
+/** While unreachable: ask the server again now and then (any answer, even a refusal, means it is back). */
+function probeSoon() {
+  clearTimeout(link.probe);
+  link.probe = setTimeout(async () => {
+    try {
+      await fetch("/api/v1/model", { headers: { Accept: "application/json" }, cache: "no-store" });
+      setReachable(true);
+    } catch {
+      probeSoon();
+    }
+  }, PROBE_EVERY_MS);
+}
+
+window.addEventListener("offline", () => setReachable(false));
+window.addEventListener("online", () => { if (!link.reachable) probeSoon(); });
 const hooks = { unauthorized: null, renewCsrf: null };
 
 /** What the page does about a 401 (``unauthorized``, which throws), and how it renews a stale CSRF token
@@ -31,7 +69,15 @@ export async function api(path, { method = "GET", json, body, headers = {}, retr
   } else if (body !== undefined) {
     options.body = body;
   }
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (error) {
+    if (error?.name === "AbortError") throw error;
+    setReachable(false);
+    throw new Unreachable();
+  }
+  setReachable(true);
   if (response.status === 401 && hooks.unauthorized) hooks.unauthorized();
   if (response.status === 403 && !SAFE.has(method) && retry && hooks.renewCsrf) {
     const text = await response.clone().text();

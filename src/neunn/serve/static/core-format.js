@@ -25,3 +25,10 @@ export function facts(list, pairs) {
     Object.assign(document.createElement("dt"), { textContent: k }),
     Object.assign(document.createElement("dd"), { textContent: v })]));
 }
+
+const ISO_TIME = /\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})/g;
+
+/** ``text`` (a server's message) with each ISO time in it written as ``when`` writes it: local and readable. */
+export function readableTimes(text) {
+  return typeof text === "string" ? text.replace(ISO_TIME, (iso) => when(iso)) : text;
+}

@@ -28,6 +28,8 @@ export function showSummary(s, model, { critical, criticalRows, warning, decided
   $("#summary tbody").replaceChildren(...rows);
   $("#sum-unidentified").textContent = s.n_unidentified;
   $("#sum-ood").textContent = s.n_out_of_domain;
+  const other = $("#sum-other");  // the case pages' decision "not a neutrophil"
+  if (other) other.textContent = s.n_other_cell_type ?? 0;
   $("#sum-abnormal").textContent = s.abnormal_share == null || !s.n_identified ? "–" : percent(s.abnormal_share);
   $("#reviewed-count").textContent = s.n_cells ? `· ${s.n_reviewed} of ${s.n_cells} ${decided}` : "";
   const found = Object.keys(critical).length > 0;

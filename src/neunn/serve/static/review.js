@@ -8,6 +8,8 @@ export const UNIDENTIFIED = "UNID";
 export const UNIDENTIFIED_TEXT = "Unidentified — review";
 export const OUT_OF_DOMAIN = "OOD";
 export const OUT_OF_DOMAIN_TEXT = "Outside the model's experience";
+/** A reviewer's call that a cell is not a neutrophil: counted apart, out of the shares (cases/differential.py). */
+export const OTHER_CELL_TYPE = "OTHER";
 
 /** The model's own call for a cell: its class, OUT_OF_DOMAIN when it is unlike the training cells, or UNIDENTIFIED
  *  when its confidence is under the threshold. */
@@ -16,15 +18,19 @@ export function modelCall(cell) {
   return cell.result.needs_review ? UNIDENTIFIED : cell.result.label;
 }
 
-/** {label, unidentified, outOfDomain} of a cell as it stands: the reviewer's decision if any, else the model's. */
+/** {label, unidentified, outOfDomain, otherCellType} of a cell as it stands: the reviewer's decision if any, else the
+ *  model's. */
 export function standing(cell) {
+  const none = { label: null, unidentified: false, outOfDomain: false, otherCellType: false };
   if (cell.reviewed) {
-    if (cell.final === UNIDENTIFIED) return { label: null, unidentified: true, outOfDomain: false };
-    if (cell.final === OUT_OF_DOMAIN) return { label: null, unidentified: false, outOfDomain: true };
-    return { label: cell.final, unidentified: false, outOfDomain: false };
+    if (cell.final === UNIDENTIFIED) return { ...none, unidentified: true };
+    if (cell.final === OUT_OF_DOMAIN) return { ...none, outOfDomain: true };
+    if (cell.final === OTHER_CELL_TYPE) return { ...none, otherCellType: true };
+    return { ...none, label: cell.final };
   }
   const outOfDomain = Boolean(cell.result.out_of_domain);
-  return { label: cell.result.label, unidentified: !outOfDomain && Boolean(cell.result.needs_review), outOfDomain };
+  return { ...none, label: cell.result.label, unidentified: !outOfDomain && Boolean(cell.result.needs_review),
+           outOfDomain };
 }
 
 export function isClassified(cell) { return !cell.error; }
@@ -61,29 +67,30 @@ export function domainWarning(nOutOfDomain, nCells, model) {
   return { warning, n: nOutOfDomain, share, message, min_cells: minCells, min_share: minShare };
 }
 
-/** Counts, shares, unidentified and out-of-domain counts, abnormal share, critical alert and out-of-domain warning of
+/** Counts, shares, unidentified, out-of-domain and other-cell-type counts, abnormal share, critical alert and out-of-domain warning of
  *  the sample's classified cells. */
 export function summarize(cells, model) {
   const counts = Object.fromEntries(model.classes.map((c) => [c, 0]));
   const critical = Object.fromEntries([...model.critical_classes].sort().map((c) => [c, 0]));
-  let nCells = 0, nUnidentified = 0, nOutOfDomain = 0;
+  let nCells = 0, nUnidentified = 0, nOutOfDomain = 0, nOther = 0;
   for (const cell of cells.filter(isClassified)) {
-    const { label, unidentified, outOfDomain } = standing(cell);
+    const { label, unidentified, outOfDomain, otherCellType } = standing(cell);
     nCells += 1;
     if (label in critical) critical[label] += 1;
-    if (outOfDomain) nOutOfDomain += 1;
+    if (otherCellType) nOther += 1;
+    else if (outOfDomain) nOutOfDomain += 1;
     else if (unidentified) nUnidentified += 1;
     else if (label in counts) counts[label] += 1;
   }
-  const identified = nCells - nUnidentified - nOutOfDomain;
+  const identified = nCells - nUnidentified - nOutOfDomain - nOther;
   const shares = Object.fromEntries(Object.entries(counts).map(([c, n]) => [c, identified ? n / identified : 0]));
   const normal = model.normal_class;
   const abnormal = normal ? (identified ? (identified - counts[normal]) / identified : 0) : null;
   const found = Object.fromEntries(Object.entries(critical).filter(([, n]) => n > 0));
   const alert = Object.keys(found).length > 0;
   return {
-    n_cells: nCells, n_identified: identified, n_unidentified: nUnidentified, n_out_of_domain: nOutOfDomain, counts,
-    shares, abnormal_share: abnormal,
+    n_cells: nCells, n_identified: identified, n_unidentified: nUnidentified, n_out_of_domain: nOutOfDomain,
+    n_other_cell_type: nOther, counts, shares, abnormal_share: abnormal,
     alert: { critical: alert, counts: found, message: alert ? criticalMessage(found, model) : null },
     domain_warning: domainWarning(nOutOfDomain, nCells, model),
     n_failed: cells.length - nCells, n_reviewed: cells.filter((c) => isClassified(c) && c.reviewed).length,
@@ -92,6 +99,7 @@ export function summarize(cells, model) {
 
 function labelText(label) {
   if (label === UNIDENTIFIED) return "Unidentified";
+  if (label === OTHER_CELL_TYPE) return "Other cell type";
   return label === OUT_OF_DOMAIN ? OUT_OF_DOMAIN_TEXT : label;
 }
 
