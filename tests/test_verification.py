@@ -72,7 +72,7 @@ def test_a_critical_case_needs_a_pathologist_a_technologist_submits_it(case_stor
     case_id, (gbi, neu) = _case(case_store, tess, ["GBI", "NEU"])
     with case_store.transaction() as db:
         decide(db, tess, case_id, gbi["id"], "GBI", version=1)
-    with case_store.transaction() as db, pytest.raises(NotAllowed, match="1 critical cell: a pathologist signs it"):
+    with case_store.transaction() as db, pytest.raises(NotAllowed, match="1 critical cell .as the model called them or as they stand.: a pathologist signs it"):
         sign(db, tess, case_id)
     with case_store.transaction() as db:
         assert submit(db, tess, case_id)["status"] == "to_verify"
@@ -94,6 +94,22 @@ def test_a_technologist_signs_a_case_without_a_critical_finding(case_store, peop
     case_id, (neu,) = _case(case_store, people["tess"], ["NEU"])
     with case_store.transaction() as db:
         assert sign(db, people["tess"], case_id)["signed_by"] == "tess"
+
+
+def test_verification_cannot_be_bypassed_by_reclassifying_the_critical_call(case_store, people):
+    tess = people["tess"]
+    case_id, (gbi,) = _case(case_store, tess, ["GBI"])
+    with case_store.transaction() as db:  # the model's GBI call reclassified: still a pathologist's to sign
+        decide(db, tess, case_id, gbi["id"], "NEU", version=1)
+    with case_store.transaction() as db, pytest.raises(NotAllowed, match="as the model called them"):
+        sign(db, tess, case_id)
+    calm_id, _ = _case(case_store, tess, ["NEU"], sample="S-2")
+    with case_store.transaction() as db:
+        submit(db, tess, calm_id)
+    with case_store.transaction() as db, pytest.raises(NotAllowed, match="submitted for verification"):
+        sign(db, tess, calm_id)  # once submitted, the submitter does not sign it themselves
+    with case_store.transaction() as db:
+        assert sign(db, people["pat"], calm_id)["status"] == "signed"
 
 
 def test_a_critical_call_records_to_whom_how_when_and_by_whom(case_store, people):

@@ -21,8 +21,9 @@ artefact, a smudged or damaged cell) or "other_cell_type" (not a neutrophil: ano
 exported as training data, and another cell type is counted apart from the differential.
 
 Two levels, as laboratories work (roles in users.py): a technologist pre-classifies and either signs a case without a
-critical finding or submits it ("to_verify"); a pathologist verifies and signs. A case with a critical finding needs
-a pathologist's signature. Status in the worklist: "to_review" (no decision yet), "in_progress", "to_verify",
+critical finding or submits it ("to_verify"); a pathologist verifies and signs. A case with a critical finding (a
+cell critical as it stands, or one the model called critical, whatever it was reclassified to) and a submitted case
+need a pathologist's signature. Status in the worklist: "to_review" (no decision yet), "in_progress", "to_verify",
 "signed", "void"; open cases with a critical finding first, untouched ones first among them. A voided case (a wrong
 case) or cell (a wrong upload) keeps its reason and its trail and leaves every count; a signed case is never voided
 (it was reported: correct it by amendment).
@@ -438,14 +439,21 @@ def submit(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
 
 def sign(db: Session, who: Reviewer, case_id: int) -> dict[str, Any]:
     """Sign (lock) an open or submitted case; every flagged cell must have a decision, the rest are accepted as
-    classified. A case with a critical finding needs a pathologist (or admin): a technologist submits it instead."""
+    classified. A case with a critical finding (as the model called it or as it stands) or submitted for verification
+    needs a pathologist (or admin): a technologist submits it instead."""
     case = _case(db, case_id, lock=True)
     cells, models = _ready(db, case, "signed")
     n_critical = sum(is_critical(c, models) for c in cells)
-    if n_critical and not who.is_pathologist:
-        raise NotAllowed(f"Case {case.sample_id!r} has {n_critical} critical cell{'s' if n_critical != 1 else ''}: "
-                         "a pathologist signs it; submit it for verification.")
+    # The model's critical calls count too: a critical call reclassified by a technologist still needs a pathologist.
+    n_called = sum(c.predicted_label in models[c.model_id].critical_classes for c in cells)
     verifies = case.status == CASE_SUBMITTED
+    if not who.is_pathologist:
+        if verifies:
+            raise NotAllowed(f"Case {case.sample_id!r} was submitted for verification: a pathologist signs it.")
+        if n_critical or n_called:
+            n = max(n_critical, n_called)
+            raise NotAllowed(f"Case {case.sample_id!r} has {n} critical cell{'s' if n != 1 else ''} (as the model "
+                             "called them or as they stand): a pathologist signs it; submit it for verification.")
     now = utc_now()
     signed = db.execute(update(Case).where(Case.id == case_id, Case.status.in_((CASE_OPEN, CASE_SUBMITTED)))
                         .values(status=CASE_SIGNED, signed_by=who.id, signed_at=now, updated_at=now)
