@@ -16,6 +16,8 @@ is given for CellaVision's 360 px crops and scaled with the image's side. Used t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -144,3 +146,20 @@ def _outline(mask: np.ndarray, points: int) -> list[list[float]]:
 def region_outlines(regions: Regions, points: int = OUTLINE_POINTS) -> dict[str, list[list[float]]]:
     """The cell's and the nucleus's outlines, in the image's pixels, for the page to draw on the tile."""
     return {"cell": _outline(regions.cytoplasm | regions.nucleus, points), "nucleus": _outline(regions.nucleus, points)}
+
+
+class FullImage:
+    """A decoded cell at its full size, shared by everything that measures it: the image as decoded (a PIL image, or
+    None when nothing needed it), its pixels and, found once on first use, its regions — so the pallor screen and the
+    vacuole finder segment a cell once between them."""
+
+    def __init__(self, image: Any | None) -> None:
+        self.image = image
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        return np.asarray(self.image)
+
+    @cached_property
+    def regions(self) -> Regions:
+        return find_regions(self.rgb)

@@ -125,9 +125,10 @@ def measure_vacuoles(rgb: np.ndarray) -> tuple[dict[str, float], list[Finding]]:
     return features, spots
 
 
-def measure_cell(rgb: np.ndarray) -> tuple[dict[str, float], list[Finding], dict[str, list[list[float]]]]:
+def measure_cell(rgb: np.ndarray, regions: Regions | None = None
+                 ) -> tuple[dict[str, float], list[Finding], dict[str, list[list[float]]]]:
     """The vacuole features, the spots and the outlines of the cell and its nucleus (for the tile), the regions found
-    once."""
-    regions = find_regions(np.asarray(rgb))
+    once (or given, when something else found them already)."""
+    regions = regions if regions is not None else find_regions(np.asarray(rgb))
     spots = find_vacuoles(rgb, regions)
     return vacuole_features(spots, regions), spots, region_outlines(regions)

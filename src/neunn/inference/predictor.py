@@ -28,13 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from neunn.data.cell_regions import FullImage
 from neunn.data.image_io import UnreadableImage, load_rgb
 from neunn.data.preprocess import image_to_uint8, load_pixels
 from neunn.inference.backends import create_engine
+from neunn.inference.cell_record import CellResult, record_of
 from neunn.inference.engines import LogitsEngine
 from neunn.inference.out_of_domain import OodScorer
 from neunn.inference.policy import DecisionPolicy
-from neunn.inference.cell_record import CellResult, record_of
 from neunn.inference.screens import SCREENS, Screen, ScreenBatch, ScreenCall
 from neunn.inference.screens.out_of_domain import OutOfDomainScreen
 from neunn.inference.tta import dihedral_views
@@ -226,7 +227,8 @@ class Predictor:
                 image = load_rgb(source).image
                 image = transform(image) if transform is not None else image
             cell.pixels = self.prepare_input(source, image, transform is not None)
-            cell.prepared = {s.name: s.prepare(image, source, transform is not None) for s in self.screens}
+            full = FullImage(image)  # its regions are found once, by the first screen that needs them
+            cell.prepared = {s.name: s.prepare(full, source, transform is not None) for s in self.screens}
             return cell
         except (UnreadableImage, OSError) as exc:
             return DecodedCell(name, error=str(exc))

@@ -1,7 +1,7 @@
 """What a screen is: something besides the model's own call that looks at every cell and may flag it.
 
     screen = SCREENS["pallor_screen"].load(run, checkpoint="best", open_run=...)   # None when the run has none
-    prepared = [screen.prepare(image, source, transformed=False) for each cell]     # per cell, at decode time
+    prepared = [screen.prepare(FullImage(image), source, transformed=False) for each cell]     # per cell, at decode time
     calls = screen.call(ScreenBatch(logits, features, prepared))                     # one ScreenCall per cell
     screen.acts(calls[0], label)      # whether that call changes the cell's decision (its ``effect``)
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from neunn.atomic import write_text_atomic
+from neunn.data.cell_regions import FullImage
 from neunn.rundir import RunDir
 
 EFFECTS = ("out_of_domain", "review")
@@ -90,9 +91,10 @@ class Screen(ABC):
             path.unlink()
         return bool(found)
 
-    def prepare(self, image, source, transformed: bool) -> Any:
-        """Per-cell work done at decode time on the full-size ``image`` (None unless ``needs_image`` or it was decoded
-        anyway), e.g. a measurement or another model's input. The default: nothing."""
+    def prepare(self, cell: FullImage, source, transformed: bool) -> Any:
+        """Per-cell work done at decode time on the full-size image (``cell.image``: None unless ``needs_image`` or it
+        was decoded anyway; ``cell.regions``: its nucleus and cytoplasm, found once for every screen), e.g. a
+        measurement or another model's input. The default: nothing."""
         return None
 
     @abstractmethod

@@ -28,6 +28,7 @@ import torch
 
 from neunn.atomic import write_text_atomic
 from neunn.checkpoint import read_checkpoint_meta
+from neunn.data.cell_regions import FullImage
 from neunn.errors import NeunnError
 from neunn.inference.onnx_engine import file_sha256
 from neunn.inference.screens.base import Screen, ScreenBatch, ScreenCall
@@ -108,9 +109,9 @@ class CellTypeGate(Screen):
     def files(cls, run: RunDir) -> list:
         return [run.gate_file]
 
-    def prepare(self, image, source, transformed: bool) -> torch.Tensor:
+    def prepare(self, cell: FullImage, source, transformed: bool) -> torch.Tensor:
         """The cell prepared as the gate was trained (its own size, crop and decoding)."""
-        return self.predictor.prepare_input(source, image, transformed)
+        return self.predictor.prepare_input(source, cell.image, transformed)
 
     def cell_types(self, pixels: torch.Tensor) -> list[str]:
         """The gate's class for each cell of an N×3×S×S batch prepared for the gate."""

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from neunn.data.cytoplasm_pallor import cytoplasm_pallor
+from neunn.data.cell_regions import FullImage
+from neunn.data.cytoplasm_pallor import regions_pallor
 from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
 
 
@@ -44,8 +43,8 @@ class PallorScreen(JsonFileScreen):
     def flags(self, pallor: float) -> bool:
         return pallor >= self.threshold
 
-    def prepare(self, image, source, transformed: bool) -> float:
-        return cytoplasm_pallor(np.asarray(image))
+    def prepare(self, cell: FullImage, source, transformed: bool) -> float:
+        return regions_pallor(cell.regions)
 
     def call(self, batch: ScreenBatch) -> list[ScreenCall]:
         return [ScreenCall(float(p), self.flags(p)) for p in batch.prepared]

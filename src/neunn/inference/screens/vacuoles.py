@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from neunn.data.cell_regions import FullImage
 from neunn.data.cytoplasm_findings import FEATURES, measure_cell
 from neunn.errors import NeunnError
 from neunn.inference.screens.base import JsonFileScreen, ScreenBatch, ScreenCall
@@ -75,8 +76,8 @@ class VacuoleFinder(JsonFileScreen):
         check_features(model)
         return cls(model=model, **data)
 
-    def prepare(self, image, source, transformed: bool) -> tuple[dict[str, float], list, dict]:
-        return measure_cell(np.asarray(image))
+    def prepare(self, cell: FullImage, source, transformed: bool) -> tuple[dict[str, float], list, dict]:
+        return measure_cell(cell.rgb, cell.regions)
 
     def call(self, batch: ScreenBatch) -> list[ScreenCall]:
         calls = []
