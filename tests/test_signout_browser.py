@@ -141,7 +141,7 @@ def _focused_cell(page) -> str | None:
 
 
 def test_a_technologist_submits_a_critical_case_and_a_pathologist_verifies_and_signs_it(station):
-    url, store = station["url"], station["store"]
+    store = station["store"]
     case_id, cells = _new_case(station, "S-CRIT-1", 3)
     context, page, console = _log_in(station, TESS, f"/#case={case_id}")
     expect(page.locator("#model-line")).to_contain_text("run · ")
