@@ -400,3 +400,27 @@ def test_the_account_dialog_changes_your_password_and_an_admin_manages_users(sta
     expect(page.locator("#account-dialog")).to_be_hidden()
     context.close()
     console.check()
+
+
+def test_two_reviewers_see_each_other_and_each_others_decisions_without_a_reload(station):
+    case_id, cells = _new_case(station, "S-LIVE-1", 3)
+    tess_context, tess, tess_console = _log_in(station, TESS, f"/#case={case_id}")
+    pat_context, pat, pat_console = _log_in(station, PAT, f"/#case={case_id}")
+    expect(tess.locator("#case-viewers")).to_have_text("Also on this case: pat", timeout=10_000)
+    expect(pat.locator("#case-viewers")).to_have_text("Also on this case: tess", timeout=10_000)
+    first = cells[0]["id"]
+    _tile(pat, first).focus()
+    pat.keyboard.press("0")  # pat calls it unidentified; tess's page shows it without a reload
+    expect(_tile(pat, first).locator(".save-state")).to_have_attribute("data-state", "saved")
+    expect(_tile(tess, first).locator(".badge")).to_contain_text("Unidentified", timeout=10_000)
+    # A decision made elsewhere (through the API, as by another server process) arrives the same way.
+    answer = httpx.put(f"{station['url']}/api/v1/cases/{case_id}/cells/{cells[1]['id']}/decision",
+                       json={"label": CRITICAL, "version": cells[1]["version"]}, headers=_bearer(station["url"], PAT))
+    assert answer.status_code == 200, answer.text
+    expect(_tile(tess, cells[1]["id"]).locator(".badge")).to_contain_text(CRITICAL, timeout=10_000)
+    expect(tess.locator("#sign-button")).to_contain_text("Submit for verification")  # a critical finding now
+    pat_context.close()
+    expect(tess.locator("#case-viewers")).to_be_hidden(timeout=10_000)
+    tess_console.check()
+    pat_console.check()
+    tess_context.close()

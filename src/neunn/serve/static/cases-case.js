@@ -7,6 +7,7 @@ import {
   FILTERS, asReviewCell, isCriticalCell, isDecided, isLive, isLocked, isPathologist, isSigned, isVoidCase, isWaiting,
   labelText, liveCells, state,
 } from "./cases-state.js";
+import { followCase, stopFollowing } from "./cases-live.js";
 import { buildTile, canAmend, forgetTiles, onCellChange, tileOf, updateTile } from "./cases-tiles.js";
 import { noteWorklist, statusBadge } from "./cases-worklist.js";
 import { api, bodyOf, LoggedOut } from "./core-api.js";
@@ -66,6 +67,7 @@ async function fetchCase(id) {
     }
     applyCase(body);
     $("#case-view").dataset.loaded = "true";
+    followCase(id, (change) => applyChange(id, change), showViewers);
     await loadAudit();
   } catch (error) {
     if (!(error instanceof LoggedOut)) showCaseMessage(`The case could not be loaded: ${error.message}`);
@@ -87,6 +89,29 @@ function applyCase(body) {
     if (!seen.has(id)) { state.cells.delete(id); tileOf(id)?.remove(); }
   }
   render();
+}
+
+/** Others' changes, as the case's event stream brings them: their cells (unless this page is saving one) and the row. */
+function applyChange(id, change) {
+  if (state.caseId !== id) return;
+  for (const cell of change.cells) {
+    if (state.busy.has(cell.id)) continue;  // this page's own save answers for it
+    const known = state.cells.get(cell.id);
+    if (known && known.version >= cell.version) continue;  // already as new (this page's own decision, say)
+    state.cells.set(cell.id, cell);
+    const tile = tileOf(cell.id);
+    if (tile) updateTile(cell, tile); else $("#grid").append(buildTile(cell));
+  }
+  state.caseRow = { ...state.caseRow, ...change.case, models: state.caseRow.models };
+  render();
+  scheduleAudit();
+}
+
+/** Who else has the case open (this page's reviewer left out). */
+function showViewers(names) {
+  const others = names.filter((name) => name !== session.user);
+  $("#case-viewers").textContent = others.length ? `Also on this case: ${others.join(", ")}` : "";
+  $("#case-viewers").hidden = !others.length;
 }
 
 // ---- rendering -----------------------------------------------------------------------------------------------------
@@ -216,9 +241,16 @@ function renderFilters() {
 function signMode() {
   const row = state.caseRow;
   if (isLocked()) return null;
-  const critical = liveCells().some(isCriticalCell);
-  if (critical && !isPathologist(session.role)) return row.status === "to_verify" ? null : "submit";
+  // As casework.sign: a cell critical as it stands, or one the model called critical, needs a pathologist.
+  const critical = liveCells().some((c) => isCriticalCell(c) || calledCritical(c));
+  if (!isPathologist(session.role)) return row.status === "to_verify" ? null : critical ? "submit" : "sign";
   return row.status === "to_verify" ? "verify" : "sign";
+}
+
+/** Whether the model called the cell a critical class of the model that classified it (whatever it is now). */
+function calledCritical(cell) {
+  const model = state.caseRow.models.find((m) => m.id === cell.model_id);
+  return Boolean(model?.critical_classes.includes(cell.predicted_label));
 }
 
 const SIGN_TEXT = {
@@ -718,6 +750,7 @@ export function wireCase() {
 
 /** Leave the case view (the worklist is shown): stop following its answers. */
 export function closeCase() {
+  stopFollowing();
   loading++;
   state.caseId = null;
   state.caseRow = null;
