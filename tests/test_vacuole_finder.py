@@ -171,6 +171,23 @@ def test_the_case_page_marks_the_spots_and_m_toggles_them(run: Path, phantom_dir
         page.keyboard.press("m")
         expect(tile.locator("svg.marks")).to_be_visible()
         expect(page.locator(f"#grid .tile[data-cell-id='{plain}'] svg.marks")).to_be_hidden()
+        # R outlines the cell and its nucleus where the finder looked, on a tile with or without spots
+        expect(page.locator("#keys-help")).to_contain_text("R outline")
+        expect(tile.locator("svg.marks polygon")).to_have_count(0)
+        page.keyboard.press("r")
+        expect(tile.locator("svg.marks polygon.outline-cell")).to_have_count(1)
+        expect(tile.locator("svg.marks polygon.outline-nucleus")).to_have_count(1)
+        points = tile.locator("svg.marks polygon.outline-nucleus").get_attribute("points").split()
+        assert len(points) >= 10
+        page.keyboard.press("m")  # the spots off, the outline stays
+        expect(tile.locator("svg.marks circle")).to_have_count(0)
+        expect(tile.locator("svg.marks polygon")).to_have_count(2)
+        page.keyboard.press("r")
+        expect(tile.locator("svg.marks")).to_be_hidden()
+        other = page.locator(f"#grid .tile[data-cell-id='{plain}']")
+        other.focus()
+        page.keyboard.press("r")
+        expect(other.locator("svg.marks polygon")).to_have_count(2)
         browser.close()
     store.close()
 

@@ -203,7 +203,7 @@ export function render() {
 function keysHelp() {
   const n = Math.min(9, (state.model.display_order || state.model.classes).length);
   const classes = n > 1 ? `1–${n}` : "1";
-  const view = "H heatmap · M marks · ←/→ move";
+  const view = "H heatmap · M marks · R outline · ←/→ move";
   if (isVoidCase() || (isSigned() && !canAmend())) return `Keys: ${view}`;
   if (isSigned()) {
     return `Keys: ${classes} class · 0 unidentified · O other cell type — each an amendment, with a reason · ${view}`;

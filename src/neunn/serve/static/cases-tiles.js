@@ -8,7 +8,7 @@ import { session } from "./cases-api.js";
 import { api, bodyOf, errorOf, LoggedOut } from "./core-api.js";
 import { $, className, readableTimes, when } from "./core-format.js";
 import {
-  drawMarks, forgetCells, heatmapShown, moveFocus, renderCall, showHeatmap, toggleHeatmap, toggleMarks,
+  drawMarks, forgetCells, heatmapShown, moveFocus, renderCall, showHeatmap, toggleHeatmap, toggleMarks, toggleOutline,
 } from "./core-tiles.js";
 import {
   DECISION_KEYS, FILTERS, OTHER_CELL_TYPE_DECISION, OTHER_CELL_TYPE_DECISION_TEXT, UNIDENTIFIED_DECISION,
@@ -344,6 +344,8 @@ function onTileKey(event, cell) {
     toggleHeat(cell);
   } else if (event.key === "m" || event.key === "M") {
     toggleMarks(tileOf(cell.id), cell.id, cell);
+  } else if (event.key === "r" || event.key === "R") {
+    toggleOutline(tileOf(cell.id), cell.id, cell);
   } else if (!moveFocus(event)) {
     return;
   }

@@ -87,11 +87,21 @@ export function toggleHeatmap(tile, id, explained) { return showHeatmap(tile, id
 
 // ---- the vacuole finder's marks ------------------------------------------------------------------------------------
 const marked = new Map();  // cell id → whether the finder's spots are drawn (default: when the finder flags the cell)
+const outlined = new Map();  // cell id → whether the cell's and its nucleus's outlines are drawn (default: no)
 
-/** The spots the vacuole finder located on the cell ({y, x, radius, ...} in image pixels), and its call. */
+/** The spots the vacuole finder located on the cell ({y, x, radius, ...} in image pixels), its call, and the outlines
+ *  of the cell and its nucleus it found them in ({cell: [[x, y], ...], nucleus: [...]}, image pixels). */
 function findings(cell) {
   const call = cell.screens?.vacuole_finder;
-  return call ? { flagged: Boolean(call.flagged), spots: call.detail?.spots ?? [], n: call.detail?.n_spots ?? 0 } : null;
+  return call ? { flagged: Boolean(call.flagged), spots: call.detail?.spots ?? [], n: call.detail?.n_spots ?? 0,
+                  outline: call.detail?.outline ?? null } : null;
+}
+
+function polygon(svg, points, kind) {
+  const shape = document.createElementNS(svg.namespaceURI, "polygon");
+  shape.setAttribute("points", points.map(([x, y]) => `${x},${y}`).join(" "));
+  shape.setAttribute("class", kind);
+  return shape;
 }
 
 /** Draw (or hide) the finder's spots over ``tile``'s image of cell ``id``, and say how many there are (on a tile with
@@ -104,18 +114,29 @@ export function drawMarks(tile, id, cell) {
   if (!found) { svg.toggleAttribute("hidden", true); note.hidden = true; return; }
   const img = tile.querySelector("img.cell");
   const on = marked.get(id) ?? found.flagged;
+  const regions = Boolean(outlined.get(id) && found.outline);
   note.hidden = !found.n;
   note.textContent = `${found.n} pale spot${found.n === 1 ? "" : "s"}${found.flagged ? " · possible vacuoles" : ""}`;
-  const hide = !on || !img.naturalWidth;
+  const hide = !(on || regions) || !img.naturalWidth;
   svg.toggleAttribute("hidden", hide);  // an SVG element has no `hidden` property, only the attribute
   if (hide) return;
   svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
   svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
-  svg.replaceChildren(...found.spots.map((s) => {
+  const shapes = regions ? [polygon(svg, found.outline.cell, "outline-cell"),
+                             polygon(svg, found.outline.nucleus, "outline-nucleus")] : [];
+  svg.replaceChildren(...shapes, ...(on ? found.spots : []).map((s) => {
     const circle = document.createElementNS(svg.namespaceURI, "circle");  // the page's own SVG namespace
     circle.setAttribute("cx", s.x); circle.setAttribute("cy", s.y); circle.setAttribute("r", s.radius + 2);
     return circle;
   }));
+}
+
+/** R on a tile: draw (or hide) the outlines of the cell and its nucleus, where the finder looked for vacuoles. */
+export function toggleOutline(tile, id, cell) {
+  const found = findings(cell);
+  if (!found?.outline || !tile) return;
+  outlined.set(id, !outlined.get(id));
+  drawMarks(tile, id, cell);
 }
 
 export function toggleMarks(tile, id, cell) {
@@ -130,6 +151,7 @@ export function forgetCells() {
   for (const entry of heatmaps.values()) Object.values(entry.urls).forEach((url) => URL.revokeObjectURL(url));
   heatmaps.clear();
   marked.clear();
+  outlined.clear();
 }
 
 // ---- keys ----------------------------------------------------------------------------------------------------------
