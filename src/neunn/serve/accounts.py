@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from neunn.cases.errors import Invalid, NotAllowed, NotLoggedIn
 from neunn.cases.logins import (
@@ -37,6 +37,7 @@ from neunn.cases.logins import (
 from neunn.cases.schema import ROLES
 from neunn.cases.times import iso
 from neunn.cases.users import (
+    MIN_PASSWORD_LENGTH,
     add_user,
     change_password,
     check_password,
@@ -45,6 +46,7 @@ from neunn.cases.users import (
     set_active,
     set_role,
 )
+from neunn.serve.api_errors import error_responses
 from neunn.serve.deps import (
     BEARER,
     SESSION_COOKIE,
@@ -54,8 +56,10 @@ from neunn.serve.deps import (
     Transaction,
     current_reviewer,
 )
+from neunn.serve.text_fields import NO_SPACES
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=error_responses(401, 422))
+_CHANGE = error_responses(400, 403)  # a body that cannot be read; another role, or a cookie change without CSRF
 
 
 class Credentials(BaseModel):
@@ -67,26 +71,36 @@ Role = Literal[ROLES]  # type: ignore[valid-type]
 UserName = Annotated[str, PathParam(min_length=1, max_length=64, description="the user's name")]
 
 
+NewPassword = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)]
+
+
 class PasswordChange(BaseModel):
     current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    new_password: NewPassword
 
 
 class NewUser(BaseModel):
-    name: str = Field(max_length=64)
-    password: str = Field(max_length=1024)
+    name: str = Field(min_length=1, max_length=64, pattern=NO_SPACES, description="no spaces")
+    password: NewPassword
     role: Role = "technologist"
 
 
-class UserChange(BaseModel):
-    """What an admin changes of a user: the role, and whether they may log in (False disables, True re-enables)."""
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # left out means "unchanged"; null is not a value
 
-    role: Role | None = None
-    active: bool | None = None
+
+class UserChange(BaseModel):
+    """What an admin changes of a user: the role, and whether they may log in (False disables, True re-enables); at
+    least one of them."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["role"]}, {"required": ["active"]}]})
+
+    role: Role = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    active: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]  # not 0 or "yes"
 
 
 class PasswordReset(BaseModel):
-    password: str = Field(max_length=1024, description="a temporary password, given to the user in person")
+    password: NewPassword = Field(description="a temporary password, given to the user in person")
 
 
 def _user_json(db, name: str) -> dict[str, Any]:
@@ -100,7 +114,7 @@ def _same_origin(request: Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
-@router.post("/session", summary="Log in (JSON name and password); sets the session cookie")
+@router.post("/session", responses=_CHANGE, summary="Log in (JSON name and password); sets the session cookie")
 def login(credentials: Credentials, request: Request, response: Response, db: Transaction) -> dict[str, Any]:
     if not _same_origin(request):
         raise NotAllowed("A login must come from this server's own page.")
@@ -121,7 +135,7 @@ def session(request: Request, db: Transaction) -> dict[str, Any]:
             "expires_at": iso(login.expires_at)}
 
 
-@router.delete("/session", summary="Log out (the session ends on the server too)")
+@router.delete("/session", responses=error_responses(403), summary="Log out (the session ends on the server too)")
 def logout(request: Request, response: Response, store: StoreDep) -> dict[str, str]:
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
@@ -132,14 +146,16 @@ def logout(request: Request, response: Response, store: StoreDep) -> dict[str, s
     return {"status": "logged out"}
 
 
-@router.post("/token", summary="OAuth2 password flow: form fields username and password → bearer token")
+@router.post("/token", responses=error_responses(400),
+             summary="OAuth2 password flow: form fields username and password → bearer token")
 def token(username: Annotated[str, Form()], password: Annotated[str, Form()], db: Transaction) -> dict[str, Any]:
     reviewer = check_password(db, username, password)
     access, _ = issue_token(db, reviewer, kind="bearer")
     return {"access_token": access, "token_type": "bearer", "expires_in": int(LIFETIMES["bearer"].total_seconds())}
 
 
-@router.put("/session/password", summary="Change your own password (the current one is checked); your other logins end")
+@router.put("/session/password", responses=_CHANGE,
+            summary="Change your own password (the current one is checked); your other logins end")
 def put_own_password(body: PasswordChange, request: Request, who: CurrentReviewer, db: Transaction,
                      bearer: str | None = Depends(BEARER)) -> dict[str, str]:
     change_password(db, who, body.current_password, body.new_password)
@@ -147,18 +163,20 @@ def put_own_password(body: PasswordChange, request: Request, who: CurrentReviewe
     return {"status": "password changed"}
 
 
-@router.get("/users", summary="The users and their roles (admins only)")
+@router.get("/users", responses=error_responses(403), summary="The users and their roles (admins only)")
 def users(_: CurrentAdmin, db: Transaction) -> dict[str, Any]:
     return {"users": [{**u, "created_at": iso(u["created_at"])} for u in list_users(db)]}
 
 
-@router.post("/users", status_code=201, summary="Add a user with a role (admins only)")
+@router.post("/users", status_code=201, responses={**_CHANGE, **error_responses(409)},
+             summary="Add a user with a role (admins only)")
 def post_user(body: NewUser, _: CurrentAdmin, db: Transaction) -> dict[str, Any]:
     user = add_user(db, body.name, body.password, role=body.role)
     return _user_json(db, user.name)
 
 
-@router.patch("/users/{name}", summary="Change a user's role, disable or re-enable them (admins only)")
+@router.patch("/users/{name}", responses={**_CHANGE, **error_responses(404, 409)},
+              summary="Change a user's role, disable or re-enable them (admins only)")
 def patch_user(name: UserName, body: UserChange, admin: CurrentAdmin, db: Transaction) -> dict[str, Any]:
     if body.role is None and body.active is None:
         raise Invalid("Say what to change: a role, or active true (re-enable) or false (disable).")
@@ -169,7 +187,8 @@ def patch_user(name: UserName, body: UserChange, admin: CurrentAdmin, db: Transa
     return _user_json(db, name)
 
 
-@router.put("/users/{name}/password", summary="Reset a user's password (admins only); all their logins end")
+@router.put("/users/{name}/password", responses={**_CHANGE, **error_responses(404)},
+            summary="Reset a user's password (admins only); all their logins end")
 def put_user_password(name: UserName, body: PasswordReset, admin: CurrentAdmin, db: Transaction) -> dict[str, str]:
     reset_password(db, name, body.password, by=admin)
     return {"status": f"password of {name} reset; their logins have ended"}

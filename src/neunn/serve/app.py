@@ -31,7 +31,8 @@ from neunn.cases.database import CaseStore
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.serve import accounts, case_api, case_events, model_api
-from neunn.serve.api_errors import install_error_handlers
+from neunn.serve.api_errors import error_responses, install_error_handlers
+from neunn.serve.api_schema import served_schema
 from neunn.serve.deps import Serving, current_reviewer, shared_token
 from neunn.serve.limits import ServeLimits
 from neunn.serve.station import Station
@@ -71,9 +72,11 @@ def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: s
                                   ". All /api/ routes need the token when one is set."))
     app.state.serving = serving
     install_error_handlers(app)
+    app.openapi = served_schema(app, classes=predictor.classes, cases=store is not None)
     guard = Depends(current_reviewer if store is not None else shared_token)
+    refusals = (401, 403) if store is not None else (401,) if token is not None else ()  # the guard's (deps.py)
     app.include_router(model_api.health_router)
-    app.include_router(model_api.router, dependencies=[guard])
+    app.include_router(model_api.router, dependencies=[guard], responses=error_responses(*refusals))
     if store is not None:
         app.include_router(accounts.router)
         app.include_router(case_api.router)

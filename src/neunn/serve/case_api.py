@@ -44,6 +44,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from neunn.cases.casework import (
+    MAX_REASON,
+    MAX_SAMPLE_ID,
     WORKLIST_ORDER,
     ModelInfo,
     NewCell,
@@ -80,27 +82,21 @@ from neunn.cases.stored_cell import StoredCell
 from neunn.cases.users import Reviewer
 from neunn.inference.export import weights_sha256
 from neunn.inference.predictor import Predictor
+from neunn.serve.api_errors import ErrorBody, error_responses
 from neunn.serve.deps import CurrentReviewer, Serving, ServingDep, StoreDep, Transaction
-from neunn.serve.results import cell_result, error_result
-from neunn.serve.uploads import read_uploads
+from neunn.serve.results import ApiCellResult, cell_result, error_result
+from neunn.serve.text_fields import SAMPLE_ID, SOME_TEXT
+from neunn.serve.uploads import read_uploads, upload_body
 
 log = logging.getLogger("neunn.serve")
-_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"],
-                                                     "properties": {"error": {"type": "string"}}}}}}
-_NEEDS_LOGIN = {401: {**_ERROR, "description": "no login, or it expired"}}
-_NO_CASE = {404: {**_ERROR, "description": "there is no such case"}}
-_NOT_SIGNED = {409: {**_ERROR, "description": "the case is not signed: a LIS takes signed results only"}}
+_CHANGE = error_responses(400, 403, 409)  # a body that cannot be read, CSRF or role, the case's state refuses it
+_NOT_SIGNED = {409: {"model": ErrorBody, "description": "the case is not signed: a LIS takes signed results only"}}
+_JSON_OR_CSV = {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}
 _MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp", "tif": "image/tiff",
          "webp": "image/webp"}
-_CELLS_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                             "description": "cell images and/or zips of this sample's cells"}},
-}}}}}
-
-
 class NewCase(BaseModel):
-    sample_id: str
+    sample_id: str = Field(min_length=1, max_length=MAX_SAMPLE_ID, pattern=SAMPLE_ID,
+                           description="the sample's ID, as on its label: printable, no control characters")
 
 
 class CaseWithCells(BaseModel):
@@ -112,8 +108,20 @@ class CaseWithCells(BaseModel):
     models: list[dict[str, Any]]
 
 
-# Ids and versions are the database's 64-bit integers: a larger number is refused (422) before it reaches the database.
-MAX_ID = 2**63 - 1
+class CellsAnswer(BaseModel):
+    """What ``POST /api/v1/cases/{id}/cells`` answers: the cells kept, and each file that failed alone (refused,
+    unreadable, or already in the case) with its status; when every file failed, the answer has the first one's."""
+
+    n_files: int
+    n_failed: int
+    cells: list[StoredCell]
+    errors: list[ApiCellResult]
+
+
+# Ids and versions: at most the largest integer every JSON reader holds exactly (2**53 - 1, JavaScript's
+# Number.MAX_SAFE_INTEGER), well within the database's 64-bit integers; a larger one is refused (422) before it
+# reaches the database.
+MAX_ID = 2**53 - 1
 CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the case's number")]
 CellId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the cell's number")]
 
@@ -130,7 +138,8 @@ class CellVersion(BaseModel):
 
 
 class Void(BaseModel):
-    reason: str = Field(min_length=1, max_length=512, description="why: kept in the case and its audit trail")
+    reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=SOME_TEXT,
+                        description="why: kept in the case and its audit trail")
 
 
 class CellVoid(Void):
@@ -140,16 +149,17 @@ class CellVoid(Void):
 class CriticalCallIn(BaseModel):
     """A critical finding communicated: to whom, how and when (default: now); the caller is who recorded it."""
 
-    recipient: str = Field(min_length=1, max_length=128, description="e.g. 'Dr Lee, ward 5 (on call)'")
+    recipient: str = Field(min_length=1, max_length=128, pattern=SOME_TEXT,
+                           description="e.g. 'Dr Lee, ward 5 (on call)'")
     method: Literal[CALL_METHODS]  # type: ignore[valid-type]
     communicated_at: AwareDatetime | None = None
-    note: str | None = Field(None, max_length=512)
+    note: str | None = Field(None, max_length=MAX_REASON)
 
 
 class BulkConfirmation(BaseModel):
     """Cells whose model call the reviewer confirms together: each must be undecided, unflagged and not critical."""
 
-    cells: list[CellVersion]
+    cells: list[CellVersion] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
 
 
 def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
@@ -165,7 +175,7 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
                      screens={k: v for k, v in predictor.describe_screens().items() if v is not None} or None)
 
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=error_responses(401, 404, 422))
 
 
 def _deliver(serving: Serving, case_id: int) -> None:
@@ -188,7 +198,7 @@ def worklist(_: CurrentReviewer, db: Transaction,
     return {"cases": list_cases(db, status=status)}
 
 
-@router.post("", status_code=201, summary="Open a case for a sample")
+@router.post("", status_code=201, responses=_CHANGE, summary="Open a case for a sample")
 def new_case(body: NewCase, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
     return create_case(db, who, body.sample_id)
 
@@ -226,7 +236,11 @@ def _keep(serving: Serving, who: Reviewer, case_id: int, uploads) -> dict[str, A
             "cells": cells, "errors": errors}
 
 
-@router.post("/{case_id}/cells", openapi_extra=_CELLS_BODY,
+@router.post("/{case_id}/cells", openapi_extra=upload_body("files", "cell images and/or zips of this sample's cells",
+                                                           many=True),
+             responses={200: {"model": CellsAnswer, "description": "the cells kept, and each file that failed alone"},
+                        **_CHANGE, **error_responses(408),
+                        **error_responses(409, 413, 415, 422, or_answer=CellsAnswer)},
              summary="Classify cell images (and zips) and keep them in the case; a refused file fails alone")
 async def upload_cells(case_id: CaseId, request: Request, who: CurrentReviewer, serving: ServingDep,
                        store: StoreDep) -> JSONResponse:
@@ -253,7 +267,7 @@ def cell_image(case_id: CaseId, cell_id: CellId, _: CurrentReviewer, store: Stor
                     "application/octet-stream"), headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.put("/{case_id}/cells/{cell_id}/decision",
+@router.put("/{case_id}/cells/{cell_id}/decision", responses=_CHANGE,
             summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
 def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: CurrentReviewer, serving: ServingDep,
                  store: StoreDep) -> dict[str, Any]:
@@ -265,43 +279,47 @@ def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: CurrentR
     return cell
 
 
-@router.post("/{case_id}/bulk-confirmation",
+@router.post("/{case_id}/bulk-confirmation", responses=_CHANGE,
              summary="Confirm the model's call on several unflagged, undecided cells at once (never a flagged one)")
 def post_bulk_confirmation(case_id: CaseId, body: BulkConfirmation, who: CurrentReviewer,
                            db: Transaction) -> dict[str, Any]:
     versions = {cell.id: cell.version for cell in body.cells}
     if len(versions) != len(body.cells):
+        if len({(cell.id, cell.version) for cell in body.cells}) == len(body.cells):  # as a stale version would be
+            raise Conflict("A bulk confirmation names a cell with two versions; at most one is its current version.")
         raise Invalid("A bulk confirmation names each cell once.")
     return {"cells": confirm_in_bulk(db, who, case_id, versions)}
 
 
-@router.post("/{case_id}/cells/{cell_id}/void",
+@router.post("/{case_id}/cells/{cell_id}/void", responses=_CHANGE,
              summary="Void a wrongly uploaded cell (with a reason): kept in the case and its trail, out of every count")
 def post_cell_void(case_id: CaseId, cell_id: CellId, body: CellVoid, who: CurrentReviewer,
                    db: Transaction) -> dict[str, Any]:
     return void_cell(db, who, case_id, cell_id, body.reason, version=body.version)
 
 
-@router.post("/{case_id}/submission",
+@router.post("/{case_id}/submission", responses=_CHANGE,
              summary="Submit the pre-classified case for a pathologist's verification (every flagged cell decided)")
 def post_submission(case_id: CaseId, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
     return submit(db, who, case_id)
 
 
-@router.post("/{case_id}/void", summary="Void a wrongly made case (with a reason): it leaves the worklist, kept")
+@router.post("/{case_id}/void", responses=_CHANGE,
+             summary="Void a wrongly made case (with a reason): it leaves the worklist, kept")
 def post_case_void(case_id: CaseId, body: Void, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
     return void_case(db, who, case_id, body.reason)
 
 
-@router.post("/{case_id}/critical-calls", status_code=201,
+@router.post("/{case_id}/critical-calls", status_code=201, responses=_CHANGE,
              summary="Record that the case's critical finding was communicated: to whom, how, when; by the caller")
 def post_critical_call(case_id: CaseId, body: CriticalCallIn, who: CurrentReviewer, db: Transaction) -> dict[str, Any]:
     return record_critical_call(db, who, case_id, body.recipient, body.method,
                                 communicated_at=body.communicated_at, note=body.note)
 
 
-@router.post("/{case_id}/signature", summary="Sign the case: it is locked; later changes are amendments; a case with "
-                                              "a critical finding needs a pathologist")
+@router.post("/{case_id}/signature", responses=_CHANGE,
+             summary="Sign the case: it is locked; later changes are amendments; a case with a critical finding "
+                     "needs a pathologist")
 def post_signature(case_id: CaseId, who: CurrentReviewer, serving: ServingDep, store: StoreDep) -> dict[str, Any]:
     with store.transaction() as db:  # committed before the LIS hears of it
         row = sign(db, who, case_id)
@@ -309,7 +327,8 @@ def post_signature(case_id: CaseId, who: CurrentReviewer, serving: ServingDep, s
     return row
 
 
-@router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what")
+@router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what",
+            responses={200: {"content": _JSON_OR_CSV, "description": "the entries (?format=csv: a CSV download)"}})
 def read_audit(case_id: CaseId, _: CurrentReviewer, db: Transaction,
                format: Literal["json", "csv"] = "json") -> Any:
     entries = audit_trail(db, case_id)
@@ -319,7 +338,8 @@ def read_audit(case_id: CaseId, _: CurrentReviewer, db: Transaction,
     return {"audit": entries}
 
 
-@router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)")
+@router.get("/{case_id}/export", summary="The case with its cells, models and audit trail (CSV: the cells)",
+            responses={200: {"content": _JSON_OR_CSV, "description": "a download (?format=csv: the cells as CSV)"}})
 def export(case_id: CaseId, _: CurrentReviewer, db: Transaction, format: Literal["json", "csv"] = "json") -> Any:
     body = case_export(db, case_id)
     stem = file_stem(body["case"]["sample_id"])
@@ -331,8 +351,7 @@ def export(case_id: CaseId, _: CurrentReviewer, db: Transaction, format: Literal
 @router.get("/{case_id}/report.pdf", response_class=Response,
             summary="The case's printable report (PDF): differential, findings with thumbnails, model, reviewers, "
                     "signature, disclaimers; marked preliminary on every page until signed",
-            responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"},
-                       **_NEEDS_LOGIN, **_NO_CASE})
+            responses={200: {"content": {"application/pdf": {}}, "description": "the report, named by sample ID"}})
 def report_pdf(case_id: CaseId, _: CurrentReviewer, store: StoreDep, db: Transaction) -> Response:
     facts = report_facts(db, case_id)
     pdf = case_report_pdf(facts, store.images.read)
@@ -343,8 +362,7 @@ def report_pdf(case_id: CaseId, _: CurrentReviewer, store: StoreDep, db: Transac
 @router.get("/{case_id}/fhir", response_class=Response,
             summary="A signed case for the LIS: an HL7 FHIR R4 Bundle (DiagnosticReport, Specimen, Observations)",
             responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
-                             "description": "a Bundle of type collection"},
-                       **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+                             "description": "a Bundle of type collection"}, **_NOT_SIGNED})
 def read_fhir(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> Response:
     facts = report_facts(db, case_id)
     body = json.dumps(fhir_bundle(facts), ensure_ascii=False)
@@ -355,8 +373,7 @@ def read_fhir(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> Response:
 @router.get("/{case_id}/hl7", response_class=Response,
             summary="A signed case for the LIS: an HL7 v2.5 ORU^R01 message (segments separated by CR)",
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                             "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"},
-                       **_NEEDS_LOGIN, **_NO_CASE, **_NOT_SIGNED})
+                             "description": "MSH, PID, OBR, NTE, OBX per result, SPM; UTF-8"}, **_NOT_SIGNED})
 def read_hl7(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> Response:
     facts = report_facts(db, case_id)
     return Response(hl7_oru(facts).encode("utf-8"), media_type="text/plain; charset=utf-8",

@@ -25,13 +25,14 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from neunn.cases.casework import changes_since, last_audit_id
+from neunn.serve.api_errors import error_responses
 from neunn.serve.deps import CurrentReviewer, ServingDep
 from neunn.serve.case_api import CaseId
 
 POLL_SECONDS = 1.0  # how soon another reviewer's decision shows
 HEARTBEAT_SECONDS = 15.0  # a comment line, so that proxies and the browser keep the connection open
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=error_responses(401, 404, 422))
 
 
 def _event(kind: str, data: dict[str, Any], *, event_id: int | None = None) -> str:

@@ -20,22 +20,17 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from neunn.serve.api_errors import ApiError
+from neunn.serve.api_errors import ApiError, error_responses
 from neunn.serve.archive import is_zip
 from neunn.serve.deps import ServingDep
 from neunn.serve.results import PredictAnswer
-from neunn.serve.uploads import read_uploads
+from neunn.serve.uploads import read_uploads, upload_body
 
 health_router = APIRouter()  # open: it reveals nothing
 router = APIRouter(prefix="/api/v1", tags=["model"])
 
-_MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                             "description": "cell images (any format the loader reads) and/or zips of one sample"}},
-}}}}}
-_ONE_FILE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+# A request refused as a whole (uploads.py), or every file of it refused or unreadable (the answer per file).
+_UPLOAD_ERRORS = {**error_responses(400, 408), **error_responses(413, 415, 422, or_answer=PredictAnswer)}
 
 
 @health_router.get("/healthz", summary="Liveness: the server is up and has a model")
@@ -48,8 +43,10 @@ async def model(serving: ServingDep) -> dict[str, Any]:
     return serving.station.model_card(serving.model_card)
 
 
-@router.post("/predict", openapi_extra=_MULTIPART_BODY,
-             responses={200: {"model": PredictAnswer, "description": "every cell's record and the sample summary"}},
+@router.post("/predict", openapi_extra=upload_body("files", "cell images (any format the loader reads) and/or zips "
+                                                           "of one sample", many=True),
+             responses={200: {"model": PredictAnswer, "description": "every cell's record and the sample summary"},
+                        **_UPLOAD_ERRORS},
              summary="Classify cell images (and zips of one sample's cells); one JSON result per cell")
 async def predict(request: Request, serving: ServingDep, include_images: bool = False) -> JSONResponse:
     async with serving.reading:
@@ -59,8 +56,9 @@ async def predict(request: Request, serving: ServingDep, include_images: bool = 
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/heatmap", openapi_extra=_ONE_FILE_BODY, response_class=Response,
-             responses={200: {"content": {"image/png": {}}, "description": "transparent RGBA overlay"}},
+@router.post("/heatmap", openapi_extra=upload_body("file", "one cell image", many=False), response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "transparent RGBA overlay"},
+                        **error_responses(400, 408, 413, 415, 422, 501)},
              summary="Grad-CAM heatmap of one image for a class (default: the predicted one), as a PNG overlay")
 async def heatmap(request: Request, serving: ServingDep, target: str | None = None) -> Response:
     station = serving.station

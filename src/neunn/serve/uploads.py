@@ -8,7 +8,11 @@ Starlette's own form parser spools files over 1 MB to temporary files; this read
 counts bytes as they arrive, so an oversized file costs no more memory than the limit. A file over ``max_file_bytes``
 becomes an Upload with an error while the rest of the request goes on; a request over ``max_request_bytes``, with
 more than ``max_files`` files, or that is not well-formed multipart is refused as a whole. Any part with a filename
-is a file, whatever its field name; the filename is only ever shown, never used as a path.
+is a file, whatever its field name, and so is one without a filename that says it is not text (a Content-Type other
+than text/plain, which RFC 7578 lets a client send; it is shown by its field name); the filename is only ever shown,
+never used as a path.
+
+``upload_body(...)`` is the OpenAPI request body of a route that reads uploads this way (``openapi_extra=``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,20 @@ class UploadRefused(Exception):
         self.status = status
 
 
+IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp", "image/gif", "image/webp")
+
+
+def upload_body(field: str, description: str, *, many: bool) -> dict:
+    """The OpenAPI request body of an upload route: multipart/form-data with the file part ``field``, one image, or
+    with ``many`` one or more images and zips of images (``encoding`` names the formats)."""
+    binary = {"type": "string", "format": "binary"}
+    schema = {"type": "array", "items": binary, "minItems": 1} if many else binary
+    media_types = (*IMAGE_MEDIA_TYPES, "application/zip") if many else IMAGE_MEDIA_TYPES
+    body = {"type": "object", "required": [field], "properties": {field: {**schema, "description": description}}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": body, "encoding": {field: {"contentType": ", ".join(media_types)}}}}}}
+
+
 def display_name(raw: str, fallback: str) -> str:
     """A filename made safe to show: control and format characters removed, length capped, never empty."""
     cleaned = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C").strip()
@@ -70,6 +88,7 @@ class _Collector:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
+        self._content_type = b""
         self._buffer = bytearray()
         self._current: Upload | None = None  # None while inside a plain (non-file) field
 
@@ -80,7 +99,7 @@ class _Collector:
                 "on_end": self._end}
 
     def _part_begin(self) -> None:
-        self._disposition, self._buffer, self._current = b"", bytearray(), None
+        self._disposition, self._content_type, self._buffer, self._current = b"", b"", bytearray(), None
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
@@ -89,13 +108,17 @@ class _Collector:
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
-        if bytes(self._header_name).lower() == b"content-disposition":
+        name = bytes(self._header_name).lower()
+        if name == b"content-disposition":
             self._disposition = bytes(self._header_value)
+        elif name == b"content-type":
+            self._content_type = parse_options_header(bytes(self._header_value))[0]
         self._header_name, self._header_value = bytearray(), bytearray()
 
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
-        if b"filename" not in options:
+        is_text = self._content_type in (b"", b"text/plain")
+        if b"filename" not in options and is_text:
             self._fields += 1
             if self._fields > _MAX_FIELDS:
                 raise UploadRefused(400, f"The request has more than {_MAX_FIELDS} form fields.")
@@ -103,7 +126,8 @@ class _Collector:
         if len(self.uploads) >= self.limits.max_files:
             raise UploadRefused(413, f"Too many files in one request: at most {self.limits.max_files}.")
         fallback = f"file {len(self.uploads) + 1}"
-        self._current = Upload(display_name(options[b"filename"].decode("utf-8", "replace"), fallback))
+        shown = options.get(b"filename", options.get(b"name", b""))
+        self._current = Upload(display_name(shown.decode("utf-8", "replace"), fallback))
         self.uploads.append(self._current)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
