@@ -6,7 +6,7 @@ then the same sets recalibrated on K labelled cells per class of that laboratory
         --shots 5 10 20 --seeds 0 1 2 --json results/conformal_guarantee.json
 
 The run is copied first (fitting rewrites its conformal.json and out-of-domain threshold; the run given is left as it
-is). For each set of cells: n, accuracy, the sets' coverage (the true class in the set), the share flagged (review bin,
+is). For each set of cells: n, accuracy, the sets' coverage (the true class in the set; also per class), the share flagged (review bin,
 a set not of one class, out of domain), the share wrong and let through (the guarantee bounds it by α on cells like
 the calibration cells), with 95 % Wilson intervals; each row records its command, device and date. Recalibration
 refits the sets and the out-of-domain threshold (within the same budget when it fits, else at α alone) on the K shots,
@@ -40,7 +40,7 @@ from ood_methods import wilson  # benchmarks/: the Wilson interval of a share
 def _share(mask: np.ndarray) -> dict:
     k, n = int(mask.sum()), len(mask)
     low, high = wilson(k, n)
-    return {"value": k / n if n else None, "k": k, "n": n, "low": low, "high": high}
+    return {"value": k / n if n else None, "k": k, "n": n, "low": max(0.0, low), "high": min(1.0, high)}
 
 
 def score(run: Path, files: list[tuple[Path, str]]) -> dict:
@@ -54,7 +54,8 @@ def score(run: Path, files: list[tuple[Path, str]]) -> dict:
     review = np.array([bool(p.needs_review) for p in rows])
     ood = np.array([bool(p.out_of_domain) for p in rows])
     flagged = review | ood
-    return {"n": len(rows), "accuracy": _share(correct), "coverage": _share(covered),
+    per_class = {label: _share(covered[true == label]) for label in sorted(set(true))}
+    return {"n": len(rows), "accuracy": _share(correct), "coverage": _share(covered), "coverage_per_class": per_class,
             "flagged": _share(flagged), "out_of_domain": _share(ood),
             "wrong_and_unflagged": _share(~correct & ~flagged),
             "accuracy_unflagged": _share(correct[~flagged]) if (~flagged).any() else None}
