@@ -141,5 +141,7 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         if not is_loopback(host):
             say("serving beyond this machine: put it behind a TLS reverse proxy (docs/serving.md) so passwords and "
                 "session cookies never cross the network in clear.")
+    # An open case page holds one connection (its live updates): a stop waits for them at most 10 s (every decision is
+    # committed before it is answered, so nothing is lost), and 64 connections serve a laboratory's reviewers.
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
-                limit_concurrency=64, proxy_headers=True)
+                limit_concurrency=64, proxy_headers=True, timeout_graceful_shutdown=10)
