@@ -424,3 +424,29 @@ def test_two_reviewers_see_each_other_and_each_others_decisions_without_a_reload
     tess_console.check()
     pat_console.check()
     tess_context.close()
+
+
+def test_the_print_view_shows_the_case_without_its_controls(station):
+    import io
+
+    from pypdf import PdfReader
+
+    case_id, cells = _new_case(station, "S-PRINT-1", 3)
+    context, page, console = _log_in(station, PAT, f"/#case={case_id}")
+    page.evaluate("window.print = () => { window.printed = true; }")  # the dialog itself is the browser's
+    page.click("#print-case")
+    assert page.evaluate("window.printed") is True
+    expect(page.locator("#print-sample")).to_have_text("S-PRINT-1")
+    expect(page.locator("#print-who")).to_have_text(PAT[0])
+    expect(page.locator("#print-header")).to_be_hidden()  # on screen, only in print
+    page.emulate_media(media="print")
+    expect(page.locator("#print-header")).to_be_visible()
+    for hidden in ("#upload-panel", "#sign-panel", ".topbar", "#print-case"):
+        expect(page.locator(hidden).first).to_be_hidden()
+    expect(page.locator("#summary")).to_be_visible()
+    expect(page.locator("#grid .tile").first).to_be_visible()
+    expect(page.locator("#grid .tile .controls").first).to_be_hidden()
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(page.pdf())).pages)
+    assert "NeuNN case S-PRINT-1" in text and "not a diagnostic device" in " ".join(text.split())
+    console.check()
+    context.close()

@@ -688,7 +688,25 @@ function showWaiting() {
   if (first) first.focus();
 }
 
+/** The print view's header: the sample, its status, when and by whom it was printed (cases.css @media print). */
+function printCase() {
+  const row = state.caseRow;
+  $("#print-sample").textContent = row.sample_id;
+  $("#print-status").textContent = row.status === "signed" ? "(signed)" : `(${row.status.replace("_", " ")}: preliminary)`;
+  $("#print-when").textContent = when(new Date().toISOString());
+  $("#print-who").textContent = session.user;
+  window.print();
+}
+
 export function wireCase() {
+  $("#print-case").addEventListener("click", printCase);
+  window.addEventListener("beforeprint", () => {  // a print from the browser's menu gets the same header
+    if (state.caseRow && !$("#print-sample").textContent) {
+      $("#print-sample").textContent = state.caseRow.sample_id;
+      $("#print-who").textContent = session.user;
+      $("#print-when").textContent = when(new Date().toISOString());
+    }
+  });
   onCellChange(({ refresh } = {}) => {
     render();
     scheduleAudit();
