@@ -36,7 +36,7 @@ def app(predictor, case_store, lis_folder):
     with case_store.transaction() as db:
         for name, password in PASSWORDS.items():
             add_user(db, name, password, role="admin" if name == "chief" else "pathologist")
-    return create_app(predictor, store=case_store, model_info={"run": "tiny"}, lis_folder=lis_folder)
+    return create_app(predictor, store=case_store, model_info={"run": "tiny"}, lis_targets=[lis_folder])
 
 
 @pytest.fixture(scope="module")

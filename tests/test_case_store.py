@@ -245,7 +245,7 @@ def test_an_older_store_upgrades_itself_and_keeps_its_rows(store_url):
                               f"'{action}', 7)"))
     old.close()
     store = open_store(folder, db_url=url)
-    assert schema_revision(store.engine) == "0006"
+    assert schema_revision(store.engine) == "0007"
     with store.transaction() as db:
         row = list_cases(db)[0]
     assert (row["sample_id"], row["status"], row["n_amendments"], row["signed_by"]) == ("OLD-1", "signed", 2, "ana")
@@ -299,7 +299,7 @@ def test_migrating_twice_is_harmless(store_url):
     folder, url = store_url
     store = open_store(folder, db_url=url)
     migrate(store.engine)
-    assert schema_revision(store.engine) == "0006"
+    assert schema_revision(store.engine) == "0007"
     store.close()
 
 

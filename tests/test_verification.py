@@ -343,7 +343,7 @@ def test_a_store_of_0005_keeps_its_reviewers_rights_as_pathologists(store_url):
                           "VALUES (4, 'OLD-4', 'open', 1, '2026-01-01', '2026-01-02', 0)"))
     old.close()
     store = open_store(folder, db_url=url)
-    assert schema_revision(store.engine) == "0006"
+    assert schema_revision(store.engine) == "0007"
     with store.transaction() as db:
         roles = dict(db.execute(text("SELECT name, role FROM users")).all())
         row = list_cases(db)[0]

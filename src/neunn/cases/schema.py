@@ -149,6 +149,24 @@ class CriticalCall(Base):
 CALL_METHODS = ("phone", "in_person", "electronic", "other")
 
 
+class LisDelivery(Base):
+    """A signed case's results owed to one LIS target (a folder or a FHIR endpoint), queued in the signature's own
+    transaction and retried until delivered, so none is lost (migration 0007). An amendment queues a new one."""
+
+    __tablename__ = "lis_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    target: Mapped[str] = mapped_column(String(1024))  # "folder:/srv/lis/inbox" or "https://lis.example/fhir"
+    reason: Mapped[str] = mapped_column(String(16))  # "sign" or "amend"
+    state: Mapped[str] = mapped_column(String(16), index=True)  # "pending" or "delivered"
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class AuditEntry(Base):
     """Who did what, when, from what to what. Append-only (no update, no delete; triggers enforce it)."""
 

@@ -37,12 +37,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         token = None
     elif args.store is not None or args.db is not None:
         raise NeunnError("--ephemeral keeps nothing: drop --store and --db, or drop --ephemeral.")
-    if args.ephemeral and args.lis_folder is not None:
-        raise NeunnError("--lis-folder writes signed cases, and --ephemeral keeps none: drop one of them.")
+    lis_targets = [*(str(f) for f in args.lis_folder), *args.lis_url]
+    if args.ephemeral and lis_targets:
+        raise NeunnError("--lis-folder writes signed cases (and --lis-url sends them), and --ephemeral keeps none: "
+                         "drop one of them.")
     serve_run(args.run_dir, host=args.host, port=args.port, backend=args.backend, token=token,
               checkpoint=args.checkpoint, device=args.device, review_threshold=args.review_threshold,
               critical=args.critical, store=None if args.ephemeral else (args.store, args.db or os.environ.get("NEUNN_DB")),
-              lis_folder=args.lis_folder)
+              lis_targets=lis_targets)
     return 0
 
 
@@ -90,9 +92,13 @@ def add_parsers(sub) -> None:
                                    "(default: $NEUNN_TOKEN)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu", help="torch backend only: cpu, cuda, mps, auto")
-    p.add_argument("--lis-folder", type=Path, metavar="DIR",
+    p.add_argument("--lis-folder", type=Path, metavar="DIR", action="append", default=[],
                    help="on signing a case (and amending a signed one), write its FHIR bundle and HL7 v2 message "
-                        "into DIR (<sample>.fhir.json, <sample>.hl7, each atomically) for the LIS to pick up")
+                        "into DIR (<sample>.fhir.json, <sample>.hl7, each atomically) for the LIS to pick up; "
+                        "retried until written (repeatable)")
+    p.add_argument("--lis-url", metavar="URL", action="append", default=[],
+                   help="on signing a case (and amending a signed one), POST its FHIR R4 bundle to this endpoint; "
+                        "retried until it answers 2xx, never lost (repeatable)")
     add_policy(p)
 
     p = add_command("export", sub, "export a run's model to ONNX and check ONNX Runtime against PyTorch",

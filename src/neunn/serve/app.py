@@ -10,13 +10,16 @@ summary and critical alert), ``POST /api/v1/heatmap`` (one image → transparent
 the accounts routes (accounts.py) and the cases routes (case_api.py), and the OpenAPI schema at ``/openapi.json``
 (Swagger UI at ``/docs``). The pages, their static files, ``/healthz`` and the schema reveal nothing and stay open.
 
-The routers are module-level (model_api.py, accounts.py, case_api.py, case_events.py) and take what they need through the providers in
-deps.py, which read the one ``Serving`` this function puts on ``app.state``. Errors are JSON ``{"error": "..."}``; an
-unexpected one is logged and answered with a 500, and the server goes on.
+The routers are module-level (model_api.py, accounts.py, case_api.py, case_events.py) and take what they need
+through the providers in deps.py, which read the one ``Serving`` this function puts on ``app.state``. Errors are
+JSON ``{"error": "..."}``; an unexpected one is logged and answered with a 500, and the server goes on.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from neunn import __version__
 from neunn.cases.database import CaseStore
+from neunn.cases.lis_delivery import deliver_due, parse_targets
 from neunn.errors import NeunnError
 from neunn.inference.predictor import Predictor
 from neunn.serve import accounts, case_api, case_events, model_api
@@ -46,25 +50,26 @@ _PAGE_HEADERS = {  # the page loads nothing from elsewhere, and nothing may fram
 
 def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: str | None = None,
                limits: ServeLimits | None = None, model_info: dict[str, Any] | None = None,
-               lis_folder: Path | None = None) -> FastAPI:
+               lis_targets: Sequence[str | Path] = ()) -> FastAPI:
     """The FastAPI app of the review station for one predictor.
 
     With a ``store``, cases are kept and every /api/ route but the login needs a named reviewer's login (see
     accounts.py); without one (``--ephemeral``), nothing is kept and ``token``, when set, guards every /api/ route.
-    With ``lis_folder`` (a store needed), each case signed is also written there for the LIS (case_api.py)."""
+    With ``lis_targets`` (a store needed: folders, or http(s):// FHIR endpoints), each case signed or amended owes its
+    results to each; the server delivers them and retries until delivered (cases.lis_delivery), every few seconds."""
     if store is not None and token is not None:
         raise NeunnError("A shared token is only for --ephemeral serving; with a case store, reviewers log in.")
-    if store is None and lis_folder is not None:
-        raise NeunnError("--lis-folder writes signed cases, and --ephemeral keeps none: drop one of them.")
+    if store is None and lis_targets:
+        raise NeunnError("LIS targets receive signed cases, and --ephemeral keeps none: drop one of them.")
     station = Station(predictor, limits or ServeLimits())
     model_card = {**(model_info or {}), "cases": store is not None}
     serving = Serving(
         station=station, store=store, token=token,
         reading=anyio.Semaphore(station.limits.max_concurrent_requests), compute=anyio.CapacityLimiter(1),
-        model_card=model_card, lis_folder=lis_folder,
+        model_card=model_card, lis_targets=parse_targets(str(t) for t in lis_targets),
         case_model=case_api.model_info(predictor, str(model_card.get("run", ""))) if store is not None else None)
 
-    app = FastAPI(title="NeuNN review station", version=__version__,
+    app = FastAPI(title="NeuNN review station", version=__version__, lifespan=_lifespan(serving),
                   description="Neutrophil classification with calibrated confidence, a review bin, critical-finding "
                               "alerts and Grad-CAM heatmaps" + (
                                   "; cases, named reviewers and an audit trail. Every /api/ route but the login needs "
@@ -83,6 +88,31 @@ def create_app(predictor: Predictor, *, store: CaseStore | None = None, token: s
         app.include_router(case_events.router)
     _add_pages(app, cases=store is not None)
     return app
+
+
+log = logging.getLogger("neunn.serve")
+DELIVERY_INTERVAL_SECONDS = 5  # how often the server tries the LIS deliveries that are due
+
+
+def _lifespan(serving: Serving):
+    """While the server runs: with LIS targets, a loop that delivers what is due (cases.lis_delivery)."""
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        async with anyio.create_task_group() as tasks:
+            if serving.lis_targets and serving.store is not None:
+                tasks.start_soon(_deliver_forever, serving.store)
+            yield
+            tasks.cancel_scope.cancel()
+    return lifespan
+
+
+async def _deliver_forever(store: CaseStore) -> None:
+    while True:
+        try:
+            await anyio.to_thread.run_sync(deliver_due, store, abandon_on_cancel=True)
+        except Exception:  # a broken database connection, say: logged, tried again at the next turn
+            log.exception("the LIS delivery loop failed; it goes on")
+        await anyio.sleep(DELIVERY_INTERVAL_SECONDS)
 
 
 def _add_pages(app: FastAPI, *, cases: bool) -> None:

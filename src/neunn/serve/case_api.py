@@ -24,8 +24,9 @@ Routes (every one needs a login; see accounts.py):
     GET  /api/v1/cases/{id}/fhir                                     a signed case as a FHIR R4 Bundle (409 unsigned)
     GET  /api/v1/cases/{id}/hl7                                      a signed case as an HL7 v2.5 ORU^R01 (409 unsigned)
 
-Downloads are named by the sample ID (cases.export.file_stem). With ``lis_folder``, signing a case (and amending a
-signed one) also writes its FHIR bundle and HL7 message there (cases.lis.write_lis_files).
+Downloads are named by the sample ID (cases.export.file_stem). With LIS targets (folders, FHIR endpoints), signing a
+case (and amending a signed one) queues its results for each in the same transaction; they are delivered at once and
+retried until delivered (cases.lis_delivery; GET /api/v1/cases/{id}/deliveries says where they stand).
 
 Blocking database work runs in FastAPI's worker threads, one transaction per request (deps.Transaction) where a route
 does one piece of work; classification goes through the one compute slot that ``POST /api/v1/predict`` uses.
@@ -74,7 +75,8 @@ from neunn.cases.export import (
     rows_csv,
 )
 from neunn.cases.images import image_extension
-from neunn.cases.lis import FHIR_MEDIA_TYPE, fhir_bundle, hl7_oru, write_lis_files
+from neunn.cases.lis import FHIR_MEDIA_TYPE, fhir_bundle, hl7_oru
+from neunn.cases.lis_delivery import deliver_due, deliveries_of, queue_deliveries
 from neunn.cases.report_facts import report_facts
 from neunn.cases.report_pdf import case_report_pdf
 from neunn.cases.schema import CALL_METHODS
@@ -178,18 +180,11 @@ def model_info(predictor: Predictor, run_name: str) -> ModelInfo:
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=error_responses(401, 404, 422))
 
 
-def _deliver(serving: Serving, case_id: int) -> None:
-    """Write a signed case's FHIR bundle and HL7 message into the LIS folder (after the signature is committed: a
-    failure here is logged and leaves the signature as it is; the routes /fhir and /hl7 still give them)."""
-    if serving.lis_folder is None or serving.store is None:
-        return
-    try:
-        with serving.store.transaction() as db:
-            facts = report_facts(db, case_id)
-        if facts["signed"]:
-            write_lis_files(serving.lis_folder, facts)
-    except Exception:
-        log.exception("could not write case %s to the LIS folder %s", case_id, serving.lis_folder)
+def _deliver_now(serving: Serving) -> None:
+    """Try the deliveries a signature or an amendment just queued (committed with it: one that fails here is retried
+    by the server's delivery loop, never lost; the routes /fhir and /hl7 give the results meanwhile)."""
+    if serving.lis_targets and serving.store is not None:
+        deliver_due(serving.store)
 
 
 @router.get("", summary="The worklist: cases with critical findings first, then in progress, to review, signed")
@@ -271,11 +266,13 @@ def cell_image(case_id: CaseId, cell_id: CellId, _: CurrentReviewer, store: Stor
             summary="Confirm or reclassify a cell (an amendment, with a reason, once the case is signed)")
 def put_decision(case_id: CaseId, cell_id: CellId, body: Decision, who: CurrentReviewer, serving: ServingDep,
                  store: StoreDep) -> dict[str, Any]:
-    with store.transaction() as db:  # committed before the LIS hears of an amendment
+    with store.transaction() as db:  # an amendment and its deliveries to the LIS commit together
         cell = decide(db, who, case_id, cell_id, body.label, version=body.version, reason=body.reason)
         signed = case_summary(db, case_id)["status"] == "signed"
-    if signed:  # an amendment: the LIS gets the corrected results
-        _deliver(serving, case_id)
+        if signed:  # an amendment: the LIS gets the corrected results
+            queue_deliveries(db, case_id, serving.lis_targets, reason="amend")
+    if signed:
+        _deliver_now(serving)
     return cell
 
 
@@ -321,10 +318,19 @@ def post_critical_call(case_id: CaseId, body: CriticalCallIn, who: CurrentReview
              summary="Sign the case: it is locked; later changes are amendments; a case with a critical finding "
                      "needs a pathologist")
 def post_signature(case_id: CaseId, who: CurrentReviewer, serving: ServingDep, store: StoreDep) -> dict[str, Any]:
-    with store.transaction() as db:  # committed before the LIS hears of it
+    with store.transaction() as db:  # the signature and its deliveries to the LIS commit together
         row = sign(db, who, case_id)
-    _deliver(serving, case_id)
+        queue_deliveries(db, case_id, serving.lis_targets, reason="sign")
+    _deliver_now(serving)
     return row
+
+
+@router.get("/{case_id}/deliveries",
+            summary="The case's results owed to the LIS: each target, its state (pending or delivered), the attempts "
+                    "and the last error")
+def read_deliveries(case_id: CaseId, _: CurrentReviewer, db: Transaction) -> dict[str, Any]:
+    case_summary(db, case_id)  # 404 for an unknown case
+    return {"deliveries": deliveries_of(db, case_id)}
 
 
 @router.get("/{case_id}/audit", summary="The case's audit trail: who did what, when, from what to what",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from neunn.cases.casework import ModelInfo
 from neunn.cases.database import CaseStore
 from neunn.cases.errors import NotAllowed, NotLoggedIn
+from neunn.cases.lis_delivery import LisTarget
 from neunn.cases.logins import resolve_token
 from neunn.cases.users import Reviewer
 from neunn.serve.api_errors import ApiError
@@ -50,7 +50,7 @@ class Serving:
     compute: anyio.CapacityLimiter  # one request's model work at a time: the model already uses every core
     model_card: dict[str, Any]  # GET /api/v1/model's facts about the run
     case_model: ModelInfo | None  # the model and policy in force, as each case's cells record them
-    lis_folder: Path | None
+    lis_targets: tuple[LisTarget, ...]  # where signed cases' results go (cases.lis_delivery)
     presence: Presence = field(default_factory=Presence)  # who has each case open (live updates)
 
 

@@ -12,12 +12,14 @@ import ctypes
 import ipaddress
 import json
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from neunn.cases.database import open_store
+from neunn.cases.lis_delivery import parse_targets
 from neunn.cases.users import list_users
 from neunn.errors import NeunnError
 from neunn.evaluation.metric_results import MetricResults
@@ -87,13 +89,13 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
               token: str | None = None, checkpoint: str = "best", device: str = "cpu",
               limits: ServeLimits | None = None, review_threshold: float | None = None,
               critical: str | None = None, store: tuple[Path | None, str | None] | None = (None, None),
-              lis_folder: Path | None = None) -> None:
+              lis_targets: Sequence[str] = ()) -> None:
     """Load a run's model and serve the review page and API until interrupted.
 
     ``store`` is (store folder, database URL) of the case store, None for each default; ``store=None`` keeps nothing
     (``--ephemeral``), and then ``token`` guards the API. ``review_threshold`` and ``critical`` override the model's
-    decision policy; the page and the API show the one in force. ``lis_folder``: where signed cases' FHIR bundles
-    and HL7 v2 messages are written on signing (see neunn.cases.lis)."""
+    decision policy; the page and the API show the one in force. ``lis_targets``: folders and FHIR endpoints that signed
+    cases' results are delivered to (see neunn.cases.lis_delivery)."""
     import uvicorn  # imported here: only serving needs it
 
     if token is not None and not token.strip():
@@ -101,13 +103,14 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     if store is None and not is_loopback(host) and token is None:
         raise NeunnError(f"Serving on {host} exposes patients' cells to the network; set a token with --token "
                          "or the NEUNN_TOKEN environment variable.")
-    if lis_folder is not None and store is None:
-        raise NeunnError("--lis-folder writes signed cases, and --ephemeral keeps none: drop one of them.")
-    if lis_folder is not None:
-        try:
-            Path(lis_folder).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NeunnError(f"Cannot make the LIS folder {lis_folder} ({exc.strerror or exc}).") from None
+    if lis_targets and store is None:
+        raise NeunnError("LIS targets receive signed cases, and --ephemeral keeps none: drop one of them.")
+    for target in parse_targets(lis_targets):
+        if target.kind == "folder":
+            try:
+                Path(target.where).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NeunnError(f"Cannot make the LIS folder {target.where} ({exc.strerror or exc}).") from None
     if not 0 < port < 65536:
         raise NeunnError(f"Port must be between 1 and 65535, got {port}.")
     _require_free_port(host, port)
@@ -125,7 +128,7 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, backend=backend, device=device,
                                    review_threshold=review_threshold, critical=critical)
     app = create_app(predictor, store=cases, token=token, limits=limits, model_info=run_model_info(run_dir),
-                     lis_folder=lis_folder)
+                     lis_targets=lis_targets)
     shown = f"[{host}]" if ":" in host else host
     policy = predictor.policy
     say(f"NeuNN review station for {run_dir} ({predictor.meta.get('arch')}, backend {backend}) on "
@@ -136,8 +139,10 @@ def serve_run(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         say("--ephemeral: uploads stay in memory; nothing is written to disk. Stop with Ctrl+C.")
     else:
         say(f"cases kept in {cases.describe()}; reviewers log in at /login. Stop with Ctrl+C.")
-        if lis_folder is not None:
-            say(f"signed cases are written to {lis_folder} for the LIS (FHIR R4 and HL7 v2.5).")
+        for target in parse_targets(lis_targets):
+            say(f"signed cases are delivered to {target.name} for the LIS "
+                + ("(FHIR R4 and HL7 v2.5 files)" if target.kind == "folder" else "(FHIR R4 by POST)")
+                + "; retried until delivered")
         if not is_loopback(host):
             say("serving beyond this machine: put it behind a TLS reverse proxy (docs/serving.md) so passwords and "
                 "session cookies never cross the network in clear.")
