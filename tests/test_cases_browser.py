@@ -176,6 +176,11 @@ def test_review_reload_sign_and_audit(station):
     expect(page.locator("#sign-button")).to_be_disabled()
     expect(page.locator("#sign-help")).to_contain_text("still need a decision")
     expect(page.locator("#alert")).to_be_visible()  # the first cell's class is critical
+    # A critical call still in a bin is in the alert, and its summary row says so rather than hiding it.
+    in_bins = sum(c["critical"] and (c["needs_review"] or bool(c["out_of_domain"])) for c in stored["cells"])
+    expect(page.locator("#summary .in-bins")).to_have_count(1 if in_bins else 0)
+    if in_bins:
+        expect(page.locator("#summary .in-bins")).to_have_text(f"+{in_bins} in the bins")
 
     # Reclassify a cell the model did not flag (into a class that is not critical): saved at once.
     cells = stored["cells"]

@@ -17,6 +17,13 @@ export function showSummary(s, model, { critical, criticalRows, warning, decided
     const th = document.createElement("th");
     th.append(Object.assign(document.createElement("span"), { className: "code", textContent: c }), " ",
               Object.assign(document.createElement("span"), { className: "cname", textContent: className(model, c) }));
+    const waiting = (critical[c] ?? 0) - (s.counts[c] ?? 0);  // called critical, still in a bin: in the alert only
+    if (waiting > 0) {
+      th.append(" ", Object.assign(document.createElement("span"), {
+        className: "in-bins", textContent: `+${waiting} in the bins`,
+        title: `${waiting} more cell${waiting === 1 ? "" : "s"} called ${c} wait in the review or out-of-domain bin: ` +
+               "they raise the alert, and count here once a person decides them" }));
+    }
     const bar = Object.assign(document.createElement("span"), { className: "share" });
     bar.style.width = percent(s.shares[c] ?? 0);
     th.append(bar);
