@@ -35,7 +35,8 @@ def test_a_generated_image_does_not_depend_on_the_rest_of_its_batch():
     labels = torch.zeros(5, dtype=torch.long)
     together = G(z, labels)
     alone = G(z[2:3], labels[2:3])
-    assert torch.allclose(together[2:3], alone, atol=1e-6)
+    # float32 convolutions of another batch size may take another kernel: equal to rounding, not to the bit
+    assert torch.allclose(together[2:3], alone, atol=1e-5)
 
 
 def test_the_class_changes_the_sample_in_conditional_mode():

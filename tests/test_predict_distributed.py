@@ -1,6 +1,7 @@
 """`neunn predict` under torchrun: ranks share the files, rank 0 merges the parts into the one-process output."""
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -77,7 +78,10 @@ def test_parts_of_uneven_shares_merge_into_the_one_process_output(trained_run: P
         write_part(predictor.predict_files(files, batch_size=5), part_path(out, rank, world), fmt, predictor.policy,
                    predictor.classes)
     merged = merge_parts([part_path(out, rank, world) for rank in range(world)], out, fmt)
-    assert out.read_bytes() == (tmp_path / f"single.{fmt}").read_bytes()
+    if fmt == "csv":
+        _assert_same_rows(out, tmp_path / f"single.{fmt}")
+    else:
+        _assert_same_records(out, tmp_path / f"single.{fmt}")
     assert merged == single and len(merged.failed) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"merged.{fmt}", f"single.{fmt}"]
 
@@ -90,6 +94,26 @@ def test_parts_that_do_not_fit_together_are_refused(tmp_path: Path):
         merge_parts(parts, tmp_path / "out.csv", "csv")
     assert not (tmp_path / "out.csv").exists() and all(p.exists() for p in parts)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def _same_but_for_rounding(a, b) -> bool:
+    """Equal values, floats to 1e-4 of their size: the same cells scored in other batches (or thread counts) round
+    their last digits differently (the out-of-domain distance amplifies it most)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-4, abs=1e-7)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_but_for_rounding(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_but_for_rounding(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _assert_same_records(merged: Path, single: Path) -> None:
+    """The same JSON records in the same order, every field equal but for float rounding (_same_but_for_rounding)."""
+    records_a, records_b = json.loads(merged.read_text()), json.loads(single.read_text())
+    assert len(records_a) == len(records_b)
+    for a, b in zip(records_a, records_b):
+        assert _same_but_for_rounding(a, b), (a, b)
 
 
 def _assert_same_rows(merged: Path, single: Path) -> None:
