@@ -210,12 +210,14 @@ def _run_on_a_terminal(argv: list[str], keys: bytes, *, prompt: bytes, timeout: 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the terminal is its controlling terminal, as in a shell
         os.execve(sys.executable, [sys.executable, "-m", "neunn", *argv], env)
-    shown, typed, deadline = b"", False, time.monotonic() + timeout
+    shown, typed_at, deadline = b"", None, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if not typed and prompt in shown:
+            # Typed once the prompt shows; again if the program is still there 5 s later (on a loaded machine a key
+            # can reach the terminal before the prompt's read has set it up, and be lost).
+            if prompt in shown and (typed_at is None or time.monotonic() - typed_at > 5):
                 os.write(fd, keys)
-                typed = True
+                typed_at = time.monotonic()
             ready, _, _ = select.select([fd], [], [], 1.0)
             if not ready:
                 continue
