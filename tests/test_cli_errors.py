@@ -7,6 +7,7 @@ import argparse
 import os
 import pty
 import select
+import signal
 import shutil
 import sys
 import time
@@ -209,15 +210,16 @@ def _run_on_a_terminal(argv: list[str], keys: bytes, *, prompt: bytes, timeout: 
     env.pop("NEUNN_DB", None)
     pid, fd = pty.fork()
     if pid == 0:  # the child: the terminal is its controlling terminal, as in a shell
+        # and Ctrl-C interrupts it, as a shell's foreground job (an ignored SIGINT would be inherited through exec,
+        # and a test run may have left it ignored)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(sys.executable, [sys.executable, "-m", "neunn", *argv], env)
-    shown, typed_at, deadline = b"", None, time.monotonic() + timeout
+    shown, typed, deadline = b"", False, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            # Typed once the prompt shows; again if the program is still there 5 s later (on a loaded machine a key
-            # can reach the terminal before the prompt's read has set it up, and be lost).
-            if prompt in shown and (typed_at is None or time.monotonic() - typed_at > 5):
+            if not typed and prompt in shown:
                 os.write(fd, keys)
-                typed_at = time.monotonic()
+                typed = True
             ready, _, _ = select.select([fd], [], [], 1.0)
             if not ready:
                 continue
