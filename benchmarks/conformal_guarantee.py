@@ -70,6 +70,15 @@ def _fit(run: Path, alpha: float, budget: float | None, per_class: bool, data: P
         return {"flag_budget": None, "budget_refused": str(exc)}
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command that made the record, with the run and the data named as docs/results.md names them (runs/NAME,
+    data/NAME) rather than by where they were on the machine that ran it."""
+    named = {str(args.run): f"runs/{args.run.name}", **{str(o): f"data/{o.name}" for o in args.other}}
+    if args.json is not None:
+        named[str(args.json)] = f"results/{args.json.name}"
+    return " ".join(["python benchmarks/" + Path(sys.argv[0]).name, *(named.get(a, a) for a in sys.argv[1:])])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -88,7 +97,7 @@ def main() -> int:
     data_dir = Path(source.read_info()["data_dir"])
     test = [(data_dir / e.path, e.label) for e in load_split(source.splits).splits["test"]]
     cpu = platform.processor() or platform.machine()
-    record = {"command": " ".join(["python benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+    record = {"command": _command(args),
               "device": f"CPU ({cpu}), {args.threads} thread(s)", "date": datetime.date.today().isoformat(),
               "run": source.root.name, "alpha": args.alpha, "budget": args.budget, "per_class": args.per_class,
               "rows": []}
